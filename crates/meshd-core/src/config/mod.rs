@@ -1,0 +1,15 @@
+//! `mesh.yaml`: parsing with positions, validation, and the typed model.
+
+mod error;
+mod model;
+mod parse;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::*;
+
+/// Parses and validates a whole mesh config. `file` names the source in error messages.
+/// Returns every error found, not just the first.
+pub fn parse(file: &str, text: &str) -> Result<MeshConfig, ConfigErrors> {
+    parse::parse(file, text)
+}

@@ -1,0 +1,190 @@
+//! The typed mesh configuration: what `mesh.yaml` means once it has been parsed and validated.
+//! Every value here is already checked; positions are kept where later stages report errors.
+
+use crate::key::PublicKey;
+use ipnet::IpNet;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// A place in the config file, 1-based as editors show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// The whole mesh, as described by one `mesh.yaml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeshConfig {
+    pub interface: InterfaceConfig,
+    pub admin: AdminConfig,
+    pub nodes: Vec<NodeConfig>,
+    pub policy: Vec<PolicyRule>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterfaceConfig {
+    /// TUN device name, 1..=15 bytes. Default `meshd0`.
+    pub name: String,
+    /// UDP port of the WireGuard endpoint. Default 51820.
+    pub listen_port: u16,
+    /// MTU of the TUN device. Default 1420.
+    pub mtu: u16,
+    /// Prometheus endpoint. Default `127.0.0.1:9586`.
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metrics {
+    Off,
+    Listen(SocketAddr),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// Who may reach tcp/22 from outside the mesh. Default empty (with a warning).
+    pub ssh_from: Vec<IpNet>,
+    /// Echo-request rate limit. Default 5/second.
+    pub icmp_rate: Rate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: RateUnit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateUnit {
+    Second,
+    Minute,
+    Hour,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    pub name: String,
+    pub public_key: PublicKey,
+    /// Overlay address with the mesh prefix length, e.g. 10.100.0.2/24.
+    pub address: IpNet,
+    pub endpoint: Option<Endpoint>,
+    /// Subnets this node routes for (extra AllowedIPs), normalised (no host bits).
+    pub routes: Vec<IpNet>,
+    /// Persistent keepalive in seconds; `None` when absent or 0.
+    pub keepalive: Option<u16>,
+    /// Public ports of this node's host firewall (tcp/udp only).
+    pub open: Vec<PortSpec>,
+    /// Where the node's entry starts in the file.
+    pub pos: Pos,
+}
+
+/// Where a peer can be reached.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Addr(SocketAddr),
+    /// A DNS name, resolved by the daemon.
+    Host { host: String, port: u16 },
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Addr(a) => write!(f, "{a}"),
+            Endpoint::Host { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyRule {
+    pub from: Selector,
+    pub to: Selector,
+    /// Never empty.
+    pub allow: Vec<Allow>,
+    pub pos: Pos,
+}
+
+/// A set of nodes in a policy rule. Names are checked to exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    All,
+    Nodes(Vec<String>),
+}
+
+impl Selector {
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            Selector::All => true,
+            Selector::Nodes(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+/// What a policy rule lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Allow {
+    Port(PortSpec),
+    Icmp,
+    Any,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// `tcp/443`, `udp/53`, `tcp/8000-8100`: 1 <= low <= high <= 65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortSpec {
+    pub protocol: Protocol,
+    pub low: u16,
+    pub high: u16,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.low == self.high {
+            write!(f, "{}/{}", self.protocol, self.low)
+        } else {
+            write!(f, "{}/{}-{}", self.protocol, self.low, self.high)
+        }
+    }
+}
+
+impl fmt::Display for Allow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Allow::Port(p) => write!(f, "{p}"),
+            Allow::Icmp => f.write_str("icmp"),
+            Allow::Any => f.write_str("any"),
+        }
+    }
+}
+
+impl MeshConfig {
+    /// Problems that do not make the config invalid but that an operator must hear about.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.admin.ssh_from.is_empty() {
+            out.push(
+                "admin.ssh_from is empty: the host firewall will refuse SSH from outside the mesh"
+                    .to_string(),
+            );
+        }
+        out
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}

@@ -1,0 +1,1490 @@
+//! `mesh.yaml` from text to the typed model.
+//!
+//! The YAML tree (with positions) is walked by hand so that every problem is reported with the
+//! line and column of the offending key or value and its key path (`nodes[1].address`), and so
+//! that one bad value never hides the next one: the walk always goes on, collecting every error.
+//! Each field is checked on its own here; the checks across fields and nodes (mesh prefix,
+//! duplicates, overlapping routes, policy names) live in `validate.rs`.
+
+use super::error::{ConfigError, ConfigErrors};
+use super::model::{
+    AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, Metrics, NodeConfig, PolicyRule,
+    PortSpec, Pos, Protocol, Rate, RateUnit, Selector,
+};
+use super::validate;
+use crate::key::PublicKey;
+use ipnet::IpNet;
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
+use marked_yaml::{LoadError, LoaderOptions, Marker, Node, Span};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
+
+/// Default TUN device name.
+pub(super) const DEFAULT_INTERFACE_NAME: &str = "meshd0";
+/// Default UDP port of the WireGuard endpoint.
+pub(super) const DEFAULT_LISTEN_PORT: u16 = 51820;
+/// Default MTU of the TUN device: 1500 minus the WireGuard overhead over IPv6 (80 bytes).
+pub(super) const DEFAULT_MTU: u16 = 1420;
+/// Default Prometheus endpoint.
+pub(super) const DEFAULT_METRICS: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9586);
+/// Default echo-request rate limit.
+pub(super) const DEFAULT_ICMP_RATE: Rate = Rate {
+    count: 5,
+    per: RateUnit::Second,
+};
+/// Smallest MTU accepted at all (the IPv4 minimum datagram size every host must accept).
+pub(super) const MIN_MTU: u16 = 576;
+/// Smallest MTU when IPv6 travels through the mesh (RFC 8200).
+pub(super) const MIN_MTU_IPV6: u16 = 1280;
+
+const TOP_KEYS: &[&str] = &["interface", "admin", "nodes", "policy"];
+const INTERFACE_KEYS: &[&str] = &["name", "listen_port", "mtu", "metrics"];
+const ADMIN_KEYS: &[&str] = &["ssh_from", "icmp_rate"];
+const NODE_KEYS: &[&str] = &[
+    "name",
+    "public_key",
+    "address",
+    "endpoint",
+    "routes",
+    "keepalive",
+    "open",
+];
+const RULE_KEYS: &[&str] = &["from", "to", "allow"];
+
+/// Parses and validates a whole `mesh.yaml`; see [`super::parse`].
+pub(super) fn parse(file: &str, text: &str) -> Result<MeshConfig, ConfigErrors> {
+    let mut errs = Errors::new(file);
+    let root = match load(text) {
+        Ok(root) => root,
+        Err((pos, key, message)) => {
+            errs.push(pos, key, message);
+            return Err(errs.finish());
+        }
+    };
+    let draft = walk(&root, &mut errs);
+    validate::validate(&draft, &mut errs);
+    if !errs.is_empty() {
+        return Err(errs.finish());
+    }
+    match build(draft) {
+        Some(config) => Ok(config),
+        None => {
+            // Every missing piece has already been reported, so this cannot happen; but never
+            // hand out a half-built config.
+            errs.push(
+                Pos::default(),
+                "",
+                "the configuration is incomplete".to_string(),
+            );
+            Err(errs.finish())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// The errors found so far in one file.
+pub(super) struct Errors {
+    file: String,
+    list: Vec<ConfigError>,
+}
+
+impl Errors {
+    pub(super) fn new(file: &str) -> Self {
+        Self {
+            file: file.to_string(),
+            list: Vec::new(),
+        }
+    }
+
+    pub(super) fn push(&mut self, pos: Pos, key: impl Into<String>, message: impl Into<String>) {
+        self.list.push(ConfigError {
+            file: self.file.clone(),
+            pos,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// All errors, in file order (stable: errors at the same place keep the order found).
+    pub(super) fn finish(mut self) -> ConfigErrors {
+        self.list.sort_by_key(|e| (e.pos.line, e.pos.column));
+        ConfigErrors(self.list)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parsed but not yet cross-checked config
+
+/// A value with the place it was written and its key path.
+#[derive(Debug, Clone)]
+pub(super) struct Located<T> {
+    pub(super) value: T,
+    pub(super) pos: Pos,
+    pub(super) key: String,
+}
+
+#[derive(Debug)]
+pub(super) struct NodeDraft {
+    pub(super) pos: Pos,
+    pub(super) name: Option<Located<String>>,
+    /// The name as written when it is text but not a valid node name (already reported), so that
+    /// a policy naming it is not reported a second time as naming an unknown node.
+    pub(super) invalid_name: Option<String>,
+    pub(super) public_key: Option<Located<PublicKey>>,
+    pub(super) address: Option<Located<IpNet>>,
+    pub(super) endpoint: Option<Endpoint>,
+    pub(super) routes: Vec<Located<IpNet>>,
+    pub(super) keepalive: Option<u16>,
+    pub(super) open: Vec<PortSpec>,
+}
+
+#[derive(Debug)]
+pub(super) enum SelectorDraft {
+    All,
+    Nodes(Vec<Located<String>>),
+}
+
+#[derive(Debug)]
+pub(super) struct RuleDraft {
+    pub(super) pos: Pos,
+    pub(super) from: Option<SelectorDraft>,
+    pub(super) to: Option<SelectorDraft>,
+    pub(super) allow: Option<Vec<Allow>>,
+}
+
+#[derive(Debug)]
+pub(super) struct Draft {
+    pub(super) interface: InterfaceConfig,
+    /// The MTU when it was written in the file (not defaulted).
+    pub(super) mtu: Option<Located<u16>>,
+    pub(super) admin: AdminConfig,
+    pub(super) nodes: Vec<NodeDraft>,
+    /// False when `nodes` is missing or not a list: node names cannot be checked then.
+    pub(super) nodes_ok: bool,
+    pub(super) policy: Vec<RuleDraft>,
+}
+
+/// Turns a draft without errors into the model. `None` if a required piece is missing, which
+/// only happens when an error has been reported.
+fn build(draft: Draft) -> Option<MeshConfig> {
+    let mut nodes = Vec::with_capacity(draft.nodes.len());
+    for n in draft.nodes {
+        nodes.push(NodeConfig {
+            name: n.name?.value,
+            public_key: n.public_key?.value,
+            address: n.address?.value,
+            endpoint: n.endpoint,
+            routes: n.routes.into_iter().map(|r| r.value).collect(),
+            keepalive: n.keepalive,
+            open: n.open,
+            pos: n.pos,
+        });
+    }
+    let mut policy = Vec::with_capacity(draft.policy.len());
+    for r in draft.policy {
+        policy.push(PolicyRule {
+            from: selector(r.from?),
+            to: selector(r.to?),
+            allow: r.allow?,
+            pos: r.pos,
+        });
+    }
+    Some(MeshConfig {
+        interface: draft.interface,
+        admin: draft.admin,
+        nodes,
+        policy,
+    })
+}
+
+fn selector(s: SelectorDraft) -> Selector {
+    match s {
+        SelectorDraft::All => Selector::All,
+        SelectorDraft::Nodes(names) => Selector::Nodes(names.into_iter().map(|n| n.value).collect()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML loading
+
+fn pos_of_marker(m: Option<&Marker>) -> Pos {
+    m.map(|m| Pos {
+        line: m.line(),
+        column: m.column(),
+    })
+    .unwrap_or_default()
+}
+
+fn pos_of(span: &Span) -> Pos {
+    pos_of_marker(span.start())
+}
+
+/// Loads the YAML tree; on failure, the one error the YAML loader gives (position, key, message).
+fn load(text: &str) -> Result<Node, (Pos, String, String)> {
+    let options = LoaderOptions::default()
+        .error_on_duplicate_keys(true)
+        .prevent_coercion(true);
+    match marked_yaml::parse_yaml_with_options(0, text, options) {
+        Ok(node) => Ok(node),
+        Err(e) => Err(load_error(text, e)),
+    }
+}
+
+fn load_error(text: &str, e: LoadError) -> (Pos, String, String) {
+    let top = "(top level)".to_string();
+    let syntax = "(yaml)".to_string();
+    match e {
+        LoadError::TopLevelMustBeMapping(m) => (
+            pos_of_marker(Some(&m)),
+            top,
+            format!(
+                "the config must be a mapping with the keys {}",
+                TOP_KEYS.join(", ")
+            ),
+        ),
+        LoadError::TopLevelMustBeSequence(m) => (
+            pos_of_marker(Some(&m)),
+            top,
+            "the config must be a mapping".to_string(),
+        ),
+        LoadError::UnexpectedAnchor(m) => (
+            pos_of_marker(Some(&m)),
+            syntax,
+            "YAML anchors and aliases (&name, *name) are not supported; write the value out"
+                .to_string(),
+        ),
+        LoadError::MappingKeyMustBeScalar(m) => (
+            pos_of_marker(Some(&m)),
+            syntax,
+            "a mapping key must be a plain word, not a list or a mapping".to_string(),
+        ),
+        LoadError::UnexpectedTag(m) => (
+            pos_of_marker(Some(&m)),
+            syntax,
+            "YAML tags (!tag, !!str) are not supported; quote the value instead".to_string(),
+        ),
+        LoadError::ScanError(m, e) => (
+            pos_of_marker(Some(&m)),
+            syntax,
+            format!("YAML syntax error: {}", e.info()),
+        ),
+        LoadError::DuplicateKey(inner) => {
+            let first = pos_of(inner.prev_key.span());
+            let second = pos_of(inner.key.span());
+            let name = inner.key.as_str().to_string();
+            // Find the key path of the duplicate in the tree loaded without the check, where the
+            // mapping keeps the first occurrence of the key.
+            let path = marked_yaml::parse_yaml_with_options(
+                0,
+                text,
+                LoaderOptions::default().prevent_coercion(true),
+            )
+            .ok()
+            .and_then(|root| find_key_path(&root, "", first, 0))
+            .unwrap_or_else(|| esc(&name));
+            (
+                second,
+                path,
+                format!(
+                    "duplicate key `{}`; it is already set at line {}, column {}",
+                    esc(&name),
+                    first.line,
+                    first.column
+                ),
+            )
+        }
+    }
+}
+
+/// The key path of the mapping key written at `pos`, searched depth-first (bounded depth).
+fn find_key_path(node: &Node, path: &str, pos: Pos, depth: usize) -> Option<String> {
+    if depth > 64 {
+        return None;
+    }
+    match node {
+        Node::Scalar(_) => None,
+        Node::Mapping(m) => m.iter().find_map(|(k, v)| {
+            let here = child(path, &esc(k.as_str()));
+            if pos_of(k.span()) == pos {
+                Some(here)
+            } else {
+                find_key_path(v, &here, pos, depth + 1)
+            }
+        }),
+        Node::Sequence(s) => s
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_key_path(v, &index(path, i), pos, depth + 1)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text helpers
+
+fn child(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+const MAX_SHOWN: usize = 80;
+
+/// A value written back in an error message: escaped, and cut when very long.
+fn shorten(s: &str) -> String {
+    if s.chars().count() > MAX_SHOWN {
+        let cut: String = s.chars().take(MAX_SHOWN).collect();
+        format!("{cut}...")
+    } else {
+        s.to_string()
+    }
+}
+
+/// `s` quoted and escaped, for error messages: `"10.100.0.2/24"`.
+pub(super) fn q(s: &str) -> String {
+    format!("{:?}", shorten(s))
+}
+
+/// `s` escaped without quotes, for names inside backticks.
+pub(super) fn esc(s: &str) -> String {
+    shorten(s).escape_debug().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalars
+
+/// What a YAML scalar is, by the YAML 1.2 core schema (quoted scalars are always strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Null,
+    Bool,
+    /// An integer; `None` when it does not even fit an i128.
+    Int(Option<i128>),
+    Float,
+    Str,
+}
+
+fn kind(s: &MarkedScalarNode) -> Kind {
+    if !s.may_coerce() {
+        return Kind::Str;
+    }
+    let t = s.as_str();
+    match t {
+        "" | "~" | "null" | "Null" | "NULL" => return Kind::Null,
+        "true" | "True" | "TRUE" | "false" | "False" | "FALSE" => return Kind::Bool,
+        _ => {}
+    }
+    if let Some(i) = yaml_int(t) {
+        return Kind::Int(i);
+    }
+    if is_yaml_float(t) {
+        return Kind::Float;
+    }
+    Kind::Str
+}
+
+/// `Some(value)` if `t` is a YAML integer (decimal with an optional sign, `0x..`, `0o..`).
+fn yaml_int(t: &str) -> Option<Option<i128>> {
+    let (negative, body) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (digits, radix) = if let Some(hex) = body.strip_prefix("0x") {
+        (hex, 16)
+    } else if let Some(oct) = body.strip_prefix("0o") {
+        (oct, 8)
+    } else {
+        (body, 10)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let value = i128::from_str_radix(digits, radix)
+        .ok()
+        .map(|v| if negative { -v } else { v });
+    Some(value)
+}
+
+fn is_yaml_float(t: &str) -> bool {
+    let body = t
+        .strip_prefix('-')
+        .or_else(|| t.strip_prefix('+'))
+        .unwrap_or(t);
+    if matches!(body, ".inf" | ".Inf" | ".INF") || matches!(t, ".nan" | ".NaN" | ".NAN") {
+        return true;
+    }
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(i) => (body.get(..i).unwrap_or(""), body.get(i + 1..)),
+        None => (body, None),
+    };
+    let mut parts = mantissa.splitn(2, '.');
+    let int_part = parts.next().unwrap_or("");
+    let frac_part = parts.next();
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    let mantissa_ok = match frac_part {
+        Some(frac) => {
+            digits(int_part) && digits(frac) && !(int_part.is_empty() && frac.is_empty())
+        }
+        None => !int_part.is_empty() && digits(int_part) && exponent.is_some(),
+    };
+    let exponent_ok = match exponent {
+        None => true,
+        Some(e) => {
+            let e = e
+                .strip_prefix('-')
+                .or_else(|| e.strip_prefix('+'))
+                .unwrap_or(e);
+            !e.is_empty() && digits(e)
+        }
+    };
+    mantissa_ok && exponent_ok
+}
+
+/// How a node is described in a type error: "a list", "the string \"x\"", ...
+fn describe(node: &Node) -> String {
+    match node {
+        Node::Mapping(_) => "a mapping".to_string(),
+        Node::Sequence(_) => "a list".to_string(),
+        Node::Scalar(s) => match kind(s) {
+            Kind::Null => "no value".to_string(),
+            Kind::Bool => format!("the boolean `{}`", esc(s.as_str())),
+            Kind::Int(_) => format!("the integer `{}`", esc(s.as_str())),
+            Kind::Float => format!("the number `{}`", esc(s.as_str())),
+            Kind::Str => format!("the string {}", q(s.as_str())),
+        },
+    }
+}
+
+fn is_null(node: &Node) -> bool {
+    matches!(node, Node::Scalar(s) if kind(s) == Kind::Null)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mappings and fields
+
+/// One value in a mapping, with its key path and where its key was written.
+#[derive(Clone, Copy)]
+struct Field<'a, 'p> {
+    path: &'p str,
+    key_pos: Pos,
+    node: &'a Node,
+}
+
+impl Field<'_, '_> {
+    /// Where an error about this value goes: the value itself, or its key when it has no value
+    /// (an empty value's position is wherever the next token happens to be).
+    fn pos(&self) -> Pos {
+        if is_null(self.node) {
+            self.key_pos
+        } else {
+            pos_of(self.node.span())
+        }
+    }
+}
+
+/// The known keys of one mapping, unknown keys already reported.
+struct Fields<'a> {
+    path: String,
+    pos: Pos,
+    items: Vec<(&'a str, Pos, &'a Node, String)>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(map: &'a MarkedMappingNode, path: &str, allowed: &[&str], errs: &mut Errors) -> Self {
+        let mut items = Vec::new();
+        for (k, v) in map.iter() {
+            let key_pos = pos_of(k.span());
+            if allowed.contains(&k.as_str()) {
+                items.push((k.as_str(), key_pos, v, child(path, k.as_str())));
+            } else {
+                errs.push(
+                    key_pos,
+                    child(path, &esc(k.as_str())),
+                    format!(
+                        "unknown key `{}`; expected one of: {}",
+                        esc(k.as_str()),
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+        Self {
+            path: path.to_string(),
+            pos: pos_of(map.span()),
+            items,
+        }
+    }
+
+    /// The value of `name`, if the key is present (even with an empty value).
+    fn get(&self, name: &str) -> Option<Field<'a, '_>> {
+        self.items
+            .iter()
+            .find(|(k, ..)| *k == name)
+            .map(|(_, key_pos, node, path)| Field {
+                path: path.as_str(),
+                key_pos: *key_pos,
+                node,
+            })
+    }
+
+    /// The value of an optional `name`: absent or empty (`key:`, `~`, `null`) means the default.
+    fn optional(&self, name: &str) -> Option<Field<'a, '_>> {
+        self.get(name).filter(|f| !is_null(f.node))
+    }
+
+    /// The value of a required `name`; reports it missing at the mapping's position.
+    fn required(&self, name: &str, errs: &mut Errors) -> Option<Field<'a, '_>> {
+        let f = self.get(name);
+        if f.is_none() {
+            errs.push(
+                self.pos,
+                child(&self.path, name),
+                format!("missing required key `{name}`"),
+            );
+        }
+        f
+    }
+}
+
+fn type_error(f: Field<'_, '_>, expected: &str, errs: &mut Errors) {
+    let message = if is_null(f.node) {
+        format!("no value given; expected {expected}")
+    } else {
+        format!("expected {expected}, found {}", describe(f.node))
+    };
+    errs.push(f.pos(), f.path, message);
+}
+
+fn expect_map<'a>(f: Field<'a, '_>, errs: &mut Errors) -> Option<&'a MarkedMappingNode> {
+    match f.node {
+        Node::Mapping(m) => Some(m),
+        _ => {
+            type_error(f, "a mapping", errs);
+            None
+        }
+    }
+}
+
+fn expect_seq<'a>(f: Field<'a, '_>, errs: &mut Errors) -> Option<&'a MarkedSequenceNode> {
+    match f.node {
+        Node::Sequence(s) => Some(s),
+        Node::Scalar(s) if kind(s) != Kind::Null => {
+            errs.push(
+                f.pos(),
+                f.path,
+                format!(
+                    "expected a list, found {}; write [{}]",
+                    describe(f.node),
+                    esc(s.as_str())
+                ),
+            );
+            None
+        }
+        _ => {
+            type_error(f, "a list", errs);
+            None
+        }
+    }
+}
+
+/// A scalar as text: strings, and numbers written as words (a node may be named `1`), but not
+/// booleans or empty values, which are almost always a mistake.
+fn expect_text<'a>(f: Field<'a, '_>, expected: &str, errs: &mut Errors) -> Option<&'a str> {
+    match f.node {
+        Node::Scalar(s) => match kind(s) {
+            Kind::Str | Kind::Int(_) | Kind::Float => Some(s.as_str()),
+            Kind::Bool => {
+                errs.push(
+                    f.pos(),
+                    f.path,
+                    format!(
+                        "expected {expected}, found the boolean `{}`; quote it if you mean the text",
+                        esc(s.as_str())
+                    ),
+                );
+                None
+            }
+            Kind::Null => {
+                type_error(f, expected, errs);
+                None
+            }
+        },
+        _ => {
+            type_error(f, expected, errs);
+            None
+        }
+    }
+}
+
+/// An integer in `min..=max`, written as a YAML integer (not a string or a float).
+fn expect_int(f: Field<'_, '_>, what: &str, min: i128, max: i128, errs: &mut Errors) -> Option<i128> {
+    let Node::Scalar(s) = f.node else {
+        type_error(f, "an integer", errs);
+        return None;
+    };
+    match kind(s) {
+        Kind::Int(Some(v)) if (min..=max).contains(&v) => Some(v),
+        Kind::Int(_) => {
+            errs.push(
+                f.pos(),
+                f.path,
+                format!(
+                    "{what} {} is out of range; it must be between {min} and {max}",
+                    esc(s.as_str())
+                ),
+            );
+            None
+        }
+        _ => {
+            type_error(f, "an integer", errs);
+            None
+        }
+    }
+}
+
+/// The elements of a list field, each with its key path and position.
+fn elements<'a>(seq: &'a MarkedSequenceNode, path: &str) -> Vec<(String, &'a Node)> {
+    seq.iter()
+        .enumerate()
+        .map(|(i, n)| (index(path, i), n))
+        .collect()
+}
+
+/// A list element as a field (an element's "key position" is its own position).
+fn element<'a, 'p>(path: &'p str, node: &'a Node) -> Field<'a, 'p> {
+    Field {
+        path,
+        key_pos: pos_of(node.span()),
+        node,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tree walk
+
+fn walk(root: &Node, errs: &mut Errors) -> Draft {
+    let mut draft = Draft {
+        interface: InterfaceConfig {
+            name: DEFAULT_INTERFACE_NAME.to_string(),
+            listen_port: DEFAULT_LISTEN_PORT,
+            mtu: DEFAULT_MTU,
+            metrics: Metrics::Listen(DEFAULT_METRICS),
+        },
+        mtu: None,
+        admin: AdminConfig {
+            ssh_from: Vec::new(),
+            icmp_rate: DEFAULT_ICMP_RATE,
+        },
+        nodes: Vec::new(),
+        nodes_ok: false,
+        policy: Vec::new(),
+    };
+    let Node::Mapping(map) = root else {
+        // The loader only hands out a mapping at the top level; be safe anyway.
+        errs.push(
+            pos_of(root.span()),
+            "(top level)",
+            format!(
+                "the config must be a mapping with the keys {}",
+                TOP_KEYS.join(", ")
+            ),
+        );
+        return draft;
+    };
+    let top = Fields::new(map, "", TOP_KEYS, errs);
+    if let Some(f) = top.optional("interface") {
+        walk_interface(f, &mut draft, errs);
+    }
+    if let Some(f) = top.optional("admin") {
+        walk_admin(f, &mut draft.admin, errs);
+    }
+    if let Some(f) = top.required("nodes", errs) {
+        walk_nodes(f, &mut draft, errs);
+    }
+    if let Some(f) = top.optional("policy") {
+        walk_policy(f, &mut draft.policy, errs);
+    }
+    draft
+}
+
+fn walk_interface(f: Field<'_, '_>, draft: &mut Draft, errs: &mut Errors) {
+    let Some(map) = expect_map(f, errs) else {
+        return;
+    };
+    let fields = Fields::new(map, f.path, INTERFACE_KEYS, errs);
+    if let Some(f) = fields.optional("name") {
+        if let Some(text) = expect_text(f, "a device name", errs) {
+            match parse_interface_name(text) {
+                Ok(name) => draft.interface.name = name,
+                Err(message) => errs.push(f.pos(), f.path, message),
+            }
+        }
+    }
+    if let Some(f) = fields.optional("listen_port") {
+        if let Some(port) = expect_int(f, "listen_port", 1, 65535, errs) {
+            draft.interface.listen_port = u16::try_from(port).unwrap_or(DEFAULT_LISTEN_PORT);
+        }
+    }
+    if let Some(f) = fields.optional("mtu") {
+        if let Some(mtu) = expect_int(f, "mtu", i128::from(MIN_MTU), 65535, errs) {
+            let mtu = u16::try_from(mtu).unwrap_or(DEFAULT_MTU);
+            draft.interface.mtu = mtu;
+            draft.mtu = Some(Located {
+                value: mtu,
+                pos: f.pos(),
+                key: f.path.to_string(),
+            });
+        }
+    }
+    if let Some(f) = fields.optional("metrics") {
+        if let Some(text) = expect_text(f, "an address like 127.0.0.1:9586, or `off`", errs) {
+            match parse_metrics(text) {
+                Ok(m) => draft.interface.metrics = m,
+                Err(message) => errs.push(f.pos(), f.path, message),
+            }
+        }
+    }
+}
+
+fn walk_admin(f: Field<'_, '_>, admin: &mut AdminConfig, errs: &mut Errors) {
+    let Some(map) = expect_map(f, errs) else {
+        return;
+    };
+    let fields = Fields::new(map, f.path, ADMIN_KEYS, errs);
+    if let Some(f) = fields.optional("ssh_from") {
+        if let Some(seq) = expect_seq(f, errs) {
+            for (path, node) in elements(seq, f.path) {
+                let e = element(&path, node);
+                if let Some(text) = expect_text(e, "an IP prefix like 192.0.2.10/32", errs) {
+                    match parse_prefix(text) {
+                        Ok(net) => admin.ssh_from.push(net),
+                        Err(message) => errs.push(e.pos(), e.path, message),
+                    }
+                }
+            }
+        }
+    }
+    if let Some(f) = fields.optional("icmp_rate") {
+        if let Some(text) = expect_text(f, "a rate like 5/second", errs) {
+            match parse_rate(text) {
+                Ok(rate) => admin.icmp_rate = rate,
+                Err(message) => errs.push(f.pos(), f.path, message),
+            }
+        }
+    }
+}
+
+fn walk_nodes(f: Field<'_, '_>, draft: &mut Draft, errs: &mut Errors) {
+    let seq = match f.node {
+        Node::Sequence(seq) => seq,
+        _ if is_null(f.node) => {
+            errs.push(
+                f.pos(),
+                f.path,
+                "no nodes given; the mesh needs at least one node".to_string(),
+            );
+            return;
+        }
+        _ => {
+            type_error(f, "a list of nodes", errs);
+            return;
+        }
+    };
+    draft.nodes_ok = true;
+    if seq.is_empty() {
+        errs.push(
+            f.pos(),
+            f.path,
+            "the list of nodes is empty; the mesh needs at least one node".to_string(),
+        );
+        return;
+    }
+    for (path, node) in elements(seq, f.path) {
+        let e = element(&path, node);
+        let Some(map) = expect_map(e, errs) else {
+            continue;
+        };
+        draft.nodes.push(walk_node(map, &path, errs));
+    }
+}
+
+fn walk_node(map: &MarkedMappingNode, path: &str, errs: &mut Errors) -> NodeDraft {
+    let fields = Fields::new(map, path, NODE_KEYS, errs);
+    let mut node = NodeDraft {
+        pos: fields.pos,
+        name: None,
+        invalid_name: None,
+        public_key: None,
+        address: None,
+        endpoint: None,
+        routes: Vec::new(),
+        keepalive: None,
+        open: Vec::new(),
+    };
+    if let Some(f) = fields.required("name", errs) {
+        if let Some(text) = expect_text(f, "a node name", errs) {
+            match check_node_name(text) {
+                Ok(()) => {
+                    node.name = Some(Located {
+                        value: text.to_string(),
+                        pos: f.pos(),
+                        key: f.path.to_string(),
+                    })
+                }
+                Err(message) => {
+                    node.invalid_name = Some(text.to_string());
+                    errs.push(f.pos(), f.path, message);
+                }
+            }
+        }
+    }
+    if let Some(f) = fields.required("public_key", errs) {
+        if let Some(text) = expect_text(f, "a base64 public key (from `wg pubkey`)", errs) {
+            match PublicKey::from_base64(text) {
+                Ok(key) => {
+                    node.public_key = Some(Located {
+                        value: key,
+                        pos: f.pos(),
+                        key: f.path.to_string(),
+                    })
+                }
+                // The text is not echoed: a key pasted in the wrong place may be a private one.
+                Err(e) => errs.push(
+                    f.pos(),
+                    f.path,
+                    format!("public_key is not a WireGuard public key: {e}"),
+                ),
+            }
+        }
+    }
+    if let Some(f) = fields.required("address", errs) {
+        if let Some(text) = expect_text(f, "an overlay address like 10.100.0.2/24", errs) {
+            match parse_node_address(text) {
+                Ok(net) => {
+                    node.address = Some(Located {
+                        value: net,
+                        pos: f.pos(),
+                        key: f.path.to_string(),
+                    })
+                }
+                Err(message) => errs.push(f.pos(), f.path, message),
+            }
+        }
+    }
+    if let Some(f) = fields.optional("endpoint") {
+        if let Some(text) = expect_text(f, "an endpoint like 192.0.2.2:51820", errs) {
+            match parse_endpoint(text) {
+                Ok(ep) => node.endpoint = Some(ep),
+                Err(message) => errs.push(f.pos(), f.path, message),
+            }
+        }
+    }
+    if let Some(f) = fields.optional("routes") {
+        if let Some(seq) = expect_seq(f, errs) {
+            for (path, n) in elements(seq, f.path) {
+                let e = element(&path, n);
+                if let Some(text) = expect_text(e, "an IP prefix like 192.168.50.0/24", errs) {
+                    match parse_prefix(text) {
+                        Ok(net) => node.routes.push(Located {
+                            value: net,
+                            pos: e.pos(),
+                            key: path.clone(),
+                        }),
+                        Err(message) => errs.push(e.pos(), e.path, message),
+                    }
+                }
+            }
+        }
+    }
+    if let Some(f) = fields.optional("keepalive") {
+        if let Some(secs) = expect_int(f, "keepalive", 0, 65535, errs) {
+            node.keepalive = u16::try_from(secs).ok().filter(|s| *s != 0);
+        }
+    }
+    if let Some(f) = fields.optional("open") {
+        if let Some(seq) = expect_seq(f, errs) {
+            for (path, n) in elements(seq, f.path) {
+                let e = element(&path, n);
+                if let Some(text) = expect_text(e, "a port like tcp/443", errs) {
+                    match parse_open_port(text) {
+                        Ok(spec) => node.open.push(spec),
+                        Err(message) => errs.push(e.pos(), e.path, message),
+                    }
+                }
+            }
+        }
+    }
+    node
+}
+
+fn walk_policy(f: Field<'_, '_>, policy: &mut Vec<RuleDraft>, errs: &mut Errors) {
+    let Some(seq) = expect_seq(f, errs) else {
+        return;
+    };
+    for (path, node) in elements(seq, f.path) {
+        let e = element(&path, node);
+        let Some(map) = expect_map(e, errs) else {
+            continue;
+        };
+        let fields = Fields::new(map, &path, RULE_KEYS, errs);
+        let mut rule = RuleDraft {
+            pos: fields.pos,
+            from: None,
+            to: None,
+            allow: None,
+        };
+        if let Some(f) = fields.required("from", errs) {
+            rule.from = walk_selector(f, errs);
+        }
+        if let Some(f) = fields.required("to", errs) {
+            rule.to = walk_selector(f, errs);
+        }
+        if let Some(f) = fields.required("allow", errs) {
+            rule.allow = walk_allow(f, errs);
+        }
+        policy.push(rule);
+    }
+}
+
+const SELECTOR_EXPECTED: &str = "a node name, a list of node names, or \"*\"";
+
+fn walk_selector(f: Field<'_, '_>, errs: &mut Errors) -> Option<SelectorDraft> {
+    match f.node {
+        Node::Sequence(seq) => {
+            if seq.is_empty() {
+                errs.push(
+                    f.pos(),
+                    f.path,
+                    "the list of nodes is empty; name at least one node, or write \"*\" for all"
+                        .to_string(),
+                );
+                return None;
+            }
+            let mut names = Vec::new();
+            let mut ok = true;
+            for (path, n) in elements(seq, f.path) {
+                let e = element(&path, n);
+                match expect_text(e, "a node name", errs) {
+                    Some("*") => {
+                        ok = false;
+                        errs.push(
+                            e.pos(),
+                            e.path,
+                            "\"*\" stands for all nodes and cannot be part of a list; write it alone"
+                                .to_string(),
+                        );
+                    }
+                    Some(name) => names.push(Located {
+                        value: name.to_string(),
+                        pos: e.pos(),
+                        key: path.clone(),
+                    }),
+                    None => ok = false,
+                }
+            }
+            ok.then_some(SelectorDraft::Nodes(names))
+        }
+        _ => match expect_text(f, SELECTOR_EXPECTED, errs)? {
+            "*" => Some(SelectorDraft::All),
+            name => Some(SelectorDraft::Nodes(vec![Located {
+                value: name.to_string(),
+                pos: f.pos(),
+                key: f.path.to_string(),
+            }])),
+        },
+    }
+}
+
+fn walk_allow(f: Field<'_, '_>, errs: &mut Errors) -> Option<Vec<Allow>> {
+    let expected = "a list like [tcp/443, udp/53, icmp]";
+    match f.node {
+        Node::Sequence(seq) => {
+            if seq.is_empty() {
+                errs.push(
+                    f.pos(),
+                    f.path,
+                    "allow is empty; list what the rule lets through, e.g. [tcp/443, icmp], or write `any`"
+                        .to_string(),
+                );
+                return None;
+            }
+            let mut out = Vec::new();
+            let mut ok = true;
+            for (path, n) in elements(seq, f.path) {
+                let e = element(&path, n);
+                let parsed = expect_text(e, "tcp/PORT, udp/PORT, icmp or any", errs)
+                    .map(|text| parse_allow(text).map_err(|m| errs.push(e.pos(), e.path, m)));
+                match parsed {
+                    Some(Ok(a)) => out.push(a),
+                    _ => ok = false,
+                }
+            }
+            ok.then_some(out)
+        }
+        Node::Mapping(_) => {
+            type_error(f, expected, errs);
+            None
+        }
+        Node::Scalar(_) => {
+            let text = expect_text(f, expected, errs)?;
+            match parse_allow(text) {
+                Ok(a) => Some(vec![a]),
+                Err(message) => {
+                    errs.push(f.pos(), f.path, message);
+                    None
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values: each parser takes the text and says what is wrong in one sentence naming the value.
+
+/// A TUN device name: 1..=15 bytes of `[A-Za-z0-9_.-]`, not `.` or `..`.
+pub(super) fn parse_interface_name(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("the interface name is empty; write e.g. meshd0".to_string());
+    }
+    if text.len() > 15 {
+        return Err(format!(
+            "interface name {} is {} bytes long; Linux allows at most 15",
+            q(text),
+            text.len()
+        ));
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!(
+            "interface name {} contains {:?}; use only letters, digits, `_`, `.` and `-`",
+            q(text),
+            c
+        ));
+    }
+    if text == "." || text == ".." {
+        return Err(format!("{} is not a valid interface name", q(text)));
+    }
+    Ok(text.to_string())
+}
+
+/// `off`, or an IP address and port to listen on.
+pub(super) fn parse_metrics(text: &str) -> Result<Metrics, String> {
+    if text == "off" {
+        return Ok(Metrics::Off);
+    }
+    match text.parse::<SocketAddr>() {
+        Ok(addr) if addr.port() == 0 => Err(format!(
+            "metrics address {} has port 0; give a real port, e.g. 127.0.0.1:9586",
+            q(text)
+        )),
+        Ok(addr) => Ok(Metrics::Listen(addr)),
+        Err(_) => Err(format!(
+            "metrics {} is not an IP address and port (like 127.0.0.1:9586 or [::1]:9586) nor `off`",
+            q(text)
+        )),
+    }
+}
+
+/// `N/second`, `N/minute` or `N/hour`, N >= 1.
+pub(super) fn parse_rate(text: &str) -> Result<Rate, String> {
+    let Some((count, unit)) = text.split_once('/') else {
+        return Err(format!(
+            "rate {} needs a unit; write e.g. 5/second (per second, minute or hour)",
+            q(text)
+        ));
+    };
+    let per = match unit.trim() {
+        "second" => RateUnit::Second,
+        "minute" => RateUnit::Minute,
+        "hour" => RateUnit::Hour,
+        other => {
+            return Err(format!(
+                "rate {} has the unknown unit {}; expected second, minute or hour",
+                q(text),
+                q(other)
+            ))
+        }
+    };
+    let count = count.trim();
+    if count.is_empty() || !count.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "rate {}: {} is not a whole number of packets",
+            q(text),
+            q(count)
+        ));
+    }
+    match count.parse::<u32>() {
+        Ok(0) => Err(format!(
+            "rate {} is zero; it must be at least 1",
+            q(text)
+        )),
+        Ok(count) => Ok(Rate { count, per }),
+        Err(_) => Err(format!("rate {} is too large", q(text))),
+    }
+}
+
+/// A node name: 1..=63 characters of `[a-z0-9_-]`, starting with a letter or a digit.
+pub(super) fn check_node_name(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("the node name is empty".to_string());
+    }
+    if text.chars().count() > 63 {
+        return Err(format!(
+            "node name {} is {} characters long; at most 63 are allowed",
+            q(text),
+            text.chars().count()
+        ));
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-')))
+    {
+        let hint = if c.is_ascii_uppercase() {
+            format!(" (write {})", q(&text.to_ascii_lowercase()))
+        } else {
+            String::new()
+        };
+        return Err(format!(
+            "node name {} contains {:?}; use only lowercase letters, digits, `-` and `_`{hint}",
+            q(text),
+            c
+        ));
+    }
+    if !text
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        return Err(format!(
+            "node name {} must start with a letter or a digit",
+            q(text)
+        ));
+    }
+    Ok(())
+}
+
+/// A prefix such as `192.168.50.0/24`, in network form; a bare address means a single host.
+pub(super) fn parse_prefix(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    let net = text
+        .parse::<IpNet>()
+        .map_err(|_| prefix_syntax_error(text))?;
+    if net.trunc() != net {
+        return Err(format!(
+            "prefix {} has host bits set; did you mean {}?",
+            q(text),
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+fn prefix_syntax_error(text: &str) -> String {
+    match text.split_once('/') {
+        Some((addr, len)) if addr.parse::<IpAddr>().is_ok() => {
+            let max = if addr.contains(':') { 128 } else { 32 };
+            format!(
+                "{} has an invalid prefix length {}; it must be between 0 and {max}",
+                q(text),
+                q(len)
+            )
+        }
+        Some((addr, _)) => format!("{} is not an IP address in {}", q(addr), q(text)),
+        None => format!(
+            "{} is not an IP prefix like 192.168.50.0/24 or 2001:db8::/64",
+            q(text)
+        ),
+    }
+}
+
+/// A node's overlay address with the mesh prefix length, e.g. `10.100.0.2/24`.
+pub(super) fn parse_node_address(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        let example = match ip {
+            IpAddr::V4(_) => format!("{ip}/24"),
+            IpAddr::V6(_) => format!("{ip}/64"),
+        };
+        return Err(format!(
+            "address {} needs the mesh prefix length, e.g. {example}",
+            q(text)
+        ));
+    }
+    let net = text
+        .parse::<IpNet>()
+        .map_err(|_| prefix_syntax_error(text))?;
+    let ip = net.addr();
+    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
+        return Err(format!(
+            "address {} is not usable as a node address (unspecified, loopback or multicast)",
+            q(text)
+        ));
+    }
+    if let IpNet::V4(v4) = net {
+        if v4.prefix_len() < 31 {
+            if v4.addr() == v4.network() {
+                return Err(format!(
+                    "address {} is the network address of {}; pick a host address inside it",
+                    q(text),
+                    v4.trunc()
+                ));
+            }
+            if v4.addr() == v4.broadcast() {
+                return Err(format!(
+                    "address {} is the broadcast address of {}; pick a host address inside it",
+                    q(text),
+                    v4.trunc()
+                ));
+            }
+        }
+    }
+    Ok(net)
+}
+
+/// `1.2.3.4:51820`, `[2001:db8::1]:51820` or `host.example.com:51820`.
+pub(super) fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
+    let t = text.trim();
+    if let Some(rest) = t.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return Err(format!("endpoint {} is missing the closing `]`", q(text)));
+        };
+        let Ok(ip) = inside.parse::<Ipv6Addr>() else {
+            return Err(format!(
+                "endpoint {}: {} is not an IPv6 address",
+                q(text),
+                q(inside)
+            ));
+        };
+        let port = match after.strip_prefix(':') {
+            Some(port) => endpoint_port(text, port)?,
+            None if after.is_empty() => {
+                return Err(format!(
+                    "endpoint {} needs a port, e.g. [{inside}]:51820",
+                    q(text)
+                ))
+            }
+            None => return Err(format!("endpoint {} is not an address and port", q(text))),
+        };
+        return endpoint_addr(text, SocketAddr::new(IpAddr::V6(ip), port));
+    }
+    if let Ok(ip) = t.parse::<IpAddr>() {
+        let example = match ip {
+            IpAddr::V4(_) => format!("{ip}:51820"),
+            IpAddr::V6(_) => "[2001:db8::1]:51820".to_string(),
+        };
+        return Err(format!(
+            "endpoint {} needs a port; write it like {example}",
+            q(text)
+        ));
+    }
+    let Some((host, port)) = t.rsplit_once(':') else {
+        return Err(format!(
+            "endpoint {} needs a port, e.g. {}:51820",
+            q(text),
+            shorten(t)
+        ));
+    };
+    if host.contains(':') {
+        return Err(format!(
+            "endpoint {} is not an address and port; write an IPv6 endpoint in brackets, e.g. [2001:db8::1]:51820",
+            q(text)
+        ));
+    }
+    let port = endpoint_port(text, port)?;
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return endpoint_addr(text, SocketAddr::new(ip, port));
+    }
+    check_host_name(host).map_err(|why| format!("endpoint {}: {why}", q(text)))?;
+    Ok(Endpoint::Host {
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn endpoint_port(endpoint: &str, port: &str) -> Result<u16, String> {
+    if port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "endpoint {}: {} is not a port number",
+            q(endpoint),
+            q(port)
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p >= 1 => Ok(p),
+        _ => Err(format!(
+            "endpoint {} has port {}; ports are 1 to 65535",
+            q(endpoint),
+            shorten(port)
+        )),
+    }
+}
+
+fn endpoint_addr(text: &str, addr: SocketAddr) -> Result<Endpoint, String> {
+    let ip = addr.ip();
+    if ip.is_unspecified() || ip.is_multicast() {
+        return Err(format!(
+            "endpoint {} is not a unicast address a peer can be reached at",
+            q(text)
+        ));
+    }
+    Ok(Endpoint::Addr(addr))
+}
+
+/// A DNS name: labels of letters, digits and `-` (not at either end), at most 253 characters.
+fn check_host_name(host: &str) -> Result<(), String> {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() {
+        return Err("the host name is empty".to_string());
+    }
+    if name.len() > 253 {
+        return Err("the host name is longer than 253 characters".to_string());
+    }
+    if name.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("{} is not a valid IPv4 address", q(host)));
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!(
+                "{} is not a valid host name (each dot-separated label has 1 to 63 characters)",
+                q(host)
+            ));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(format!(
+                "host name {} contains {:?}; use letters, digits, `-`, `_` and dots",
+                q(host),
+                c
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!(
+                "host name {} has a label starting or ending with `-`",
+                q(host)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One entry of a policy rule's `allow`: `tcp/PORT`, `udp/PORT`, `tcp/LOW-HIGH`, `icmp`, `any`.
+pub(super) fn parse_allow(text: &str) -> Result<Allow, String> {
+    match text.trim() {
+        "icmp" => Ok(Allow::Icmp),
+        "any" => Ok(Allow::Any),
+        t if t.starts_with("icmp/") => Err(format!(
+            "{} is not valid: icmp takes no port; write icmp",
+            q(text)
+        )),
+        t if t.starts_with("any/") => Err(format!(
+            "{} is not valid: any takes no port; write any",
+            q(text)
+        )),
+        _ => parse_port_spec(text, "tcp/PORT, udp/PORT, tcp/LOW-HIGH, icmp or any")
+            .map(Allow::Port),
+    }
+}
+
+/// One entry of a node's `open`: tcp or udp ports only.
+pub(super) fn parse_open_port(text: &str) -> Result<PortSpec, String> {
+    match text.trim() {
+        "icmp" => Err(
+            "icmp cannot be opened per node; echo requests are governed by admin.icmp_rate"
+                .to_string(),
+        ),
+        "any" => Err(
+            "`any` cannot be used in open; list the ports, e.g. [tcp/443, udp/53]".to_string(),
+        ),
+        _ => parse_port_spec(text, "tcp/PORT, udp/PORT or tcp/LOW-HIGH"),
+    }
+}
+
+/// `tcp/PORT`, `udp/PORT`, `tcp/LOW-HIGH`, `udp/LOW-HIGH` with 1 <= low <= high <= 65535.
+pub(super) fn parse_port_spec(text: &str, expected: &str) -> Result<PortSpec, String> {
+    let t = text.trim();
+    let Some((proto, ports)) = t.split_once('/') else {
+        return Err(match t {
+            "tcp" | "udp" => format!(
+                "{} needs a port, e.g. {t}/443 or {t}/8000-8100",
+                q(text)
+            ),
+            _ if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() => format!(
+                "{} has no protocol; write tcp/{t} or udp/{t}",
+                q(text)
+            ),
+            _ => format!("{} is not a port spec; expected {expected}", q(text)),
+        });
+    };
+    let protocol = match proto {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        other => {
+            return Err(format!(
+                "unknown protocol {} in {}; expected tcp or udp (spec: {expected})",
+                q(other),
+                q(text)
+            ))
+        }
+    };
+    let (low, high) = match ports.split_once('-') {
+        Some((low, high)) => (port_number(text, low)?, port_number(text, high)?),
+        None => {
+            let p = port_number(text, ports)?;
+            (p, p)
+        }
+    };
+    if low > high {
+        return Err(format!(
+            "port range {} is reversed; write {proto}/{high}-{low}",
+            q(text)
+        ));
+    }
+    Ok(PortSpec {
+        protocol,
+        low,
+        high,
+    })
+}
+
+fn port_number(spec: &str, text: &str) -> Result<u16, String> {
+    if text.is_empty() {
+        return Err(format!("{} is missing a port number", q(spec)));
+    }
+    if !text.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "{} in {} is not a port number",
+            q(text),
+            q(spec)
+        ));
+    }
+    match text.parse::<u16>() {
+        Ok(p) if p >= 1 => Ok(p),
+        _ => Err(format!(
+            "port {} in {} is out of range; ports are 1 to 65535",
+            shorten(text),
+            q(spec)
+        )),
+    }
+}

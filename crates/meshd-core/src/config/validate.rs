@@ -1,0 +1,272 @@
+//! The checks across fields and nodes of `mesh.yaml`, run once every field has been parsed on its
+//! own: the mesh prefix, duplicate names, keys and addresses, overlapping routes, the MTU that
+//! IPv6 needs, and the node names a policy refers to. A value that failed to parse is skipped
+//! here (it has been reported already), so that one mistake does not cause a cascade of errors.
+
+use super::parse::{esc, q, Draft, Errors, Located, SelectorDraft, MIN_MTU_IPV6};
+use crate::key::PublicKey;
+use ipnet::IpNet;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+/// Runs every cross-check on `draft`, adding what is wrong to `errs`.
+pub(super) fn validate(draft: &Draft, errs: &mut Errors) {
+    let mesh = mesh_prefix(draft);
+    if let Some(mesh) = &mesh {
+        check_addresses(draft, mesh, errs);
+    }
+    check_duplicates(draft, errs);
+    check_routes(draft, mesh.as_ref(), errs);
+    check_mtu(draft, errs);
+    check_policy_names(draft, errs);
+}
+
+/// `nodes[0].address, line 12`: where a value was set, for messages about another one.
+fn at<T>(l: &Located<T>) -> String {
+    format!("{}, line {}", l.key, l.pos.line)
+}
+
+/// The mesh network: the network of the first node's address.
+struct Mesh<'a> {
+    prefix: IpNet,
+    set_by: &'a Located<IpNet>,
+}
+
+impl Mesh<'_> {
+    fn describe(&self) -> String {
+        format!("the mesh prefix {} (set by {})", self.prefix, at(self.set_by))
+    }
+}
+
+fn mesh_prefix(draft: &Draft) -> Option<Mesh<'_>> {
+    draft
+        .nodes
+        .iter()
+        .find_map(|n| n.address.as_ref())
+        .map(|a| Mesh {
+            prefix: a.value.trunc(),
+            set_by: a,
+        })
+}
+
+/// Every address inside the mesh prefix, with its prefix length.
+fn check_addresses(draft: &Draft, mesh: &Mesh<'_>, errs: &mut Errors) {
+    for address in draft.nodes.iter().filter_map(|n| n.address.as_ref()) {
+        let net = address.value;
+        if !mesh.prefix.contains(&net.addr()) {
+            errs.push(
+                address.pos,
+                address.key.clone(),
+                format!(
+                    "{} is outside {}",
+                    q(&net.to_string()),
+                    mesh.describe()
+                ),
+            );
+        } else if net.prefix_len() != mesh.prefix.prefix_len() {
+            errs.push(
+                address.pos,
+                address.key.clone(),
+                format!(
+                    "{} has prefix length /{} but {} is a /{}; write {}/{}",
+                    q(&net.to_string()),
+                    net.prefix_len(),
+                    mesh.describe(),
+                    mesh.prefix.prefix_len(),
+                    net.addr(),
+                    mesh.prefix.prefix_len()
+                ),
+            );
+        }
+    }
+}
+
+/// Names, public keys and addresses are unique; the second occurrence is the error.
+fn check_duplicates(draft: &Draft, errs: &mut Errors) {
+    let mut names: HashMap<&str, &Located<String>> = HashMap::new();
+    let mut keys: HashMap<PublicKey, (&Located<PublicKey>, Option<&str>)> = HashMap::new();
+    let mut addresses: HashMap<IpAddr, &Located<IpNet>> = HashMap::new();
+    for node in &draft.nodes {
+        if let Some(name) = &node.name {
+            match names.get(name.value.as_str()) {
+                Some(first) => errs.push(
+                    name.pos,
+                    name.key.clone(),
+                    format!(
+                        "node name {} is already used by {}; node names must be unique",
+                        q(&name.value),
+                        at(first)
+                    ),
+                ),
+                None => {
+                    names.insert(name.value.as_str(), name);
+                }
+            }
+        }
+        if let Some(key) = &node.public_key {
+            match keys.get(&key.value) {
+                Some((first, first_name)) => {
+                    let whose = first_name
+                        .map(|n| format!(", node `{n}`"))
+                        .unwrap_or_default();
+                    errs.push(
+                        key.pos,
+                        key.key.clone(),
+                        format!(
+                            "this public key is already used by {}{whose}; every node needs its own key pair",
+                            at(first)
+                        ),
+                    );
+                }
+                None => {
+                    let name = node.name.as_ref().map(|n| n.value.as_str());
+                    keys.insert(key.value, (key, name));
+                }
+            }
+        }
+        if let Some(address) = &node.address {
+            match addresses.get(&address.value.addr()) {
+                Some(first) => errs.push(
+                    address.pos,
+                    address.key.clone(),
+                    format!(
+                        "address {} is already used by {}; every node needs its own address",
+                        q(&address.value.to_string()),
+                        at(first)
+                    ),
+                ),
+                None => {
+                    addresses.insert(address.value.addr(), address);
+                }
+            }
+        }
+    }
+}
+
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(b) || b.contains(a)
+}
+
+/// Routes overlap neither the mesh prefix nor each other (within a node or across nodes), so
+/// that every destination has exactly one peer.
+fn check_routes(draft: &Draft, mesh: Option<&Mesh<'_>>, errs: &mut Errors) {
+    let routes: Vec<&Located<IpNet>> = draft.nodes.iter().flat_map(|n| &n.routes).collect();
+    for (j, route) in routes.iter().enumerate() {
+        if let Some(mesh) = mesh {
+            if overlaps(&route.value, &mesh.prefix) {
+                errs.push(
+                    route.pos,
+                    route.key.clone(),
+                    format!(
+                        "route {} overlaps {}; the mesh addresses are routed to the nodes already",
+                        q(&route.value.to_string()),
+                        mesh.describe()
+                    ),
+                );
+                continue;
+            }
+        }
+        let earlier = routes
+            .get(..j)
+            .unwrap_or_default()
+            .iter()
+            .find(|other| overlaps(&route.value, &other.value));
+        if let Some(other) = earlier {
+            let message = if other.value == route.value {
+                format!(
+                    "route {} is already given by {}; a subnet can be routed to one node only",
+                    q(&route.value.to_string()),
+                    at(other)
+                )
+            } else {
+                format!(
+                    "route {} overlaps {} ({}); routes must not overlap",
+                    q(&route.value.to_string()),
+                    other.value,
+                    at(other)
+                )
+            };
+            errs.push(route.pos, route.key.clone(), message);
+        }
+    }
+}
+
+/// IPv6 needs an MTU of at least 1280 when it travels through the mesh.
+fn check_mtu(draft: &Draft, errs: &mut Errors) {
+    let Some(mtu) = &draft.mtu else {
+        return;
+    };
+    if mtu.value >= MIN_MTU_IPV6 {
+        return;
+    }
+    let ipv6 = draft.nodes.iter().find_map(|n| {
+        n.address
+            .iter()
+            .chain(&n.routes)
+            .find(|a| matches!(a.value, IpNet::V6(_)))
+    });
+    if let Some(v6) = ipv6 {
+        errs.push(
+            mtu.pos,
+            mtu.key.clone(),
+            format!(
+                "mtu {} is too small for IPv6 ({} is {}); IPv6 needs an MTU of at least {MIN_MTU_IPV6}",
+                mtu.value,
+                at(v6),
+                v6.value
+            ),
+        );
+    }
+}
+
+/// Every name in a policy rule is a node of the mesh.
+fn check_policy_names(draft: &Draft, errs: &mut Errors) {
+    if !draft.nodes_ok {
+        // `nodes` itself is missing or broken: every name would look unknown.
+        return;
+    }
+    let known: HashSet<&str> = draft
+        .nodes
+        .iter()
+        .filter_map(|n| n.name.as_ref().map(|l| l.value.as_str()))
+        .collect();
+    // Names written but invalid have been reported at the node; do not report them again.
+    let invalid: HashSet<&str> = draft
+        .nodes
+        .iter()
+        .filter_map(|n| n.invalid_name.as_deref())
+        .collect();
+    let hint = {
+        let mut names: Vec<&str> = draft
+            .nodes
+            .iter()
+            .filter_map(|n| n.name.as_ref().map(|l| l.value.as_str()))
+            .collect();
+        names.dedup();
+        if names.is_empty() || names.len() > 8 {
+            String::new()
+        } else {
+            format!("; the nodes are: {}", names.join(", "))
+        }
+    };
+    for rule in &draft.policy {
+        for selector in [&rule.from, &rule.to].into_iter().flatten() {
+            let SelectorDraft::Nodes(names) = selector else {
+                continue;
+            };
+            for name in names {
+                let n = name.value.as_str();
+                if !known.contains(n) && !invalid.contains(n) {
+                    errs.push(
+                        name.pos,
+                        name.key.clone(),
+                        format!(
+                            "policy names unknown node `{}`{hint}",
+                            esc(n)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Reusable packet batches: one flat buffer cut into fixed-size slots, plus each slot's length
+//! and address. The data path fills a batch, hands it to the core, and reuses it for the next
+//! wake-up, so steady-state traffic allocates nothing.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+const UNSPECIFIED: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+
+/// A batch of packets (from the TUN device) or datagrams (with their remote address).
+#[derive(Debug)]
+pub struct Batch {
+    data: Vec<u8>,
+    stride: usize,
+    lens: Vec<usize>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Batch {
+    /// Room for `slots` packets of up to `stride` bytes each. A batch grows past `slots` only
+    /// when the core must emit more than the caller planned for (queued packets flushed after
+    /// a handshake), and keeps that room for next time.
+    pub fn new(slots: usize, stride: usize) -> Self {
+        Self {
+            data: vec![0; slots * stride],
+            stride,
+            lens: Vec::with_capacity(slots),
+            addrs: Vec::with_capacity(slots),
+        }
+    }
+
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Number of committed packets.
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Slots available without growing.
+    pub fn capacity(&self) -> usize {
+        self.data.len() / self.stride
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    pub fn clear(&mut self) {
+        self.lens.clear();
+        self.addrs.clear();
+    }
+
+    /// The next free slot, to read or write a packet into before [`Batch::commit`].
+    pub fn next_slot(&mut self) -> &mut [u8] {
+        let start = self.len() * self.stride;
+        if self.data.len() < start + self.stride {
+            self.data.resize(start + self.stride, 0);
+        }
+        &mut self.data[start..start + self.stride]
+    }
+
+    /// Commits `len` bytes written into the slot from [`Batch::next_slot`].
+    pub fn commit(&mut self, len: usize, addr: SocketAddr) {
+        debug_assert!(len <= self.stride);
+        self.lens.push(len.min(self.stride));
+        self.addrs.push(addr);
+    }
+
+    /// Commits a TUN packet, which has no remote address.
+    pub fn commit_packet(&mut self, len: usize) {
+        self.commit(len, UNSPECIFIED);
+    }
+
+    /// Copies `bytes` into a new slot.
+    pub fn push(&mut self, bytes: &[u8], addr: SocketAddr) {
+        let n = bytes.len().min(self.stride);
+        self.next_slot()[..n].copy_from_slice(&bytes[..n]);
+        self.commit(n, addr);
+    }
+
+    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+        let len = *self.lens.get(i)?;
+        let start = i * self.stride;
+        Some((&self.data[start..start + len], self.addrs[i]))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> + '_ {
+        (0..self.len()).filter_map(move |i| self.get(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_commit_and_grow_only_when_needed() {
+        let mut b = Batch::new(2, 8);
+        let a: SocketAddr = "192.0.2.1:5".parse().unwrap_or(UNSPECIFIED);
+        b.next_slot()[..3].copy_from_slice(b"abc");
+        b.commit(3, a);
+        b.push(b"defgh", a);
+        assert!(b.is_full());
+        b.push(b"0123456789", a); // truncated to the stride, batch grows
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.capacity(), 3);
+        let got: Vec<_> = b.iter().map(|(p, _)| p.to_vec()).collect();
+        assert_eq!(got, vec![b"abc".to_vec(), b"defgh".to_vec(), b"01234567".to_vec()]);
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b.capacity(), 3);
+    }
+}

@@ -1,0 +1,387 @@
+//! The WireGuard node as a state machine (sans-IO).
+//!
+//! Fed with batches of packets read from the TUN device and datagrams read from the network,
+//! it fills caller-owned output batches: datagrams to send (with their destination) and packets
+//! to write to the device. It never opens a socket or sleeps; the caller passes `now` and
+//! drives the timers. Both directions may run at once on different threads: the routing table
+//! is read-only and each peer's session sits behind its own short lock.
+//!
+//! (boringtun's `Tunn` reads the monotonic clock internally for its timers; everything meshd
+//! itself times goes through the `now` the caller passes.)
+
+mod batch;
+mod peer;
+
+pub use batch::Batch;
+pub use peer::{Peer, PeerStatus};
+
+use crate::counters::{DropCounters, DropReason, Side};
+use crate::key::PrivateKey;
+use crate::packet;
+use crate::plan::NodePlan;
+use crate::trie::PrefixTrie;
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::x25519;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Handshakes per second, across all peers, before the node answers with cookies.
+pub const HANDSHAKE_RATE_LIMIT: u64 = 100;
+/// WireGuard's data message header (16) plus the AEAD tag (16).
+pub const DATA_OVERHEAD: usize = 32;
+/// Smallest buffer boringtun writes into (a handshake initiation).
+pub const MIN_SLOT: usize = 148;
+
+/// Something the caller may want to log or react to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A peer's endpoint moved to the source of its latest authenticated datagram (roaming).
+    EndpointChanged {
+        peer: String,
+        from: Option<SocketAddr>,
+        to: SocketAddr,
+    },
+    /// A handshake completed and a new session is in use.
+    HandshakeCompleted { peer: String, initiator: bool },
+}
+
+/// The slot size a batch needs for a device MTU: the largest inner packet plus WireGuard's
+/// overhead, and never less than a handshake message.
+pub fn slot_size(mtu: u16) -> usize {
+    (mtu as usize + DATA_OVERHEAD).max(MIN_SLOT)
+}
+
+pub struct Node {
+    static_private: x25519::StaticSecret,
+    static_public: x25519::PublicKey,
+    /// The front door for handshake messages: mac1 check and cookies under load, before any
+    /// Diffie-Hellman work is spent on an unauthenticated sender.
+    rate_limiter: Arc<RateLimiter>,
+    last_rate_reset: Mutex<Option<Instant>>,
+    peers: Vec<Peer>,
+    by_key: HashMap<[u8; 32], usize>,
+    /// Cryptokey routing: every AllowedIPs prefix → index of its peer.
+    routes: PrefixTrie<usize>,
+    drops: DropCounters,
+    events: Mutex<Vec<Event>>,
+}
+
+fn reason_of(e: &WireGuardError) -> DropReason {
+    use WireGuardError as E;
+    match e {
+        E::InvalidMac | E::InvalidAeadTag => DropReason::Decrypt,
+        E::InvalidCounter | E::DuplicateCounter => DropReason::Replay,
+        E::WrongIndex | E::WrongKey | E::NoCurrentSession => DropReason::UnknownPeer,
+        E::InvalidTai64nTimestamp | E::WrongTai64nTimestamp | E::UnexpectedPacket => {
+            DropReason::Handshake
+        }
+        E::UnderLoad => DropReason::UnderLoad,
+        E::DestinationBufferTooSmall
+        | E::IncorrectPacketLength
+        | E::WrongPacketType
+        | E::InvalidPacket
+        | E::LockFailed
+        | E::ConnectionExpired => DropReason::Malformed,
+    }
+}
+
+const MSG_HANDSHAKE_INIT: u8 = 1;
+
+impl Node {
+    /// A node for `plan`, with sessions for every peer and no traffic yet.
+    pub fn new(plan: &NodePlan, private_key: &PrivateKey) -> Self {
+        let static_private = private_key.to_x25519();
+        let static_public = x25519::PublicKey::from(&static_private);
+        let rate_limiter = Arc::new(RateLimiter::new(&static_public, HANDSHAKE_RATE_LIMIT));
+        let mut peers = Vec::with_capacity(plan.peers.len());
+        let mut by_key = HashMap::new();
+        let mut routes = PrefixTrie::new();
+        for (index, p) in plan.peers.iter().enumerate() {
+            // The session index space is 24 bits; boringtun shifts it left by 8.
+            let tunn = Tunn::new(
+                static_private.clone(),
+                p.public_key.to_x25519(),
+                None,
+                p.keepalive,
+                index as u32,
+                None,
+            );
+            for prefix in &p.allowed_ips {
+                routes.insert(*prefix, index);
+            }
+            by_key.insert(p.public_key.0, index);
+            peers.push(Peer::new(p, tunn));
+        }
+        Self {
+            static_private,
+            static_public,
+            rate_limiter,
+            last_rate_reset: Mutex::new(None),
+            peers,
+            by_key,
+            routes,
+            drops: DropCounters::default(),
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn peers(&self) -> &[Peer] {
+        &self.peers
+    }
+
+    pub fn drops(&self) -> &DropCounters {
+        &self.drops
+    }
+
+    /// Takes the events that happened since the last call.
+    pub fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn event(&self, e: Event) {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+    }
+
+    /// Sets where a peer is reached, e.g. after resolving its DNS name.
+    pub fn set_endpoint(&self, peer: usize, addr: SocketAddr) {
+        if let Some(p) = self.peers.get(peer) {
+            p.lock().endpoint = Some(addr);
+        }
+    }
+
+    /// The peer whose AllowedIPs contain `addr` (longest prefix).
+    pub fn route(&self, addr: IpAddr) -> Option<&Peer> {
+        self.routes.lookup(addr).and_then(|i| self.peers.get(*i))
+    }
+
+    /// Outbound: encrypts `packets` read from the device into `out` (datagrams with their
+    /// destination). Packets waiting for a handshake are queued in the session and sent
+    /// once it completes.
+    pub fn handle_tun_packets(&self, now: Instant, packets: &Batch, out: &mut Batch) {
+        for (packet, _) in packets.iter() {
+            let Some((_, dst)) = packet::addresses(packet) else {
+                self.drops.add(Side::Outbound, DropReason::Malformed, 1);
+                continue;
+            };
+            let Some(&index) = self.routes.lookup(dst) else {
+                self.drops.add(Side::Outbound, DropReason::NoRoute, 1);
+                continue;
+            };
+            let peer = &self.peers[index];
+            let mut state = peer.lock();
+            let Some(endpoint) = state.endpoint else {
+                self.drops.add(Side::Outbound, DropReason::NoEndpoint, 1);
+                continue;
+            };
+            match state.tunn.encapsulate(packet, out.next_slot()) {
+                TunnResult::WriteToNetwork(datagram) => {
+                    let len = datagram.len();
+                    if datagram.first() == Some(&MSG_HANDSHAKE_INIT) {
+                        // No session yet: the packet was queued and this is the initiation.
+                        state.initiation_sent = Some(now);
+                        peer.counters.handshake_initiations.fetch_add(1, RELAXED);
+                        peer.counters.tx.add(0, len, 0);
+                    } else {
+                        peer.counters.tx.add(packet.len(), len, 1);
+                    }
+                    out.commit(len, endpoint);
+                }
+                TunnResult::Done => {} // queued behind a handshake already in flight
+                TunnResult::Err(e) => self.drops.add(Side::Outbound, reason_of(&e), 1),
+                TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
+            }
+        }
+    }
+
+    /// Which peer a datagram is for, without decrypting it. Handshake initiations name their
+    /// sender only inside the encrypted static key, so they cost one DH here; everything else
+    /// carries our session index, whose upper 24 bits are the peer index.
+    fn peer_of(&self, packet: &Packet<'_>) -> Option<usize> {
+        let index = match packet {
+            Packet::HandshakeInit(init) => {
+                let half =
+                    parse_handshake_anon(&self.static_private, &self.static_public, init).ok()?;
+                return self.by_key.get(&half.peer_static_public).copied();
+            }
+            Packet::HandshakeResponse(p) => p.receiver_idx,
+            Packet::PacketCookieReply(p) => p.receiver_idx,
+            Packet::PacketData(p) => p.receiver_idx,
+        };
+        let index = (index >> 8) as usize;
+        (index < self.peers.len()).then_some(index)
+    }
+
+    /// Inbound: decrypts `datagrams` received from the network. Inner packets whose source
+    /// the sending peer may use go to `to_tun`; handshake replies, cookies and packets that
+    /// were queued behind a handshake go to `to_net`.
+    pub fn handle_datagrams(
+        &self,
+        now: Instant,
+        datagrams: &Batch,
+        to_tun: &mut Batch,
+        to_net: &mut Batch,
+    ) {
+        for (datagram, from) in datagrams.iter() {
+            self.handle_datagram(now, datagram, from, to_tun, to_net);
+        }
+    }
+
+    fn handle_datagram(
+        &self,
+        now: Instant,
+        datagram: &[u8],
+        from: SocketAddr,
+        to_tun: &mut Batch,
+        to_net: &mut Batch,
+    ) {
+        let count = |reason| self.drops.add(Side::Inbound, reason, 1);
+        let packet = match self
+            .rate_limiter
+            .verify_packet(Some(from.ip()), datagram, to_net.next_slot())
+        {
+            Ok(packet) => packet,
+            Err(TunnResult::WriteToNetwork(cookie)) => {
+                let len = cookie.len();
+                to_net.commit(len, from);
+                count(DropReason::UnderLoad);
+                return;
+            }
+            Err(TunnResult::Err(e)) => return count(reason_of(&e)),
+            Err(_) => return count(DropReason::Malformed),
+        };
+        let is_init = matches!(packet, Packet::HandshakeInit(_));
+        let is_response = matches!(packet, Packet::HandshakeResponse(_));
+        // A cookie reply proves only that someone saw our handshake, not who: no roaming.
+        let is_cookie = matches!(packet, Packet::PacketCookieReply(_));
+        let Some(index) = self.peer_of(&packet) else {
+            return count(DropReason::UnknownPeer);
+        };
+        let peer = &self.peers[index];
+        let mut state = peer.lock();
+        let authenticated = match state
+            .tunn
+            .decapsulate(Some(from.ip()), datagram, to_tun.next_slot())
+        {
+            TunnResult::Done => true, // a keepalive, or a handshake message fully handled
+            TunnResult::Err(e) => {
+                count(reason_of(&e));
+                false
+            }
+            TunnResult::WriteToNetwork(reply) => {
+                // A handshake response or a keepalive after our handshake completed: copy it
+                // out of the TUN slot it was written into (rare path), then flush the queue.
+                let len = reply.len();
+                to_net.push(reply, from);
+                peer.counters.tx.add(0, len, 0);
+                loop {
+                    match state.tunn.decapsulate(None, &[], to_net.next_slot()) {
+                        TunnResult::WriteToNetwork(queued) => {
+                            let len = queued.len();
+                            to_net.commit(len, from);
+                            peer.counters.tx.add(len - DATA_OVERHEAD.min(len), len, 1);
+                        }
+                        _ => break,
+                    }
+                }
+                true
+            }
+            TunnResult::WriteToTunnelV4(inner, src) => {
+                let len = inner.len();
+                self.accept_inner(peer, index, IpAddr::V4(src), len, to_tun)
+            }
+            TunnResult::WriteToTunnelV6(inner, src) => {
+                let len = inner.len();
+                self.accept_inner(peer, index, IpAddr::V6(src), len, to_tun)
+            }
+        };
+        if !authenticated {
+            return;
+        }
+        peer.counters.rx.add(0, datagram.len(), 0);
+        if is_response {
+            peer.counters.handshakes_as_initiator.fetch_add(1, RELAXED);
+            state.last_handshake_duration = state.initiation_sent.take().map(|t| now - t);
+            self.event(Event::HandshakeCompleted {
+                peer: peer.name.clone(),
+                initiator: true,
+            });
+        } else if is_init {
+            peer.counters.handshakes_as_responder.fetch_add(1, RELAXED);
+            self.event(Event::HandshakeCompleted {
+                peer: peer.name.clone(),
+                initiator: false,
+            });
+        }
+        if !is_cookie && state.endpoint != Some(from) {
+            // Roaming: the endpoint follows the latest authenticated datagram.
+            let old = state.endpoint.replace(from);
+            peer.counters.endpoint_changes.fetch_add(1, RELAXED);
+            self.event(Event::EndpointChanged {
+                peer: peer.name.clone(),
+                from: old,
+                to: from,
+            });
+        }
+    }
+
+    /// Cryptokey routing, inbound: a decrypted packet goes to the device only if its source is
+    /// routed to the very peer that sent it. Returns whether the datagram was authentic.
+    fn accept_inner(
+        &self,
+        peer: &Peer,
+        index: usize,
+        src: IpAddr,
+        len: usize,
+        to_tun: &mut Batch,
+    ) -> bool {
+        if self.routes.lookup(src) == Some(&index) {
+            to_tun.commit_packet(len);
+            peer.counters.rx.add(len, 0, 1);
+        } else {
+            self.drops.add(Side::Inbound, DropReason::AllowedIps, 1);
+        }
+        // Authentic either way: the peer's key made it, so roaming still applies.
+        true
+    }
+
+    /// Timers: handshake retries, rekeys, keepalives, and the shared rate limiter's reset once
+    /// a second. Call every 100–250 ms.
+    pub fn update_timers(&self, now: Instant, out: &mut Batch) {
+        {
+            let mut last = self.last_rate_reset.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
+                self.rate_limiter.reset_count();
+                *last = Some(now);
+            }
+        }
+        for peer in &self.peers {
+            let mut state = peer.lock();
+            let endpoint = state.endpoint;
+            if let TunnResult::WriteToNetwork(datagram) = state.tunn.update_timers(out.next_slot())
+            {
+                let len = datagram.len();
+                let is_init = datagram.first() == Some(&MSG_HANDSHAKE_INIT);
+                let Some(endpoint) = endpoint else {
+                    self.drops.add(Side::Outbound, DropReason::NoEndpoint, 1);
+                    continue;
+                };
+                if is_init {
+                    state.initiation_sent = Some(now);
+                    peer.counters.handshake_initiations.fetch_add(1, RELAXED);
+                }
+                peer.counters.tx.add(0, len, 0);
+                out.commit(len, endpoint);
+            }
+        }
+    }
+}
+
+const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
+
+#[cfg(test)]
+mod tests;

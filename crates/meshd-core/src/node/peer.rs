@@ -1,0 +1,84 @@
+//! One peer of the node: its identity from the plan, its boringtun session and its counters.
+
+use crate::config::Endpoint;
+use crate::counters::PeerCounters;
+use crate::key::PublicKey;
+use crate::plan::PeerPlan;
+use boringtun::noise::Tunn;
+use ipnet::IpNet;
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The mutable half of a peer, behind one lock: the session and where to send.
+pub(crate) struct PeerState {
+    pub(crate) tunn: Tunn,
+    pub(crate) endpoint: Option<SocketAddr>,
+    /// When the handshake initiation in flight was sent, to time the handshake.
+    pub(crate) initiation_sent: Option<Instant>,
+    pub(crate) last_handshake_duration: Option<Duration>,
+}
+
+/// A peer: what the plan says about it plus its live state.
+pub struct Peer {
+    pub name: String,
+    pub public_key: PublicKey,
+    pub allowed_ips: Vec<IpNet>,
+    /// The endpoint as configured (may be a DNS name the daemon resolves).
+    pub configured_endpoint: Option<Endpoint>,
+    pub keepalive: Option<u16>,
+    pub counters: PeerCounters,
+    pub(crate) state: Mutex<PeerState>,
+}
+
+/// A snapshot of a peer for status displays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerStatus {
+    pub endpoint: Option<SocketAddr>,
+    /// Time since the latest completed handshake, `None` if there never was one.
+    pub since_last_handshake: Option<Duration>,
+    pub last_handshake_duration: Option<Duration>,
+}
+
+impl Peer {
+    pub(crate) fn new(plan: &PeerPlan, tunn: Tunn) -> Self {
+        let endpoint = match &plan.endpoint {
+            Some(Endpoint::Addr(a)) => Some(*a),
+            _ => None,
+        };
+        Self {
+            name: plan.name.clone(),
+            public_key: plan.public_key,
+            allowed_ips: plan.allowed_ips.clone(),
+            configured_endpoint: plan.endpoint.clone(),
+            keepalive: plan.keepalive,
+            counters: PeerCounters::default(),
+            state: Mutex::new(PeerState {
+                tunn,
+                endpoint,
+                initiation_sent: None,
+                last_handshake_duration: None,
+            }),
+        }
+    }
+
+    /// The lock is never held across I/O, and a panic while holding it cannot leave the
+    /// session half-updated in a way that matters more than a lost packet, so poisoning is
+    /// ignored rather than propagated.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, PeerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn status(&self) -> PeerStatus {
+        let s = self.lock();
+        PeerStatus {
+            endpoint: s.endpoint,
+            since_last_handshake: s.tunn.time_since_last_handshake(),
+            last_handshake_duration: s.last_handshake_duration,
+        }
+    }
+
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        self.lock().endpoint
+    }
+}

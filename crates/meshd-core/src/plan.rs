@@ -1,0 +1,275 @@
+//! The per-node plan: what one node of the mesh must configure, derived from the shared config.
+//!
+//! Peering follows policy: a node peers only with the nodes that share at least one policy rule
+//! with it, in either direction. Everything the daemon sets up comes from this plan.
+
+use crate::config::{Allow, AdminConfig, Endpoint, InterfaceConfig, MeshConfig, NodeConfig};
+use crate::key::PublicKey;
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// How the running node is identified in the shared config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// By its public key (derived from `--private-key`), optionally asserting the name.
+    Key {
+        public_key: PublicKey,
+        name: Option<String>,
+    },
+    /// By name only (`meshd check --node`), when no key is at hand.
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("no node in the config has the public key {0} of this private key; add this node to `nodes` or use the right key")]
+    UnknownKey(PublicKey),
+    #[error("no node named `{0}` in the config")]
+    UnknownName(String),
+    #[error("--node {asserted} does not match the private key, which belongs to node `{actual}`")]
+    NameMismatch { asserted: String, actual: String },
+}
+
+/// A peer of this node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerPlan {
+    pub name: String,
+    pub public_key: PublicKey,
+    /// The peer's overlay address.
+    pub address: IpAddr,
+    /// Its address as a host prefix, then its routes.
+    pub allowed_ips: Vec<IpNet>,
+    pub endpoint: Option<Endpoint>,
+    pub keepalive: Option<u16>,
+}
+
+/// Which way a policy rule points, seen from this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Peers may open connections to this node.
+    Inbound,
+    /// This node may open connections to the peers.
+    Outbound,
+}
+
+/// A policy rule as it concerns this node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRule {
+    pub direction: Direction,
+    /// The peer names on the other end (never this node).
+    pub peers: Vec<String>,
+    pub allow: Vec<Allow>,
+}
+
+/// Everything one node must do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodePlan {
+    pub interface: InterfaceConfig,
+    pub admin: AdminConfig,
+    pub me: NodeConfig,
+    /// The mesh network, e.g. 10.100.0.0/24: routed into the device by its address.
+    pub mesh_prefix: IpNet,
+    /// Sorted by name.
+    pub peers: Vec<PeerPlan>,
+    pub rules: Vec<NodeRule>,
+}
+
+fn host_prefix(addr: IpAddr) -> IpNet {
+    IpNet::from(addr)
+}
+
+impl NodePlan {
+    /// The plan for the node `who` in `config`.
+    pub fn new(config: &MeshConfig, who: &Identity) -> Result<Self, PlanError> {
+        let me = match who {
+            Identity::Key { public_key, name } => {
+                let me = config
+                    .nodes
+                    .iter()
+                    .find(|n| n.public_key == *public_key)
+                    .ok_or(PlanError::UnknownKey(*public_key))?;
+                if let Some(asserted) = name.as_ref().filter(|n| **n != me.name) {
+                    return Err(PlanError::NameMismatch {
+                        asserted: asserted.clone(),
+                        actual: me.name.clone(),
+                    });
+                }
+                me
+            }
+            Identity::Name(name) => config
+                .node(name)
+                .ok_or_else(|| PlanError::UnknownName(name.clone()))?,
+        };
+
+        let mut rules = Vec::new();
+        let mut peer_names: Vec<&str> = Vec::new();
+        for rule in &config.policy {
+            for (direction, here, there) in [
+                (Direction::Outbound, &rule.from, &rule.to),
+                (Direction::Inbound, &rule.to, &rule.from),
+            ] {
+                if !here.matches(&me.name) {
+                    continue;
+                }
+                let peers: Vec<String> = config
+                    .nodes
+                    .iter()
+                    .filter(|n| n.name != me.name && there.matches(&n.name))
+                    .map(|n| n.name.clone())
+                    .collect();
+                if peers.is_empty() {
+                    continue;
+                }
+                peer_names.extend(peers.iter().filter_map(|p| config.node(p)).map(|n| n.name.as_str()));
+                rules.push(NodeRule {
+                    direction,
+                    peers,
+                    allow: rule.allow.clone(),
+                });
+            }
+        }
+
+        let mut peers: Vec<PeerPlan> = config
+            .nodes
+            .iter()
+            .filter(|n| peer_names.contains(&n.name.as_str()))
+            .map(|n| PeerPlan {
+                name: n.name.clone(),
+                public_key: n.public_key,
+                address: n.address.addr(),
+                allowed_ips: std::iter::once(host_prefix(n.address.addr()))
+                    .chain(n.routes.iter().copied())
+                    .collect(),
+                endpoint: n.endpoint.clone(),
+                keepalive: n.keepalive,
+            })
+            .collect();
+        peers.sort_by(|a, b| a.name.cmp(&b.name));
+
+        Ok(Self {
+            interface: config.interface.clone(),
+            admin: config.admin.clone(),
+            me: me.clone(),
+            mesh_prefix: me.address.trunc(),
+            peers,
+            rules,
+        })
+    }
+
+    /// Prefixes the device must route besides the mesh prefix: every peer's `routes`.
+    pub fn extra_routes(&self) -> Vec<IpNet> {
+        self.peers
+            .iter()
+            .flat_map(|p| p.allowed_ips.iter().skip(1).copied())
+            .collect()
+    }
+
+    pub fn peer(&self, name: &str) -> Option<&PeerPlan> {
+        self.peers.iter().find(|p| p.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{
+        Metrics, Pos, PolicyRule, Rate, RateUnit, Selector,
+    };
+
+    fn node(name: &str, n: u8, routes: &[&str]) -> NodeConfig {
+        NodeConfig {
+            name: name.into(),
+            public_key: PublicKey([n; 32]),
+            address: format!("10.100.0.{n}/24").parse().unwrap_or_else(|_| unreachable!()),
+            endpoint: None,
+            routes: routes.iter().filter_map(|r| r.parse().ok()).collect(),
+            keepalive: None,
+            open: vec![],
+            pos: Pos::default(),
+        }
+    }
+
+    fn names(list: &[&str]) -> Selector {
+        Selector::Nodes(list.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn mesh(policy: Vec<(Selector, Selector)>) -> MeshConfig {
+        MeshConfig {
+            interface: InterfaceConfig {
+                name: "meshd0".into(),
+                listen_port: 51820,
+                mtu: 1420,
+                metrics: Metrics::Off,
+            },
+            admin: AdminConfig {
+                ssh_from: vec![],
+                icmp_rate: Rate { count: 5, per: RateUnit::Second },
+            },
+            nodes: vec![
+                node("db1", 2, &["192.168.50.0/24"]),
+                node("app1", 3, &[]),
+                node("app2", 4, &[]),
+                node("bastion", 5, &[]),
+            ],
+            policy: policy
+                .into_iter()
+                .map(|(from, to)| PolicyRule { from, to, allow: vec![Allow::Any], pos: Pos::default() })
+                .collect(),
+        }
+    }
+
+    fn peers_of(cfg: &MeshConfig, name: &str) -> Vec<String> {
+        NodePlan::new(cfg, &Identity::Name(name.into()))
+            .map(|p| p.peers.into_iter().map(|p| p.name).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn peering_follows_policy_in_both_directions() {
+        let cfg = mesh(vec![(names(&["app1", "app2"]), names(&["db1"]))]);
+        assert_eq!(peers_of(&cfg, "db1"), ["app1", "app2"]);
+        assert_eq!(peers_of(&cfg, "app1"), ["db1"]);
+        // app1 and app2 share no rule with each other, nor does bastion with anyone.
+        assert!(peers_of(&cfg, "bastion").is_empty());
+    }
+
+    #[test]
+    fn star_reaches_everyone_but_self() {
+        let cfg = mesh(vec![(names(&["bastion"]), Selector::All)]);
+        assert_eq!(peers_of(&cfg, "bastion"), ["app1", "app2", "db1"]);
+        assert_eq!(peers_of(&cfg, "app2"), ["bastion"]);
+        let all = mesh(vec![(Selector::All, Selector::All)]);
+        assert_eq!(peers_of(&all, "db1"), ["app1", "app2", "bastion"]);
+    }
+
+    #[test]
+    fn allowed_ips_are_host_address_plus_routes() {
+        let cfg = mesh(vec![(names(&["app1"]), names(&["db1"]))]);
+        let plan = NodePlan::new(&cfg, &Identity::Name("app1".into()));
+        let plan = plan.unwrap_or_else(|e| panic!("{e}"));
+        let db1 = plan.peer("db1").map(|p| p.allowed_ips.clone()).unwrap_or_default();
+        let want: Vec<IpNet> = ["10.100.0.2/32", "192.168.50.0/24"]
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        assert_eq!(db1, want);
+        assert_eq!(plan.extra_routes(), want[1..]);
+        assert_eq!(plan.mesh_prefix.to_string(), "10.100.0.0/24");
+        assert_eq!(plan.rules.len(), 1);
+        assert_eq!(plan.rules[0].direction, Direction::Outbound);
+    }
+
+    #[test]
+    fn finds_itself_by_key_and_checks_the_asserted_name() {
+        let cfg = mesh(vec![]);
+        let by_key = NodePlan::new(&cfg, &Identity::Key { public_key: PublicKey([3; 32]), name: None });
+        assert_eq!(by_key.map(|p| p.me.name), Ok("app1".to_string()));
+        let unknown = NodePlan::new(&cfg, &Identity::Key { public_key: PublicKey([9; 32]), name: None });
+        assert_eq!(unknown.map(|p| p.me.name), Err(PlanError::UnknownKey(PublicKey([9; 32]))));
+        let wrong = NodePlan::new(
+            &cfg,
+            &Identity::Key { public_key: PublicKey([3; 32]), name: Some("db1".into()) },
+        );
+        assert!(matches!(wrong, Err(PlanError::NameMismatch { .. })));
+    }
+}

@@ -1,0 +1,37 @@
+//! The command line (SPEC §2).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "meshd", version, about = "A userspace WireGuard mesh daemon for Linux servers")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the node in the foreground: tunnel up, then serve until SIGTERM.
+    Run(NodeArgs),
+    /// Validate the config and print this node's peers and rules (exit 0 valid, 1 invalid).
+    Check(NodeArgs),
+    /// Print a new private key (same format as `wg genkey`).
+    Genkey,
+    /// Read a private key on stdin and print its public key (same format as `wg pubkey`).
+    Pubkey,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// The mesh config shared by every node.
+    #[arg(long, default_value = "/etc/meshd/mesh.yaml")]
+    pub(crate) config: PathBuf,
+    /// This node's private key [default: $CREDENTIALS_DIRECTORY/private.key, then
+    /// /etc/meshd/private.key].
+    #[arg(long)]
+    pub(crate) private_key: Option<PathBuf>,
+    /// Assert (run) or choose (check, without a key) which node this is.
+    #[arg(long)]
+    pub(crate) node: Option<String>,
+}

@@ -1,0 +1,124 @@
+//! `meshd run`: the daemon. Order of start-up matters: everything that can fail on bad input
+//! (key, config, plan, sockets) is checked before the device exists, so a refused start leaves
+//! nothing behind.
+
+mod datapath;
+mod device;
+mod udp;
+
+use crate::cli::NodeArgs;
+use crate::load;
+use anyhow::{Context, Result};
+use datapath::Shared;
+use meshd_core::config::Endpoint;
+use meshd_core::node::{slot_size, Node};
+use meshd_core::plan::NodePlan;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+
+pub(crate) fn run(args: &NodeArgs) -> Result<()> {
+    let (plan, key) = load::load_plan(args, true)?;
+    let key = key.context("no private key")?;
+    // Two workers: one per data-path direction under load; timers and signals fit beside.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("meshd")
+        .enable_all()
+        .build()?;
+    let node = Node::new(&plan, &key);
+    drop(key);
+    let result = runtime.block_on(serve(plan, node));
+    // Dropping the runtime drops the tasks and with them the last handle on the device,
+    // which the kernel then removes.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let node = result?;
+    tracing::info!("stopped {}", drop_summary(&node));
+    Ok(())
+}
+
+fn drop_summary(node: &Node) -> String {
+    let mut s = String::new();
+    for (reason, n) in node.drops().snapshot() {
+        let _ = write!(s, "dropped_{}={n} ", reason.as_str());
+    }
+    s.trim_end().to_string()
+}
+
+/// Resolves DNS endpoints in the background: a peer whose name does not resolve yet must not
+/// hold up the others. Retries until it resolves.
+fn resolve_endpoints(shared: &Arc<Shared>) {
+    for (index, peer) in shared.node.peers().iter().enumerate() {
+        let Some(Endpoint::Host { host, port }) = peer.configured_endpoint.clone() else {
+            continue;
+        };
+        let shared = Arc::clone(shared);
+        let name = peer.name.clone();
+        tokio::spawn(async move {
+            loop {
+                match tokio::net::lookup_host((host.as_str(), port)).await {
+                    Ok(mut addrs) => {
+                        if let Some(addr) = addrs.next() {
+                            tracing::info!("resolved endpoint peer={name} {host}={addr}");
+                            shared.node.set_endpoint(index, addr);
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!("cannot resolve endpoint peer={name} {host}: {e}"),
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+    }
+}
+
+async fn serve(plan: NodePlan, node: Node) -> Result<Node> {
+    let sockets = udp::Sockets::bind(plan.interface.listen_port)?;
+    let device = device::create(&plan)?;
+    let shared = Arc::new(Shared {
+        node,
+        device,
+        sockets,
+        stride: slot_size(plan.interface.mtu),
+    });
+    resolve_endpoints(&shared);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(datapath::tun_to_net(Arc::clone(&shared)));
+    tasks.spawn(datapath::net_to_tun(Arc::clone(&shared), false));
+    tasks.spawn(datapath::net_to_tun(Arc::clone(&shared), true));
+    tasks.spawn(datapath::timers(Arc::clone(&shared)));
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tracing::info!(
+        "ready node={} interface={} address={} listen_port={} peers={}",
+        plan.me.name,
+        plan.interface.name,
+        plan.me.address,
+        plan.interface.listen_port,
+        plan.peers.len()
+    );
+    let outcome = loop {
+        tokio::select! {
+            _ = term.recv() => break Ok(()),
+            _ = int.recv() => break Ok(()),
+            _ = hup.recv() => tracing::warn!("SIGHUP: reload is not supported yet; restart meshd to apply a new config"),
+            Some(ended) = tasks.join_next() => {
+                break match ended {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => Err(e.context("data path failed")),
+                    Err(e) => Err(anyhow::anyhow!("data path task ended: {e}")),
+                };
+            }
+        }
+    };
+    tasks.shutdown().await;
+    outcome?;
+    let shared = Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("data path still running at shutdown"))?;
+    let Shared { node, device, .. } = shared;
+    drop(device);
+    Ok(node)
+}
