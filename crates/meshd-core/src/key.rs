@@ -111,11 +111,19 @@ mod tests {
     fn public_key_matches_rfc7748_vector() {
         // RFC 7748 section 6.1, Alice's key pair.
         let private: [u8; 32] = std::array::from_fn(|i| {
-            u8::from_str_radix(&"77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"[2 * i..2 * i + 2], 16).unwrap_or(0)
+            u8::from_str_radix(
+                &"77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"
+                    [2 * i..2 * i + 2],
+                16,
+            )
+            .unwrap_or(0)
         });
         let public = "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=";
         let k = PrivateKey::from_base64(&STANDARD.encode(private));
-        assert_eq!(k.map(|k| k.public_key().to_base64()), Ok(public.to_string()));
+        assert_eq!(
+            k.map(|k| k.public_key().to_base64()),
+            Ok(public.to_string())
+        );
     }
 
     #[test]

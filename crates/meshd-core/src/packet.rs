@@ -38,8 +38,14 @@ mod tests {
         v6[23] = 1;
         v6[39] = 2;
         let (s, d) = addresses(&v6).unwrap_or_else(|| panic!("v6"));
-        assert_eq!(s, "::1".parse::<IpAddr>().unwrap_or_else(|_| unreachable!()));
-        assert_eq!(d, "::2".parse::<IpAddr>().unwrap_or_else(|_| unreachable!()));
+        assert_eq!(
+            s,
+            "::1".parse::<IpAddr>().unwrap_or_else(|_| unreachable!())
+        );
+        assert_eq!(
+            d,
+            "::2".parse::<IpAddr>().unwrap_or_else(|_| unreachable!())
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Peering follows policy: a node peers only with the nodes that share at least one policy rule
 //! with it, in either direction. Everything the daemon sets up comes from this plan.
 
-use crate::config::{Allow, AdminConfig, Endpoint, InterfaceConfig, MeshConfig, NodeConfig};
+use crate::config::{AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, NodeConfig};
 use crate::key::PublicKey;
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -120,7 +120,12 @@ impl NodePlan {
                 if peers.is_empty() {
                     continue;
                 }
-                peer_names.extend(peers.iter().filter_map(|p| config.node(p)).map(|n| n.name.as_str()));
+                peer_names.extend(
+                    peers
+                        .iter()
+                        .filter_map(|p| config.node(p))
+                        .map(|n| n.name.as_str()),
+                );
                 rules.push(NodeRule {
                     direction,
                     peers,
@@ -172,15 +177,15 @@ impl NodePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{
-        Metrics, Pos, PolicyRule, Rate, RateUnit, Selector,
-    };
+    use crate::config::{Metrics, PolicyRule, Pos, Rate, RateUnit, Selector};
 
     fn node(name: &str, n: u8, routes: &[&str]) -> NodeConfig {
         NodeConfig {
             name: name.into(),
             public_key: PublicKey([n; 32]),
-            address: format!("10.100.0.{n}/24").parse().unwrap_or_else(|_| unreachable!()),
+            address: format!("10.100.0.{n}/24")
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
             endpoint: None,
             routes: routes.iter().filter_map(|r| r.parse().ok()).collect(),
             keepalive: None,
@@ -203,7 +208,10 @@ mod tests {
             },
             admin: AdminConfig {
                 ssh_from: vec![],
-                icmp_rate: Rate { count: 5, per: RateUnit::Second },
+                icmp_rate: Rate {
+                    count: 5,
+                    per: RateUnit::Second,
+                },
             },
             nodes: vec![
                 node("db1", 2, &["192.168.50.0/24"]),
@@ -213,7 +221,12 @@ mod tests {
             ],
             policy: policy
                 .into_iter()
-                .map(|(from, to)| PolicyRule { from, to, allow: vec![Allow::Any], pos: Pos::default() })
+                .map(|(from, to)| PolicyRule {
+                    from,
+                    to,
+                    allow: vec![Allow::Any],
+                    pos: Pos::default(),
+                })
                 .collect(),
         }
     }
@@ -247,7 +260,10 @@ mod tests {
         let cfg = mesh(vec![(names(&["app1"]), names(&["db1"]))]);
         let plan = NodePlan::new(&cfg, &Identity::Name("app1".into()));
         let plan = plan.unwrap_or_else(|e| panic!("{e}"));
-        let db1 = plan.peer("db1").map(|p| p.allowed_ips.clone()).unwrap_or_default();
+        let db1 = plan
+            .peer("db1")
+            .map(|p| p.allowed_ips.clone())
+            .unwrap_or_default();
         let want: Vec<IpNet> = ["10.100.0.2/32", "192.168.50.0/24"]
             .iter()
             .filter_map(|s| s.parse().ok())
@@ -262,13 +278,31 @@ mod tests {
     #[test]
     fn finds_itself_by_key_and_checks_the_asserted_name() {
         let cfg = mesh(vec![]);
-        let by_key = NodePlan::new(&cfg, &Identity::Key { public_key: PublicKey([3; 32]), name: None });
+        let by_key = NodePlan::new(
+            &cfg,
+            &Identity::Key {
+                public_key: PublicKey([3; 32]),
+                name: None,
+            },
+        );
         assert_eq!(by_key.map(|p| p.me.name), Ok("app1".to_string()));
-        let unknown = NodePlan::new(&cfg, &Identity::Key { public_key: PublicKey([9; 32]), name: None });
-        assert_eq!(unknown.map(|p| p.me.name), Err(PlanError::UnknownKey(PublicKey([9; 32]))));
+        let unknown = NodePlan::new(
+            &cfg,
+            &Identity::Key {
+                public_key: PublicKey([9; 32]),
+                name: None,
+            },
+        );
+        assert_eq!(
+            unknown.map(|p| p.me.name),
+            Err(PlanError::UnknownKey(PublicKey([9; 32])))
+        );
         let wrong = NodePlan::new(
             &cfg,
-            &Identity::Key { public_key: PublicKey([3; 32]), name: Some("db1".into()) },
+            &Identity::Key {
+                public_key: PublicKey([3; 32]),
+                name: Some("db1".into()),
+            },
         );
         assert!(matches!(wrong, Err(PlanError::NameMismatch { .. })));
     }

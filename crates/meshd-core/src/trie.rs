@@ -173,13 +173,19 @@ mod tests {
         for i in 0..500 {
             let addr = std::net::Ipv4Addr::from((next() as u32) & 0x0fff_ffff | 0x0a00_0000);
             let len = (next() % 25 + 8) as u8;
-            let p = IpNet::V4(ipnet::Ipv4Net::new(addr, len).map(|n| n.trunc()).unwrap_or_default());
+            let p = IpNet::V4(
+                ipnet::Ipv4Net::new(addr, len)
+                    .map(|n| n.trunc())
+                    .unwrap_or_default(),
+            );
             list.retain(|(q, _)| *q != p);
             list.push((p, i));
             t.insert(p, i);
         }
         for _ in 0..5000 {
-            let a = IpAddr::V4(std::net::Ipv4Addr::from((next() as u32) & 0x0fff_ffff | 0x0a00_0000));
+            let a = IpAddr::V4(std::net::Ipv4Addr::from(
+                (next() as u32) & 0x0fff_ffff | 0x0a00_0000,
+            ));
             let want = list
                 .iter()
                 .filter(|(p, _)| p.contains(&a))

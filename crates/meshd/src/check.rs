@@ -13,7 +13,11 @@ pub(crate) fn check(args: &NodeArgs) -> Result<()> {
 }
 
 fn join<T: ToString>(items: &[T]) -> String {
-    items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The human summary of a plan printed by `check`.
@@ -27,8 +31,13 @@ pub(crate) fn describe(plan: &NodePlan) -> String {
     );
     let _ = writeln!(s, "peers ({}):", plan.peers.len());
     for p in &plan.peers {
-        let endpoint = p.endpoint.as_ref().map_or("(none: waits for the peer)".to_string(), |e| e.to_string());
-        let keepalive = p.keepalive.map_or(String::new(), |k| format!("  keepalive {k}s"));
+        let endpoint = p
+            .endpoint
+            .as_ref()
+            .map_or("(none: waits for the peer)".to_string(), |e| e.to_string());
+        let keepalive = p
+            .keepalive
+            .map_or(String::new(), |k| format!("  keepalive {k}s"));
         let _ = writeln!(
             s,
             "  {:<16} endpoint {:<24} allowed-ips {}{keepalive}",
@@ -43,7 +52,12 @@ pub(crate) fn describe(plan: &NodePlan) -> String {
             Direction::Inbound => ("from", "may open to this node"),
             Direction::Outbound => ("to", "this node may open"),
         };
-        let _ = writeln!(s, "  {arrow} {}: {} ({what})", join(&r.peers), join(&r.allow));
+        let _ = writeln!(
+            s,
+            "  {arrow} {}: {} ({what})",
+            join(&r.peers),
+            join(&r.allow)
+        );
     }
     let _ = writeln!(s, "config OK");
     s

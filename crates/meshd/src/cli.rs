@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "meshd", version, about = "A userspace WireGuard mesh daemon for Linux servers")]
+#[command(
+    name = "meshd",
+    version,
+    about = "A userspace WireGuard mesh daemon for Linux servers"
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,

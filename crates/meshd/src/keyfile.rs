@@ -23,8 +23,8 @@ pub(crate) fn key_path(given: Option<&Path>) -> PathBuf {
 /// contains the file's content.
 pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKey> {
     let shown = path.display();
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read private key file {shown}"))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read private key file {shown}"))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o044 != 0 {
         bail!(
@@ -34,8 +34,9 @@ pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKey> {
     }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read private key file {shown}"))?;
-    PrivateKey::from_base64(&text)
-        .map_err(|e| anyhow::anyhow!("private key file {shown} does not hold a WireGuard private key: {e}"))
+    PrivateKey::from_base64(&text).map_err(|e| {
+        anyhow::anyhow!("private key file {shown} does not hold a WireGuard private key: {e}")
+    })
 }
 
 #[cfg(test)]
@@ -68,8 +69,14 @@ mod tests {
     #[test]
     fn garbage_key_is_a_clear_error_without_the_content() {
         let p = temp("junk", "s3cret-not-a-key", 0o600);
-        let err = read_private_key(&p).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("does not hold a WireGuard private key"), "{err}");
+        let err = read_private_key(&p)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("does not hold a WireGuard private key"),
+            "{err}"
+        );
         assert!(!err.contains("s3cret"));
         let missing = read_private_key(Path::new("/nonexistent/meshd.key"));
         assert!(missing.is_err());

@@ -1,7 +1,7 @@
 //! Loading the config and finding this node in it: shared by `run` and `check`.
 
-use crate::keyfile;
 use crate::cli::NodeArgs;
+use crate::keyfile;
 use anyhow::{anyhow, Context, Result};
 use meshd_core::config::{self, MeshConfig};
 use meshd_core::key::PrivateKey;
@@ -23,10 +23,18 @@ pub(crate) fn load_config(args: &NodeArgs) -> Result<MeshConfig> {
 }
 
 /// The config, this node's plan and, when a key was given or found, the key.
-pub(crate) fn load_plan(args: &NodeArgs, key_required: bool) -> Result<(NodePlan, Option<PrivateKey>)> {
+pub(crate) fn load_plan(
+    args: &NodeArgs,
+    key_required: bool,
+) -> Result<(NodePlan, Option<PrivateKey>)> {
     let key_path = keyfile::key_path(args.private_key.as_deref());
     let key = if key_required || args.private_key.is_some() || args.node.is_none() {
-        Some(keyfile::read_private_key(&key_path)?)
+        let key = keyfile::read_private_key(&key_path);
+        if args.private_key.is_none() && !key_required {
+            Some(key.context("give --private-key FILE or --node NAME")?)
+        } else {
+            Some(key?)
+        }
     } else {
         None
     };
@@ -38,7 +46,8 @@ pub(crate) fn load_plan(args: &NodeArgs, key_required: bool) -> Result<(NodePlan
         },
         None => Identity::Name(args.node.clone().unwrap_or_default()),
     };
-    let plan = NodePlan::new(&config, &identity).map_err(|e| anyhow!("{}: {e}", args.config.display()))?;
+    let plan =
+        NodePlan::new(&config, &identity).map_err(|e| anyhow!("{}: {e}", args.config.display()))?;
     for warning in config.warnings() {
         tracing::warn!("{}: {warning}", args.config.display());
     }

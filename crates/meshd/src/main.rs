@@ -39,7 +39,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("meshd: {e:#}");
+            let message = format!("{e:#}");
+            // A config report is already one `file:line:column: key: message` per line.
+            if message.contains('\n') {
+                eprintln!("{message}");
+            } else {
+                eprintln!("meshd: {message}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -83,7 +83,10 @@ pub struct NodeConfig {
 pub enum Endpoint {
     Addr(SocketAddr),
     /// A DNS name, resolved by the daemon.
-    Host { host: String, port: u16 },
+    Host {
+        host: String,
+        port: u16,
+    },
 }
 
 impl fmt::Display for Endpoint {

@@ -66,6 +66,7 @@ pub(super) fn parse(file: &str, text: &str) -> Result<MeshConfig, ConfigErrors> 
         }
     };
     let draft = walk(&root, &mut errs);
+    drop_tree(root);
     validate::validate(&draft, &mut errs);
     if !errs.is_empty() {
         return Err(errs.finish());
@@ -210,7 +211,9 @@ fn build(draft: Draft) -> Option<MeshConfig> {
 fn selector(s: SelectorDraft) -> Selector {
     match s {
         SelectorDraft::All => Selector::All,
-        SelectorDraft::Nodes(names) => Selector::Nodes(names.into_iter().map(|n| n.value).collect()),
+        SelectorDraft::Nodes(names) => {
+            Selector::Nodes(names.into_iter().map(|n| n.value).collect())
+        }
     }
 }
 
@@ -229,15 +232,95 @@ fn pos_of(span: &Span) -> Pos {
     pos_of_marker(span.start())
 }
 
+/// The deepest nesting accepted, as bounded by [`nesting_bound`]. A mesh config nests five levels.
+const MAX_NESTING: usize = 10_000;
+/// Stack for the YAML parser, which recurses once per level of nesting (about 3 KiB a level).
+const PARSER_STACK: usize = 64 << 20;
+
 /// Loads the YAML tree; on failure, the one error the YAML loader gives (position, key, message).
+///
+/// The YAML parser recurses once per level of nesting and has no limit of its own for block
+/// collections, so a hostile file could overflow the stack. The nesting is bounded first from
+/// the text alone, and the parser runs on a thread whose stack is large enough for that bound
+/// (which also contains a panic of the parser, should it have one).
 fn load(text: &str) -> Result<Node, (Pos, String, String)> {
+    let (bound, widest) = nesting_bound(text);
+    if bound > MAX_NESTING {
+        return Err((
+            widest,
+            "(yaml)".to_string(),
+            format!(
+                "the file is too wide to parse safely: its lines could nest YAML up to {bound} levels deep, more than {MAX_NESTING}; break long lines up"
+            ),
+        ));
+    }
+    std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new()
+            .name("meshd-yaml".to_string())
+            .stack_size(PARSER_STACK)
+            .spawn_scoped(scope, || load_on_this_thread(text));
+        match parser {
+            Ok(handle) => handle.join().unwrap_or_else(|_| {
+                Err((
+                    Pos { line: 1, column: 1 },
+                    "(yaml)".to_string(),
+                    "the YAML parser failed on this file (an internal error; please report it)"
+                        .to_string(),
+                ))
+            }),
+            Err(e) => Err((
+                Pos { line: 1, column: 1 },
+                "(yaml)".to_string(),
+                format!("cannot start a thread to parse the config: {e}"),
+            )),
+        }
+    })
+}
+
+fn load_on_this_thread(text: &str) -> Result<Node, (Pos, String, String)> {
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
         .prevent_coercion(true);
-    match marked_yaml::parse_yaml_with_options(0, text, options) {
-        Ok(node) => Ok(node),
-        Err(e) => Err(load_error(text, e)),
+    marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| load_error(text, e))
+}
+
+/// An upper bound on how deeply the YAML in `text` can nest, and the place of the widest line.
+///
+/// Every open block collection starts at its own column (indentation only grows inward), at a
+/// token that begins a word: the first character of a line or one after a space or tab. An
+/// indentless sequence shares its parent's column, and flow collections nest at most 255 deep
+/// in the parser. So the depth is at most twice the number of distinct columns where a word
+/// starts, plus 256, plus the document.
+fn nesting_bound(text: &str) -> (usize, Pos) {
+    let mut columns = std::collections::HashSet::new();
+    let mut widest = Pos { line: 1, column: 1 };
+    let (mut line, mut column) = (1usize, 0usize);
+    let mut after_blank = true;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' | '\r' => {
+                if !(c == '\r' && chars.peek() == Some(&'\n')) {
+                    line += 1;
+                    column = 0;
+                }
+                after_blank = true;
+                continue;
+            }
+            ' ' | '\t' | '\u{feff}' => after_blank = true,
+            _ => {
+                if after_blank && columns.insert(column) && column + 1 > widest.column {
+                    widest = Pos {
+                        line,
+                        column: column + 1,
+                    };
+                }
+                after_blank = false;
+            }
+        }
+        column += 1;
     }
+    (2 * columns.len() + 260, widest)
 }
 
 fn load_error(text: &str, e: LoadError) -> (Pos, String, String) {
@@ -276,7 +359,11 @@ fn load_error(text: &str, e: LoadError) -> (Pos, String, String) {
         LoadError::ScanError(m, e) => (
             pos_of_marker(Some(&m)),
             syntax,
-            format!("YAML syntax error: {}", e.info()),
+            format!(
+                "YAML syntax error: {}{}",
+                e.info(),
+                syntax_hint(text, m.line())
+            ),
         ),
         LoadError::DuplicateKey(inner) => {
             let first = pos_of(inner.prev_key.span());
@@ -284,13 +371,18 @@ fn load_error(text: &str, e: LoadError) -> (Pos, String, String) {
             let name = inner.key.as_str().to_string();
             // Find the key path of the duplicate in the tree loaded without the check, where the
             // mapping keeps the first occurrence of the key.
+            // (This runs on the parser's thread, with its large stack.)
             let path = marked_yaml::parse_yaml_with_options(
                 0,
                 text,
                 LoaderOptions::default().prevent_coercion(true),
             )
             .ok()
-            .and_then(|root| find_key_path(&root, "", first, 0))
+            .and_then(|root| {
+                let path = find_key_path(&root, "", first, 0);
+                drop_tree(root);
+                path
+            })
             .unwrap_or_else(|| esc(&name));
             (
                 second,
@@ -302,6 +394,33 @@ fn load_error(text: &str, e: LoadError) -> (Pos, String, String) {
                     first.column
                 ),
             )
+        }
+    }
+}
+
+/// A hint for the syntax errors people make in a mesh config, from the line at fault.
+fn syntax_hint(text: &str, line: usize) -> &'static str {
+    let at_fault = text.lines().nth(line.saturating_sub(1)).unwrap_or_default();
+    if at_fault.contains("]:") {
+        " (quote a bracketed IPv6 address with a port: '[2001:db8::1]:51820')"
+    } else if at_fault.contains('\t') {
+        " (YAML indents with spaces, not tabs)"
+    } else {
+        ""
+    }
+}
+
+/// Drops a YAML tree without recursion: the derived drop recurses once per level of nesting, and
+/// a hostile file (`- - - - ...` on one long line) nests deep enough to overflow the stack.
+fn drop_tree(root: Node) {
+    let mut stack = vec![root];
+    while let Some(mut node) = stack.pop() {
+        match &mut node {
+            Node::Scalar(_) => {}
+            Node::Sequence(seq) => stack.extend(std::mem::take(&mut **seq)),
+            Node::Mapping(map) => {
+                stack.extend(std::mem::take(&mut **map).into_iter().map(|(_, v)| v))
+            }
         }
     }
 }
@@ -437,9 +556,7 @@ fn is_yaml_float(t: &str) -> bool {
     let frac_part = parts.next();
     let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
     let mantissa_ok = match frac_part {
-        Some(frac) => {
-            digits(int_part) && digits(frac) && !(int_part.is_empty() && frac.is_empty())
-        }
+        Some(frac) => digits(int_part) && digits(frac) && !(int_part.is_empty() && frac.is_empty()),
         None => !int_part.is_empty() && digits(int_part) && exponent.is_some(),
     };
     let exponent_ok = match exponent {
@@ -492,8 +609,26 @@ impl Field<'_, '_> {
         if is_null(self.node) {
             self.key_pos
         } else {
-            pos_of(self.node.span())
+            node_pos(self.node)
         }
+    }
+}
+
+/// Where a mapping starts: its `{`, or for a block mapping its first key (the YAML parser marks a
+/// block mapping at the first `:`, which is not where anyone would look).
+fn mapping_pos(map: &MarkedMappingNode) -> Pos {
+    let start = pos_of(map.span());
+    match map.keys().next().map(|k| pos_of(k.span())) {
+        Some(key) if (key.line, key.column) < (start.line, start.column) => key,
+        _ => start,
+    }
+}
+
+/// Where a node starts, as a person reading the file would point at it.
+fn node_pos(node: &Node) -> Pos {
+    match node {
+        Node::Mapping(map) => mapping_pos(map),
+        _ => pos_of(node.span()),
     }
 }
 
@@ -525,7 +660,7 @@ impl<'a> Fields<'a> {
         }
         Self {
             path: path.to_string(),
-            pos: pos_of(map.span()),
+            pos: mapping_pos(map),
             items,
         }
     }
@@ -632,7 +767,13 @@ fn expect_text<'a>(f: Field<'a, '_>, expected: &str, errs: &mut Errors) -> Optio
 }
 
 /// An integer in `min..=max`, written as a YAML integer (not a string or a float).
-fn expect_int(f: Field<'_, '_>, what: &str, min: i128, max: i128, errs: &mut Errors) -> Option<i128> {
+fn expect_int(
+    f: Field<'_, '_>,
+    what: &str,
+    min: i128,
+    max: i128,
+    errs: &mut Errors,
+) -> Option<i128> {
     let Node::Scalar(s) = f.node else {
         type_error(f, "an integer", errs);
         return None;
@@ -669,7 +810,7 @@ fn elements<'a>(seq: &'a MarkedSequenceNode, path: &str) -> Vec<(String, &'a Nod
 fn element<'a, 'p>(path: &'p str, node: &'a Node) -> Field<'a, 'p> {
     Field {
         path,
-        key_pos: pos_of(node.span()),
+        key_pos: node_pos(node),
         node,
     }
 }
@@ -1131,10 +1272,7 @@ pub(super) fn parse_rate(text: &str) -> Result<Rate, String> {
         ));
     }
     match count.parse::<u32>() {
-        Ok(0) => Err(format!(
-            "rate {} is zero; it must be at least 1",
-            q(text)
-        )),
+        Ok(0) => Err(format!("rate {} is zero; it must be at least 1", q(text))),
         Ok(count) => Ok(Rate { count, per }),
         Err(_) => Err(format!("rate {} is too large", q(text))),
     }
@@ -1402,8 +1540,9 @@ pub(super) fn parse_allow(text: &str) -> Result<Allow, String> {
             "{} is not valid: any takes no port; write any",
             q(text)
         )),
-        _ => parse_port_spec(text, "tcp/PORT, udp/PORT, tcp/LOW-HIGH, icmp or any")
-            .map(Allow::Port),
+        _ => {
+            parse_port_spec(text, "tcp/PORT, udp/PORT, tcp/LOW-HIGH, icmp or any").map(Allow::Port)
+        }
     }
 }
 
@@ -1414,9 +1553,9 @@ pub(super) fn parse_open_port(text: &str) -> Result<PortSpec, String> {
             "icmp cannot be opened per node; echo requests are governed by admin.icmp_rate"
                 .to_string(),
         ),
-        "any" => Err(
-            "`any` cannot be used in open; list the ports, e.g. [tcp/443, udp/53]".to_string(),
-        ),
+        "any" => {
+            Err("`any` cannot be used in open; list the ports, e.g. [tcp/443, udp/53]".to_string())
+        }
         _ => parse_port_spec(text, "tcp/PORT, udp/PORT or tcp/LOW-HIGH"),
     }
 }
@@ -1426,14 +1565,10 @@ pub(super) fn parse_port_spec(text: &str, expected: &str) -> Result<PortSpec, St
     let t = text.trim();
     let Some((proto, ports)) = t.split_once('/') else {
         return Err(match t {
-            "tcp" | "udp" => format!(
-                "{} needs a port, e.g. {t}/443 or {t}/8000-8100",
-                q(text)
-            ),
-            _ if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() => format!(
-                "{} has no protocol; write tcp/{t} or udp/{t}",
-                q(text)
-            ),
+            "tcp" | "udp" => format!("{} needs a port, e.g. {t}/443 or {t}/8000-8100", q(text)),
+            _ if t.chars().all(|c| c.is_ascii_digit()) && !t.is_empty() => {
+                format!("{} has no protocol; write tcp/{t} or udp/{t}", q(text))
+            }
             _ => format!("{} is not a port spec; expected {expected}", q(text)),
         });
     };
@@ -1442,7 +1577,7 @@ pub(super) fn parse_port_spec(text: &str, expected: &str) -> Result<PortSpec, St
         "udp" => Protocol::Udp,
         other => {
             return Err(format!(
-                "unknown protocol {} in {}; expected tcp or udp (spec: {expected})",
+                "unknown protocol {} in {}; expected {expected}",
                 q(other),
                 q(text)
             ))
@@ -1473,11 +1608,7 @@ fn port_number(spec: &str, text: &str) -> Result<u16, String> {
         return Err(format!("{} is missing a port number", q(spec)));
     }
     if !text.chars().all(|c| c.is_ascii_digit()) {
-        return Err(format!(
-            "{} in {} is not a port number",
-            q(text),
-            q(spec)
-        ));
+        return Err(format!("{} in {} is not a port number", q(text), q(spec)));
     }
     match text.parse::<u16>() {
         Ok(p) if p >= 1 => Ok(p),

@@ -34,7 +34,11 @@ struct Mesh<'a> {
 
 impl Mesh<'_> {
     fn describe(&self) -> String {
-        format!("the mesh prefix {} (set by {})", self.prefix, at(self.set_by))
+        format!(
+            "the mesh prefix {} (set by {})",
+            self.prefix,
+            at(self.set_by)
+        )
     }
 }
 
@@ -57,11 +61,7 @@ fn check_addresses(draft: &Draft, mesh: &Mesh<'_>, errs: &mut Errors) {
             errs.push(
                 address.pos,
                 address.key.clone(),
-                format!(
-                    "{} is outside {}",
-                    q(&net.to_string()),
-                    mesh.describe()
-                ),
+                format!("{} is outside {}", q(&net.to_string()), mesh.describe()),
             );
         } else if net.prefix_len() != mesh.prefix.prefix_len() {
             errs.push(
@@ -231,10 +231,13 @@ fn check_policy_names(draft: &Draft, errs: &mut Errors) {
         .filter_map(|n| n.name.as_ref().map(|l| l.value.as_str()))
         .collect();
     // Names written but invalid have been reported at the node; do not report them again.
-    let invalid: HashSet<&str> = draft
+    // Their lowercase forms too: `name: DB1` is reported with "write db1", so a policy that
+    // already says `db1` is not wrong.
+    let invalid: HashSet<String> = draft
         .nodes
         .iter()
         .filter_map(|n| n.invalid_name.as_deref())
+        .flat_map(|n| [n.to_string(), n.to_ascii_lowercase()])
         .collect();
     let hint = {
         let mut names: Vec<&str> = draft
@@ -260,10 +263,7 @@ fn check_policy_names(draft: &Draft, errs: &mut Errors) {
                     errs.push(
                         name.pos,
                         name.key.clone(),
-                        format!(
-                            "policy names unknown node `{}`{hint}",
-                            esc(n)
-                        ),
+                        format!("policy names unknown node `{}`{hint}", esc(n)),
                     );
                 }
             }

@@ -110,7 +110,10 @@ mod tests {
         assert_eq!(b.len(), 3);
         assert_eq!(b.capacity(), 3);
         let got: Vec<_> = b.iter().map(|(p, _)| p.to_vec()).collect();
-        assert_eq!(got, vec![b"abc".to_vec(), b"defgh".to_vec(), b"01234567".to_vec()]);
+        assert_eq!(
+            got,
+            vec![b"abc".to_vec(), b"defgh".to_vec(), b"01234567".to_vec()]
+        );
         b.clear();
         assert!(b.is_empty());
         assert_eq!(b.capacity(), 3);

@@ -144,7 +144,10 @@ impl Node {
     }
 
     fn event(&self, e: Event) {
-        self.events.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(e);
     }
 
     /// Sets where a peer is reached, e.g. after resolving its DNS name.
@@ -240,20 +243,21 @@ impl Node {
         to_net: &mut Batch,
     ) {
         let count = |reason| self.drops.add(Side::Inbound, reason, 1);
-        let packet = match self
-            .rate_limiter
-            .verify_packet(Some(from.ip()), datagram, to_net.next_slot())
-        {
-            Ok(packet) => packet,
-            Err(TunnResult::WriteToNetwork(cookie)) => {
-                let len = cookie.len();
-                to_net.commit(len, from);
-                count(DropReason::UnderLoad);
-                return;
-            }
-            Err(TunnResult::Err(e)) => return count(reason_of(&e)),
-            Err(_) => return count(DropReason::Malformed),
-        };
+        let packet =
+            match self
+                .rate_limiter
+                .verify_packet(Some(from.ip()), datagram, to_net.next_slot())
+            {
+                Ok(packet) => packet,
+                Err(TunnResult::WriteToNetwork(cookie)) => {
+                    let len = cookie.len();
+                    to_net.commit(len, from);
+                    count(DropReason::UnderLoad);
+                    return;
+                }
+                Err(TunnResult::Err(e)) => return count(reason_of(&e)),
+                Err(_) => return count(DropReason::Malformed),
+            };
         let is_init = matches!(packet, Packet::HandshakeInit(_));
         let is_response = matches!(packet, Packet::HandshakeResponse(_));
         // A cookie reply proves only that someone saw our handshake, not who: no roaming.
@@ -263,42 +267,40 @@ impl Node {
         };
         let peer = &self.peers[index];
         let mut state = peer.lock();
-        let authenticated = match state
-            .tunn
-            .decapsulate(Some(from.ip()), datagram, to_tun.next_slot())
-        {
-            TunnResult::Done => true, // a keepalive, or a handshake message fully handled
-            TunnResult::Err(e) => {
-                count(reason_of(&e));
-                false
-            }
-            TunnResult::WriteToNetwork(reply) => {
-                // A handshake response or a keepalive after our handshake completed: copy it
-                // out of the TUN slot it was written into (rare path), then flush the queue.
-                let len = reply.len();
-                to_net.push(reply, from);
-                peer.counters.tx.add(0, len, 0);
-                loop {
-                    match state.tunn.decapsulate(None, &[], to_net.next_slot()) {
-                        TunnResult::WriteToNetwork(queued) => {
-                            let len = queued.len();
-                            to_net.commit(len, from);
-                            peer.counters.tx.add(len - DATA_OVERHEAD.min(len), len, 1);
-                        }
-                        _ => break,
-                    }
+        let authenticated =
+            match state
+                .tunn
+                .decapsulate(Some(from.ip()), datagram, to_tun.next_slot())
+            {
+                TunnResult::Done => true, // a keepalive, or a handshake message fully handled
+                TunnResult::Err(e) => {
+                    count(reason_of(&e));
+                    false
                 }
-                true
-            }
-            TunnResult::WriteToTunnelV4(inner, src) => {
-                let len = inner.len();
-                self.accept_inner(peer, index, IpAddr::V4(src), len, to_tun)
-            }
-            TunnResult::WriteToTunnelV6(inner, src) => {
-                let len = inner.len();
-                self.accept_inner(peer, index, IpAddr::V6(src), len, to_tun)
-            }
-        };
+                TunnResult::WriteToNetwork(reply) => {
+                    // A handshake response or a keepalive after our handshake completed: copy it
+                    // out of the TUN slot it was written into (rare path), then flush the queue.
+                    let len = reply.len();
+                    to_net.push(reply, from);
+                    peer.counters.tx.add(0, len, 0);
+                    while let TunnResult::WriteToNetwork(queued) =
+                        state.tunn.decapsulate(None, &[], to_net.next_slot())
+                    {
+                        let len = queued.len();
+                        to_net.commit(len, from);
+                        peer.counters.tx.add(len - DATA_OVERHEAD.min(len), len, 1);
+                    }
+                    true
+                }
+                TunnResult::WriteToTunnelV4(inner, src) => {
+                    let len = inner.len();
+                    self.accept_inner(peer, index, IpAddr::V4(src), len, to_tun)
+                }
+                TunnResult::WriteToTunnelV6(inner, src) => {
+                    let len = inner.len();
+                    self.accept_inner(peer, index, IpAddr::V6(src), len, to_tun)
+                }
+            };
         if !authenticated {
             return;
         }
@@ -353,7 +355,10 @@ impl Node {
     /// a second. Call every 100–250 ms.
     pub fn update_timers(&self, now: Instant, out: &mut Batch) {
         {
-            let mut last = self.last_rate_reset.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self
+                .last_rate_reset
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if last.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
                 self.rate_limiter.reset_count();
                 *last = Some(now);

@@ -25,9 +25,15 @@ fn mesh() -> Mesh {
         .map(|(i, k)| NodeConfig {
             name: format!("n{i}"),
             public_key: k.public_key(),
-            address: format!("10.100.0.{}/24", i + 1).parse().unwrap_or_else(|_| unreachable!()),
+            address: format!("10.100.0.{}/24", i + 1)
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
             endpoint: Some(Endpoint::Addr(addr(&format!("192.0.2.{}:51820", i + 1)))),
-            routes: if i == 1 { vec!["192.168.50.0/24".parse().unwrap_or_else(|_| unreachable!())] } else { vec![] },
+            routes: if i == 1 {
+                vec!["192.168.50.0/24".parse().unwrap_or_else(|_| unreachable!())]
+            } else {
+                vec![]
+            },
             keepalive: None,
             open: vec![],
             pos: Pos::default(),
@@ -40,8 +46,19 @@ fn mesh() -> Mesh {
         pos: Pos::default(),
     };
     let config = MeshConfig {
-        interface: InterfaceConfig { name: "meshd0".into(), listen_port: 51820, mtu: 1420, metrics: Metrics::Off },
-        admin: AdminConfig { ssh_from: vec![], icmp_rate: Rate { count: 5, per: RateUnit::Second } },
+        interface: InterfaceConfig {
+            name: "meshd0".into(),
+            listen_port: 51820,
+            mtu: 1420,
+            metrics: Metrics::Off,
+        },
+        admin: AdminConfig {
+            ssh_from: vec![],
+            icmp_rate: Rate {
+                count: 5,
+                per: RateUnit::Second,
+            },
+        },
         nodes,
         policy: vec![rule("n0", "n1"), rule("n2", "n1")],
     };
@@ -52,7 +69,10 @@ impl Mesh {
     fn node(&self, i: usize) -> Node {
         let plan = NodePlan::new(
             &self.config,
-            &Identity::Key { public_key: self.keys[i].public_key(), name: None },
+            &Identity::Key {
+                public_key: self.keys[i].public_key(),
+                name: None,
+            },
         )
         .unwrap_or_else(|e| panic!("{e}"));
         Node::new(&plan, &self.keys[i])
@@ -106,18 +126,29 @@ const B: &str = "192.0.2.2:51820";
 fn connected(m: &Mesh) -> (Node, Node) {
     let (n0, n1) = (m.node(0), m.node(1));
     let p1 = ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"first");
-    let p2 = ipv4([10, 100, 0, 1], [192, 168, 50, 9], b"second, to a routed subnet");
+    let p2 = ipv4(
+        [10, 100, 0, 1],
+        [192, 168, 50, 9],
+        b"second, to a routed subnet",
+    );
     let mut input = one(&p1);
     input.push(&p2, addr("0.0.0.0:0"));
     let mut init = batch();
     n0.handle_tun_packets(Instant::now(), &input, &mut init);
-    assert_eq!(init.len(), 1, "one handshake initiation, both packets queued");
+    assert_eq!(
+        init.len(),
+        1,
+        "one handshake initiation, both packets queued"
+    );
     assert_eq!(init.get(0).map(|(d, a)| (d.len(), a)), Some((148, addr(B))));
 
     let (tun, response) = deliver(&n1, &init, addr(A));
     assert!(tun.is_empty());
     assert_eq!(response.len(), 1);
-    assert_eq!(response.get(0).map(|(d, a)| (d.len(), a)), Some((92, addr(A))));
+    assert_eq!(
+        response.get(0).map(|(d, a)| (d.len(), a)),
+        Some((92, addr(A)))
+    );
 
     let (tun, flushed) = deliver(&n0, &response, addr(B));
     assert!(tun.is_empty());
@@ -126,8 +157,14 @@ fn connected(m: &Mesh) -> (Node, Node) {
     let (tun, replies) = deliver(&n1, &flushed, addr(A));
     assert!(replies.is_empty());
     assert_eq!(packets(&tun), vec![p1, p2]);
-    assert_eq!(n0.peers()[0].counters.handshakes_as_initiator.load(RELAXED), 1);
-    assert_eq!(n1.peers()[0].counters.handshakes_as_responder.load(RELAXED), 1);
+    assert_eq!(
+        n0.peers()[0].counters.handshakes_as_initiator.load(RELAXED),
+        1
+    );
+    assert_eq!(
+        n1.peers()[0].counters.handshakes_as_responder.load(RELAXED),
+        1
+    );
     (n0, n1)
 }
 
@@ -138,7 +175,10 @@ fn handshake_flushes_queued_packets_and_data_flows_both_ways() {
     let back = ipv4([10, 100, 0, 2], [10, 100, 0, 1], b"reply");
     let mut out = batch();
     n1.handle_tun_packets(Instant::now(), &one(&back), &mut out);
-    assert_eq!(out.get(0).map(|(d, a)| (d.len(), a)), Some((back.len() + DATA_OVERHEAD, addr(A))));
+    assert_eq!(
+        out.get(0).map(|(d, a)| (d.len(), a)),
+        Some((back.len() + DATA_OVERHEAD, addr(A)))
+    );
     let (tun, _) = deliver(&n0, &out, addr(B));
     assert_eq!(packets(&tun), vec![back.clone()]);
 
@@ -157,7 +197,11 @@ fn outbound_without_a_route_is_dropped_and_counted() {
     let n0 = m.node(0);
     let mut out = batch();
     // n2 (10.100.0.3) shares no rule with n0: no peer, no route, nothing on the wire.
-    n0.handle_tun_packets(Instant::now(), &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 3], b"x")), &mut out);
+    n0.handle_tun_packets(
+        Instant::now(),
+        &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 3], b"x")),
+        &mut out,
+    );
     n0.handle_tun_packets(Instant::now(), &one(b"\x45junk"), &mut out);
     assert!(out.is_empty());
     assert_eq!(n0.drops().get(DropReason::NoRoute), 1);
@@ -171,7 +215,11 @@ fn inbound_source_outside_allowed_ips_is_dropped_and_counted() {
     // n0 forges a source it does not own (n2's address, then an outside one).
     let mut out = batch();
     for src in [[10, 100, 0, 3], [172, 16, 0, 1]] {
-        n0.handle_tun_packets(Instant::now(), &one(&ipv4(src, [10, 100, 0, 2], b"spoof")), &mut out);
+        n0.handle_tun_packets(
+            Instant::now(),
+            &one(&ipv4(src, [10, 100, 0, 2], b"spoof")),
+            &mut out,
+        );
     }
     assert_eq!(out.len(), 2);
     let (tun, _) = deliver(&n1, &out, addr(A));
@@ -185,18 +233,32 @@ fn endpoint_follows_the_latest_authenticated_datagram() {
     let (n0, n1) = connected(&m);
     n1.take_events();
     let mut out = batch();
-    n0.handle_tun_packets(Instant::now(), &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"moved")), &mut out);
+    n0.handle_tun_packets(
+        Instant::now(),
+        &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"moved")),
+        &mut out,
+    );
     let roamed = addr("198.51.100.7:40000");
     let (tun, _) = deliver(&n1, &out, roamed);
     assert_eq!(tun.len(), 1);
     assert_eq!(n1.peers()[0].endpoint(), Some(roamed));
     assert_eq!(
         n1.take_events(),
-        vec![Event::EndpointChanged { peer: "n0".into(), from: Some(addr(A)), to: roamed }]
+        vec![Event::EndpointChanged {
+            peer: "n0".into(),
+            from: Some(addr(A)),
+            to: roamed
+        }]
     );
     // Forged garbage from yet another address does not move it.
     let mut junk = batch();
-    junk.push(&[4, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], addr("0.0.0.0:0"));
+    junk.push(
+        &[
+            4, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+            13, 14, 15, 16,
+        ],
+        addr("0.0.0.0:0"),
+    );
     let _ = deliver(&n1, &junk, addr("198.51.100.8:1"));
     assert_eq!(n1.peers()[0].endpoint(), Some(roamed));
 }
@@ -206,7 +268,11 @@ fn tampered_and_replayed_datagrams_are_dropped() {
     let m = mesh();
     let (n0, n1) = connected(&m);
     let mut out = batch();
-    n0.handle_tun_packets(Instant::now(), &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"once")), &mut out);
+    n0.handle_tun_packets(
+        Instant::now(),
+        &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"once")),
+        &mut out,
+    );
     let (tun, _) = deliver(&n1, &out, addr(A));
     assert_eq!(tun.len(), 1);
     let (tun, _) = deliver(&n1, &out, addr(A));
@@ -214,7 +280,11 @@ fn tampered_and_replayed_datagrams_are_dropped() {
     assert_eq!(n1.drops().get(DropReason::Replay), 1);
 
     let mut tampered = batch();
-    n0.handle_tun_packets(Instant::now(), &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"twice")), &mut tampered);
+    n0.handle_tun_packets(
+        Instant::now(),
+        &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"twice")),
+        &mut tampered,
+    );
     let mut bytes = tampered.get(0).map(|(d, _)| d.to_vec()).unwrap_or_default();
     if let Some(last) = bytes.last_mut() {
         *last ^= 1;
@@ -239,7 +309,11 @@ fn a_node_outside_the_policy_cannot_complete_a_handshake() {
     m.config.policy.pop();
     let n2 = m.node(2);
     let mut init = batch();
-    n0.handle_tun_packets(Instant::now(), &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 3], b"hi")), &mut init);
+    n0.handle_tun_packets(
+        Instant::now(),
+        &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 3], b"hi")),
+        &mut init,
+    );
     assert_eq!(init.len(), 1);
     let (tun, reply) = deliver(&n2, &init, addr(A));
     assert!(tun.is_empty() && reply.is_empty());

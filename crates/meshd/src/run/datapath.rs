@@ -60,7 +60,9 @@ pub(crate) async fn tun_to_net(shared: Arc<Shared>) -> anyhow::Result<()> {
                 Err(e) => return Err(e.into()),
             }
         }
-        shared.node.handle_tun_packets(Instant::now(), &packets, &mut out);
+        shared
+            .node
+            .handle_tun_packets(Instant::now(), &packets, &mut out);
         send_all(&shared.sockets, &out).await;
     }
 }

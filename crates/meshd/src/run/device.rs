@@ -16,9 +16,9 @@ pub(crate) fn create(plan: &NodePlan) -> Result<AsyncDevice> {
         IpNet::V4(a) => builder.ipv4(a.addr(), a.prefix_len(), None),
         IpNet::V6(a) => builder.ipv6(a.addr(), a.prefix_len()),
     };
-    let device = builder
-        .build_async()
-        .with_context(|| format!("cannot create TUN device {name} (needs CAP_NET_ADMIN and /dev/net/tun)"))?;
+    let device = builder.build_async().with_context(|| {
+        format!("cannot create TUN device {name} (needs CAP_NET_ADMIN and /dev/net/tun)")
+    })?;
     for route in plan.extra_routes() {
         add_route(name, route)?;
     }
@@ -28,9 +28,20 @@ pub(crate) fn create(plan: &NodePlan) -> Result<AsyncDevice> {
 /// Routes a peer's subnet into the device. iproute2 is the one tool every Linux server has; a
 /// netlink client would be one more thing to trust for four lines of work.
 fn add_route(device: &str, route: IpNet) -> Result<()> {
-    let family = if matches!(route, IpNet::V4(_)) { "-4" } else { "-6" };
+    let family = if matches!(route, IpNet::V4(_)) {
+        "-4"
+    } else {
+        "-6"
+    };
     let out = Command::new("ip")
-        .args([family, "route", "replace", &route.to_string(), "dev", device])
+        .args([
+            family,
+            "route",
+            "replace",
+            &route.to_string(),
+            "dev",
+            device,
+        ])
         .output()
         .context("cannot run `ip` to add routes (install iproute2)")?;
     if !out.status.success() {

@@ -117,7 +117,8 @@ async fn serve(plan: NodePlan, node: Node) -> Result<Node> {
     };
     tasks.shutdown().await;
     outcome?;
-    let shared = Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("data path still running at shutdown"))?;
+    let shared = Arc::try_unwrap(shared)
+        .map_err(|_| anyhow::anyhow!("data path still running at shutdown"))?;
     let Shared { node, device, .. } = shared;
     drop(device);
     Ok(node)

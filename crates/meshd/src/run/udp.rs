@@ -29,7 +29,11 @@ fn force_buffer(socket: &Socket, option: libc::c_int) -> std::io::Result<()> {
 }
 
 fn bind(addr: SocketAddr) -> Result<UdpSocket> {
-    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
