@@ -91,6 +91,7 @@ fn reason_of(e: &WireGuardError) -> DropReason {
 }
 
 const MSG_HANDSHAKE_INIT: u8 = 1;
+const MSG_COOKIE_REPLY: u8 = 3;
 
 impl Node {
     /// A node for `plan`, with sessions for every peer and no traffic yet.
@@ -275,6 +276,15 @@ impl Node {
                 TunnResult::Done => true, // a keepalive, or a handshake message fully handled
                 TunnResult::Err(e) => {
                     count(reason_of(&e));
+                    false
+                }
+                TunnResult::WriteToNetwork(reply) if reply.first() == Some(&MSG_COOKIE_REPLY) => {
+                    // The session's own per-peer limiter is over its limit: the sender gets a
+                    // cookie, and nothing about it is authenticated yet (no roaming, no flush).
+                    let len = reply.len();
+                    to_net.push(reply, from);
+                    peer.counters.tx.add(0, len, 0);
+                    count(DropReason::UnderLoad);
                     false
                 }
                 TunnResult::WriteToNetwork(reply) => {

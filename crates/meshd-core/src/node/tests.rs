@@ -361,3 +361,55 @@ fn timers_send_initiations_only_where_an_endpoint_is_known() {
     n0.update_timers(Instant::now(), &mut out);
     assert!(out.is_empty(), "idle peers without keepalive stay quiet");
 }
+
+#[test]
+fn under_load_handshakes_get_cookie_replies_until_the_limiter_resets() {
+    let m = mesh();
+    let (n0, n1) = (m.node(0), m.node(1));
+    let mut init = batch();
+    n0.handle_tun_packets(
+        Instant::now(),
+        &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"x")),
+        &mut init,
+    );
+    let start = Instant::now();
+    // Reset the shared limiter at `start`, then flood one second's worth of initiations.
+    n1.update_timers(start, &mut batch());
+    let mut cookies = 0;
+    for _ in 0..(HANDSHAKE_RATE_LIMIT + 20) {
+        let (_, net) = deliver(&n1, &init, addr(A));
+        cookies += net
+            .iter()
+            .filter(|(d, _)| d.len() == 64 && d[0] == 3)
+            .count();
+    }
+    // The shared limiter answers with cookies past HANDSHAKE_RATE_LIMIT, the session's own
+    // per-peer limiter well before that; every cookie is counted and none moves the endpoint.
+    assert!(
+        cookies >= 20,
+        "cookie replies once over the limit, got {cookies}"
+    );
+    assert_eq!(n1.drops().get(DropReason::UnderLoad), cookies as u64);
+    assert_eq!(n1.peers()[0].endpoint(), Some(addr(A)));
+    let spoofed = addr("198.51.100.66:6666");
+    let (_, net) = deliver(&n1, &init, spoofed);
+    assert!(
+        net.iter().all(|(d, _)| d[0] == 3),
+        "only a cookie for a replay under load"
+    );
+    assert_eq!(
+        n1.peers()[0].endpoint(),
+        Some(addr(A)),
+        "a cookie is not authentication"
+    );
+
+    // The next second the limiter is reset and an initiation is handled again (a replay of
+    // the same one is refused as a handshake replay, not answered with a cookie). boringtun
+    // gates the reset on its own clock as well, so real time must pass.
+    std::thread::sleep(Duration::from_millis(1050));
+    n1.update_timers(start + Duration::from_millis(1050), &mut batch());
+    let before = n1.drops().get(DropReason::UnderLoad);
+    let (_, net) = deliver(&n1, &init, addr(A));
+    assert!(net.iter().all(|(d, _)| d[0] != 3));
+    assert_eq!(n1.drops().get(DropReason::UnderLoad), before);
+}
