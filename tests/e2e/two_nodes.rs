@@ -1,0 +1,70 @@
+//! (a) Two meshd nodes over a veth underlay: ping both ways and a 100 MB TCP transfer whose
+//! checksum is verified at the far end; IPv4 overlay over an IPv4 underlay, and IPv6 over IPv6.
+
+use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
+use meshd_e2e::{assert_tcp_transfer, host_of, require_root, MeshSpec, Meshd, Netns, MB};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const PORT: u16 = 51820;
+
+/// The node's TUN device carries its overlay address with the mesh prefix, and the MTU.
+fn assert_device(ns: &Netns, iface: &str, cidr: &str, mtu: u16) {
+    let out = ns.ip(&["-o", "addr", "show", "dev", iface]);
+    assert!(
+        out.split_whitespace().any(|w| w == cidr),
+        "{iface} in {} lacks {cidr}:\n{out}",
+        ns.name()
+    );
+    let link = ns.ip(&["-o", "link", "show", "dev", iface]);
+    assert!(
+        link.contains(&format!("mtu {mtu} ")),
+        "{iface} does not have mtu {mtu}:\n{link}"
+    );
+}
+
+fn two_nodes(v6: bool) {
+    let (a, b) = pair(v6);
+    let (ca, cb) = (overlay_cidr(1, v6), overlay_cidr(2, v6));
+    let mut mesh = MeshSpec::new();
+    mesh.node("a", &ca, Some(&endpoint(a.addr, PORT)));
+    mesh.node("b", &cb, Some(&endpoint(b.addr, PORT)));
+    mesh.rule_both("a", "b", &["any"]);
+    let files = mesh.write();
+
+    let ma = Meshd::start(&a.ns, &files, "a");
+    let mb = Meshd::start(&b.ns, &files, "b");
+    assert_device(&a.ns, &files.iface, &ca, mesh.mtu);
+    assert_device(&b.ns, &files.iface, &cb, mesh.mtu);
+
+    let (oa, ob) = (host_of(&ca), host_of(&cb));
+    a.ns.assert_reaches(ob);
+    b.ns.assert_reaches(oa);
+    assert_tcp_transfer(
+        b.ns.name(),
+        a.ns.name(),
+        SocketAddr::new(ob, 5001),
+        100 * MB,
+        Duration::from_secs(180),
+    );
+
+    let (sa, sb) = (ma.stop(), mb.stop());
+    sa.assert_clean();
+    sb.assert_clean();
+}
+
+#[test]
+fn ipv4_overlay_over_ipv4_underlay() {
+    if !require_root() {
+        return;
+    }
+    two_nodes(false);
+}
+
+#[test]
+fn ipv6_overlay_over_ipv6_underlay() {
+    if !require_root() {
+        return;
+    }
+    two_nodes(true);
+}

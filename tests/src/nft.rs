@@ -1,0 +1,109 @@
+//! Packet counters with nftables, inside a test namespace only (table `inet mdtcount`).
+//!
+//! The chains hook at priority -300 (before conntrack and before meshd's own `inet meshd` filter
+//! chains), so they see every packet that leaves or arrives, including those meshd's firewall
+//! drops afterwards.
+
+use crate::netns::Netns;
+use crate::util::run_ok_stdin;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+/// Which way a counter looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Packets this namespace sends to the address (hook output).
+    To,
+    /// Packets arriving from the address (hooks prerouting and input: both are counted, so a
+    /// packet that is delivered locally counts twice; only zero / non-zero matters).
+    From,
+}
+
+/// A named counter matching one address in one direction.
+#[derive(Debug, Clone)]
+pub struct CounterSpec {
+    pub name: String,
+    pub dir: Dir,
+    pub addr: IpAddr,
+}
+
+impl CounterSpec {
+    pub fn new(name: &str, dir: Dir, addr: IpAddr) -> CounterSpec {
+        CounterSpec {
+            name: name.to_string(),
+            dir,
+            addr,
+        }
+    }
+}
+
+pub const TABLE: &str = "mdtcount";
+
+/// Installs (replaces) table `inet mdtcount` in `ns` with the given counters.
+pub fn install_counters(ns: &Netns, counters: &[CounterSpec]) {
+    let mut s = String::new();
+    let _ = writeln!(s, "table inet {TABLE} {{}}");
+    let _ = writeln!(s, "delete table inet {TABLE}");
+    let _ = writeln!(s, "table inet {TABLE} {{");
+    for c in counters {
+        let _ = writeln!(s, "  counter {} {{}}", c.name);
+    }
+    let rules = |dir: Dir| {
+        let mut r = String::new();
+        for c in counters.iter().filter(|c| c.dir == dir) {
+            let fam = if c.addr.is_ipv4() { "ip" } else { "ip6" };
+            let field = if dir == Dir::To { "daddr" } else { "saddr" };
+            let _ = writeln!(
+                r,
+                "    {fam} {field} {} counter name \"{}\"",
+                c.addr, c.name
+            );
+        }
+        r
+    };
+    let _ = writeln!(
+        s,
+        "  chain out {{\n    type filter hook output priority -300; policy accept;\n{}  }}",
+        rules(Dir::To)
+    );
+    for (chain, hook) in [("pre", "prerouting"), ("inp", "input")] {
+        let _ = writeln!(
+            s,
+            "  chain {chain} {{\n    type filter hook {hook} priority -300; policy accept;\n{}  }}",
+            rules(Dir::From)
+        );
+    }
+    let _ = writeln!(s, "}}");
+    run_ok_stdin(ns.cmd("nft").args(["-f", "-"]), &s);
+}
+
+/// Packets counted so far by counter `name`.
+pub fn read_counter(ns: &Netns, name: &str) -> u64 {
+    let out = ns.exec_ok(&["nft", "list", "counter", "inet", TABLE, name]);
+    parse_packets(&out).unwrap_or_else(|| panic!("no `packets N` in:\n{out}"))
+}
+
+fn parse_packets(out: &str) -> Option<u64> {
+    let mut words = out.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "packets" {
+            return words.next().and_then(|n| n.parse().ok());
+        }
+    }
+    None
+}
+
+/// Removes the table (also happens when the namespace goes).
+pub fn remove_counters(ns: &Netns) {
+    let _ = ns.exec(&["nft", "delete", "table", "inet", TABLE]);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_counter_listing() {
+        let out = "table inet mdtcount {\n\tcounter to_c {\n\t\tpackets 12 bytes 3400\n\t}\n}\n";
+        assert_eq!(super::parse_packets(out), Some(12));
+        assert_eq!(super::parse_packets("nothing"), None);
+    }
+}
