@@ -177,7 +177,7 @@ impl NodePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Metrics, PolicyRule, Pos, Rate, RateUnit, Selector};
+    use crate::config::{PolicyRule, Pos, Selector};
 
     fn node(name: &str, n: u8, routes: &[&str]) -> NodeConfig {
         NodeConfig {
@@ -200,19 +200,8 @@ mod tests {
 
     fn mesh(policy: Vec<(Selector, Selector)>) -> MeshConfig {
         MeshConfig {
-            interface: InterfaceConfig {
-                name: "meshd0".into(),
-                listen_port: 51820,
-                mtu: 1420,
-                metrics: Metrics::Off,
-            },
-            admin: AdminConfig {
-                ssh_from: vec![],
-                icmp_rate: Rate {
-                    count: 5,
-                    per: RateUnit::Second,
-                },
-            },
+            interface: InterfaceConfig::default(),
+            admin: AdminConfig::default(),
             nodes: vec![
                 node("db1", 2, &["192.168.50.0/24"]),
                 node("app1", 3, &[]),

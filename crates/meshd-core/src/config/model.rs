@@ -34,6 +34,20 @@ pub struct InterfaceConfig {
     pub metrics: Metrics,
 }
 
+impl Default for InterfaceConfig {
+    fn default() -> Self {
+        use super::parse::{
+            DEFAULT_INTERFACE_NAME, DEFAULT_LISTEN_PORT, DEFAULT_METRICS, DEFAULT_MTU,
+        };
+        Self {
+            name: DEFAULT_INTERFACE_NAME.to_string(),
+            listen_port: DEFAULT_LISTEN_PORT,
+            mtu: DEFAULT_MTU,
+            metrics: Metrics::Listen(DEFAULT_METRICS),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metrics {
     Off,
@@ -46,6 +60,15 @@ pub struct AdminConfig {
     pub ssh_from: Vec<IpNet>,
     /// Echo-request rate limit. Default 5/second.
     pub icmp_rate: Rate,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            ssh_from: Vec::new(),
+            icmp_rate: super::parse::DEFAULT_ICMP_RATE,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -820,17 +820,9 @@ fn element<'a, 'p>(path: &'p str, node: &'a Node) -> Field<'a, 'p> {
 
 fn walk(root: &Node, errs: &mut Errors) -> Draft {
     let mut draft = Draft {
-        interface: InterfaceConfig {
-            name: DEFAULT_INTERFACE_NAME.to_string(),
-            listen_port: DEFAULT_LISTEN_PORT,
-            mtu: DEFAULT_MTU,
-            metrics: Metrics::Listen(DEFAULT_METRICS),
-        },
+        interface: InterfaceConfig::default(),
         mtu: None,
-        admin: AdminConfig {
-            ssh_from: Vec::new(),
-            icmp_rate: DEFAULT_ICMP_RATE,
-        },
+        admin: AdminConfig::default(),
         nodes: Vec::new(),
         nodes_ok: false,
         policy: Vec::new(),

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::config::{
-    AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, Metrics, NodeConfig, PolicyRule,
-    Pos, Rate, RateUnit, Selector,
+    AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, NodeConfig, PolicyRule, Pos,
+    Selector,
 };
 use crate::plan::Identity;
 
@@ -46,19 +46,8 @@ fn mesh() -> Mesh {
         pos: Pos::default(),
     };
     let config = MeshConfig {
-        interface: InterfaceConfig {
-            name: "meshd0".into(),
-            listen_port: 51820,
-            mtu: 1420,
-            metrics: Metrics::Off,
-        },
-        admin: AdminConfig {
-            ssh_from: vec![],
-            icmp_rate: Rate {
-                count: 5,
-                per: RateUnit::Second,
-            },
-        },
+        interface: InterfaceConfig::default(),
+        admin: AdminConfig::default(),
         nodes,
         policy: vec![rule("n0", "n1"), rule("n2", "n1")],
     };
