@@ -27,10 +27,13 @@ pub enum DropReason {
     UnderLoad,
     /// Outbound to a peer whose endpoint is not known yet (it has never contacted us).
     NoEndpoint,
+    /// Larger than this node can carry: an inner packet above the device MTU, or a datagram
+    /// above the largest UDP payload.
+    TooBig,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::NoRoute,
         DropReason::AllowedIps,
         DropReason::Decrypt,
@@ -40,6 +43,7 @@ impl DropReason {
         DropReason::Handshake,
         DropReason::UnderLoad,
         DropReason::NoEndpoint,
+        DropReason::TooBig,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +57,7 @@ impl DropReason {
             DropReason::Handshake => "handshake",
             DropReason::UnderLoad => "under_load",
             DropReason::NoEndpoint => "no_endpoint",
+            DropReason::TooBig => "too_big",
         }
     }
 

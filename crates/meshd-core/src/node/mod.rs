@@ -15,6 +15,8 @@ mod peer;
 pub use batch::Batch;
 pub use peer::{Peer, PeerStatus};
 
+use peer::PeerState;
+
 use crate::counters::{DropCounters, DropReason, Side};
 use crate::key::PrivateKey;
 use crate::packet;
@@ -37,17 +39,18 @@ pub const DATA_OVERHEAD: usize = 32;
 /// Smallest buffer boringtun writes into (a handshake initiation).
 pub const MIN_SLOT: usize = 148;
 
-/// Something the caller may want to log or react to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Something the caller may want to log or react to. Peers are named by their index in
+/// [`Node::peers`], so that raising an event on the data path allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// A peer's endpoint moved to the source of its latest authenticated datagram (roaming).
     EndpointChanged {
-        peer: String,
+        peer: usize,
         from: Option<SocketAddr>,
         to: SocketAddr,
     },
     /// A handshake completed and a new session is in use.
-    HandshakeCompleted { peer: String, initiator: bool },
+    HandshakeCompleted { peer: usize, initiator: bool },
 }
 
 /// The slot size a batch needs for a device MTU: the largest inner packet plus WireGuard's
@@ -56,13 +59,17 @@ pub fn slot_size(mtu: u16) -> usize {
     (mtu as usize + DATA_OVERHEAD).max(MIN_SLOT)
 }
 
+/// The slot size for datagrams received from the network and for what they decrypt to: the
+/// largest UDP payload, whatever MTU the sending peer uses. (Slots are only touched as far as
+/// they are written, so the kernel backs no more memory than the traffic needs.)
+pub const MAX_DATAGRAM: usize = 65536;
+
 pub struct Node {
     static_private: x25519::StaticSecret,
     static_public: x25519::PublicKey,
     /// The front door for handshake messages: mac1 check and cookies under load, before any
     /// Diffie-Hellman work is spent on an unauthenticated sender.
     rate_limiter: Arc<RateLimiter>,
-    last_rate_reset: Mutex<Option<Instant>>,
     peers: Vec<Peer>,
     by_key: HashMap<[u8; 32], usize>,
     /// Cryptokey routing: every AllowedIPs prefix → index of its peer.
@@ -92,6 +99,26 @@ fn reason_of(e: &WireGuardError) -> DropReason {
 
 const MSG_HANDSHAKE_INIT: u8 = 1;
 const MSG_COOKIE_REPLY: u8 = 3;
+const MSG_DATA: u8 = 4;
+
+/// Counts one datagram this node sends to `peer`, whatever produced it: a data packet (its
+/// payload is the datagram less WireGuard's overhead; a keepalive carries none), a handshake
+/// initiation (timed, for the handshake duration), or another control message.
+fn note_sent(peer: &Peer, state: &mut PeerState, now: Instant, datagram: &[u8]) {
+    let len = datagram.len();
+    match datagram.first() {
+        Some(&MSG_DATA) => {
+            let payload = len.saturating_sub(DATA_OVERHEAD);
+            peer.counters.tx.add(payload, len, u64::from(payload > 0));
+        }
+        Some(&MSG_HANDSHAKE_INIT) => {
+            state.initiation_sent = Some(now);
+            peer.counters.handshake_initiations.fetch_add(1, RELAXED);
+            peer.counters.tx.add(0, len, 0);
+        }
+        _ => peer.counters.tx.add(0, len, 0),
+    }
+}
 
 impl Node {
     /// A node for `plan`, with sessions for every peer and no traffic yet.
@@ -103,7 +130,8 @@ impl Node {
         let mut by_key = HashMap::new();
         let mut routes = PrefixTrie::new();
         for (index, p) in plan.peers.iter().enumerate() {
-            // The session index space is 24 bits; boringtun shifts it left by 8.
+            // The session index space is 24 bits; boringtun shifts it left by 8. The session
+            // keeps its own per-peer limiter, behind the shared one above.
             let tunn = Tunn::new(
                 static_private.clone(),
                 p.public_key.to_x25519(),
@@ -122,7 +150,6 @@ impl Node {
             static_private,
             static_public,
             rate_limiter,
-            last_rate_reset: Mutex::new(None),
             peers,
             by_key,
             routes,
@@ -172,6 +199,12 @@ impl Node {
                 self.drops.add(Side::Outbound, DropReason::Malformed, 1);
                 continue;
             };
+            // Larger than the device MTU (someone raised it under us): it would not fit its
+            // encrypted slot, now or when flushed from the handshake queue.
+            if packet.len() + DATA_OVERHEAD > out.stride() {
+                self.drops.add(Side::Outbound, DropReason::TooBig, 1);
+                continue;
+            }
             let Some(&index) = self.routes.lookup(dst) else {
                 self.drops.add(Side::Outbound, DropReason::NoRoute, 1);
                 continue;
@@ -183,16 +216,10 @@ impl Node {
                 continue;
             };
             match state.tunn.encapsulate(packet, out.next_slot()) {
+                // Either the packet, or (no session yet: it was queued) a handshake initiation.
                 TunnResult::WriteToNetwork(datagram) => {
                     let len = datagram.len();
-                    if datagram.first() == Some(&MSG_HANDSHAKE_INIT) {
-                        // No session yet: the packet was queued and this is the initiation.
-                        state.initiation_sent = Some(now);
-                        peer.counters.handshake_initiations.fetch_add(1, RELAXED);
-                        peer.counters.tx.add(0, len, 0);
-                    } else {
-                        peer.counters.tx.add(packet.len(), len, 1);
-                    }
+                    note_sent(peer, &mut state, now, datagram);
                     out.commit(len, endpoint);
                 }
                 TunnResult::Done => {} // queued behind a handshake already in flight
@@ -222,7 +249,9 @@ impl Node {
 
     /// Inbound: decrypts `datagrams` received from the network. Inner packets whose source
     /// the sending peer may use go to `to_tun`; handshake replies, cookies and packets that
-    /// were queued behind a handshake go to `to_net`.
+    /// were queued behind a handshake go to `to_net`. A datagram larger than a `to_tun` slot
+    /// is dropped as `too_big`; `to_net` slots must be at least [`slot_size`] of the device MTU
+    /// (queued packets are encrypted into them).
     pub fn handle_datagrams(
         &self,
         now: Instant,
@@ -244,6 +273,10 @@ impl Node {
         to_net: &mut Batch,
     ) {
         let count = |reason| self.drops.add(Side::Inbound, reason, 1);
+        // A datagram that cannot fit the decryption slot is not one this node can take.
+        if datagram.len() > to_tun.stride() {
+            return count(DropReason::TooBig);
+        }
         let packet =
             match self
                 .rate_limiter
@@ -253,8 +286,7 @@ impl Node {
                 Err(TunnResult::WriteToNetwork(cookie)) => {
                     let len = cookie.len();
                     to_net.commit(len, from);
-                    count(DropReason::UnderLoad);
-                    return;
+                    return count(DropReason::UnderLoad);
                 }
                 Err(TunnResult::Err(e)) => return count(reason_of(&e)),
                 Err(_) => return count(DropReason::Malformed),
@@ -290,25 +322,26 @@ impl Node {
                 TunnResult::WriteToNetwork(reply) => {
                     // A handshake response or a keepalive after our handshake completed: copy it
                     // out of the TUN slot it was written into (rare path), then flush the queue.
-                    let len = reply.len();
                     to_net.push(reply, from);
-                    peer.counters.tx.add(0, len, 0);
+                    note_sent(peer, &mut state, now, reply);
                     while let TunnResult::WriteToNetwork(queued) =
                         state.tunn.decapsulate(None, &[], to_net.next_slot())
                     {
                         let len = queued.len();
+                        note_sent(peer, &mut state, now, queued);
                         to_net.commit(len, from);
-                        peer.counters.tx.add(len - DATA_OVERHEAD.min(len), len, 1);
                     }
                     true
                 }
                 TunnResult::WriteToTunnelV4(inner, src) => {
+                    let well_formed = packet::addresses(inner).is_some();
                     let len = inner.len();
-                    self.accept_inner(peer, index, IpAddr::V4(src), len, to_tun)
+                    self.accept_inner(peer, index, IpAddr::V4(src), len, well_formed, to_tun)
                 }
                 TunnResult::WriteToTunnelV6(inner, src) => {
+                    let well_formed = packet::addresses(inner).is_some();
                     let len = inner.len();
-                    self.accept_inner(peer, index, IpAddr::V6(src), len, to_tun)
+                    self.accept_inner(peer, index, IpAddr::V6(src), len, well_formed, to_tun)
                 }
             };
         if !authenticated {
@@ -319,13 +352,13 @@ impl Node {
             peer.counters.handshakes_as_initiator.fetch_add(1, RELAXED);
             state.last_handshake_duration = state.initiation_sent.take().map(|t| now - t);
             self.event(Event::HandshakeCompleted {
-                peer: peer.name.clone(),
+                peer: index,
                 initiator: true,
             });
         } else if is_init {
             peer.counters.handshakes_as_responder.fetch_add(1, RELAXED);
             self.event(Event::HandshakeCompleted {
-                peer: peer.name.clone(),
+                peer: index,
                 initiator: false,
             });
         }
@@ -334,7 +367,7 @@ impl Node {
             let old = state.endpoint.replace(from);
             peer.counters.endpoint_changes.fetch_add(1, RELAXED);
             self.event(Event::EndpointChanged {
-                peer: peer.name.clone(),
+                peer: index,
                 from: old,
                 to: from,
             });
@@ -349,9 +382,13 @@ impl Node {
         index: usize,
         src: IpAddr,
         len: usize,
+        well_formed: bool,
         to_tun: &mut Batch,
     ) -> bool {
-        if self.routes.lookup(src) == Some(&index) {
+        if !well_formed {
+            // Authentic, but its IP header claims less than a header's worth of bytes.
+            self.drops.add(Side::Inbound, DropReason::Malformed, 1);
+        } else if self.routes.lookup(src) == Some(&index) {
             to_tun.commit_packet(len);
             peer.counters.rx.add(len, 0, 1);
         } else {
@@ -361,38 +398,56 @@ impl Node {
         true
     }
 
-    /// Timers: handshake retries, rekeys, keepalives, and the shared rate limiter's reset once
-    /// a second. Call every 100–250 ms.
+    /// Timers: handshake retries, rekeys, keepalives, and the shared rate limiter's reset
+    /// (boringtun resets it at most once a second). Call every 100–250 ms.
     pub fn update_timers(&self, now: Instant, out: &mut Batch) {
-        {
-            let mut last = self
-                .last_rate_reset
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if last.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
-                self.rate_limiter.reset_count();
-                *last = Some(now);
-            }
-        }
+        self.rate_limiter.reset_count();
         for peer in &self.peers {
             let mut state = peer.lock();
             let endpoint = state.endpoint;
-            if let TunnResult::WriteToNetwork(datagram) = state.tunn.update_timers(out.next_slot())
-            {
-                let len = datagram.len();
-                let is_init = datagram.first() == Some(&MSG_HANDSHAKE_INIT);
-                let Some(endpoint) = endpoint else {
-                    self.drops.add(Side::Outbound, DropReason::NoEndpoint, 1);
-                    continue;
-                };
-                if is_init {
-                    state.initiation_sent = Some(now);
-                    peer.counters.handshake_initiations.fetch_add(1, RELAXED);
+            let len = match state.tunn.update_timers(out.next_slot()) {
+                TunnResult::WriteToNetwork(datagram) => datagram.len(),
+                TunnResult::Err(WireGuardError::ConnectionExpired) => {
+                    retry_expired(peer, &mut state, now, out)
                 }
-                peer.counters.tx.add(0, len, 0);
-                out.commit(len, endpoint);
+                _ => 0,
+            };
+            if len == 0 {
+                continue;
             }
+            let Some(endpoint) = endpoint else {
+                self.drops.add(Side::Outbound, DropReason::NoEndpoint, 1);
+                continue;
+            };
+            note_sent(peer, &mut state, now, &out.next_slot()[..len]);
+            out.commit(len, endpoint);
         }
+    }
+}
+
+/// boringtun gives up on a handshake after 90 s without an answer and then reports the
+/// session expired on every tick, skipping its keepalive timer. A peer with persistent
+/// keepalive is one this node must keep reachable (typically: this node is behind NAT), so,
+/// like the kernel and wireguard-go, start a new handshake once per keepalive interval.
+/// Returns the length of the initiation written into the next slot of `out`, or 0.
+fn retry_expired(peer: &Peer, state: &mut PeerState, now: Instant, out: &mut Batch) -> usize {
+    let Some(interval) = peer.keepalive.map(|k| Duration::from_secs(k.into())) else {
+        return 0;
+    };
+    if state.endpoint.is_none()
+        || state
+            .last_expired_retry
+            .is_some_and(|t| now.saturating_duration_since(t) < interval)
+    {
+        return 0;
+    }
+    state.last_expired_retry = Some(now);
+    match state
+        .tunn
+        .format_handshake_initiation(out.next_slot(), false)
+    {
+        TunnResult::WriteToNetwork(datagram) => datagram.len(),
+        _ => 0,
     }
 }
 

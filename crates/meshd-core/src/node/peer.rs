@@ -17,6 +17,8 @@ pub(crate) struct PeerState {
     /// When the handshake initiation in flight was sent, to time the handshake.
     pub(crate) initiation_sent: Option<Instant>,
     pub(crate) last_handshake_duration: Option<Duration>,
+    /// When a handshake was last restarted after the session expired (keepalive peers only).
+    pub(crate) last_expired_retry: Option<Instant>,
 }
 
 /// A peer: what the plan says about it plus its live state.
@@ -58,6 +60,7 @@ impl Peer {
                 endpoint,
                 initiation_sent: None,
                 last_handshake_duration: None,
+                last_expired_retry: None,
             }),
         }
     }

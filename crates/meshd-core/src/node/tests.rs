@@ -94,11 +94,12 @@ fn one(packet: &[u8]) -> Batch {
 /// Delivers every datagram in `out` to `node` as if it came from `from`; returns what the node
 /// wrote to its device and to the network.
 fn deliver(node: &Node, out: &Batch, from: SocketAddr) -> (Batch, Batch) {
-    let mut inbound = batch();
+    // Sized as the daemon sizes its receive path.
+    let mut inbound = Batch::new(8, MAX_DATAGRAM);
     for (d, _) in out.iter() {
         inbound.push(d, from);
     }
-    let (mut to_tun, mut to_net) = (batch(), batch());
+    let (mut to_tun, mut to_net) = (Batch::new(8, MAX_DATAGRAM), batch());
     node.handle_datagrams(Instant::now(), &inbound, &mut to_tun, &mut to_net);
     (to_tun, to_net)
 }
@@ -145,7 +146,14 @@ fn connected(m: &Mesh) -> (Node, Node) {
 
     let (tun, replies) = deliver(&n1, &flushed, addr(A));
     assert!(replies.is_empty());
+    let sent = (p1.len() + p2.len()) as u64;
     assert_eq!(packets(&tun), vec![p1, p2]);
+    // The initiator counted one initiation and the two flushed packets as data, nothing more.
+    let c = &n0.peers()[0].counters;
+    assert_eq!(c.handshake_initiations.load(RELAXED), 1);
+    let tx = c.tx.snapshot();
+    assert_eq!((tx.packets, tx.payload_bytes), (2, sent));
+    assert_eq!(tx.wire_bytes, 148 + 32 + sent + 2 * DATA_OVERHEAD as u64);
     assert_eq!(
         n0.peers()[0].counters.handshakes_as_initiator.load(RELAXED),
         1
@@ -234,7 +242,7 @@ fn endpoint_follows_the_latest_authenticated_datagram() {
     assert_eq!(
         n1.take_events(),
         vec![Event::EndpointChanged {
-            peer: "n0".into(),
+            peer: 0,
             from: Some(addr(A)),
             to: roamed
         }]
@@ -401,4 +409,60 @@ fn under_load_handshakes_get_cookie_replies_until_the_limiter_resets() {
     let (_, net) = deliver(&n1, &init, addr(A));
     assert!(net.iter().all(|(d, _)| d[0] != 3));
     assert_eq!(n1.drops().get(DropReason::UnderLoad), before);
+}
+
+#[test]
+fn packets_above_the_device_mtu_are_dropped_not_fatal() {
+    // Someone raised the device MTU under meshd: 1500-byte packets into 1420-sized slots.
+    let m = mesh();
+    let n0 = m.node(0);
+    let big = ipv4([10, 100, 0, 1], [10, 100, 0, 2], &[7u8; 1480]);
+    let mut input = Batch::new(8, 2048);
+    input.push(&big, addr("0.0.0.0:0"));
+    let mut out = batch();
+    n0.handle_tun_packets(Instant::now(), &input, &mut out); // no session yet: would queue
+    assert!(out.is_empty());
+    assert_eq!(n0.drops().get(DropReason::TooBig), 1);
+    let (n0, _n1) = connected(&m);
+    let mut out = batch();
+    n0.handle_tun_packets(Instant::now(), &input, &mut out); // with a session
+    assert!(out.is_empty());
+    assert_eq!(n0.drops().get(DropReason::TooBig), 1);
+}
+
+#[test]
+fn a_peer_with_a_larger_mtu_is_received_whole() {
+    let m = mesh();
+    let (n0, n1) = connected(&m);
+    // n0 runs with MTU 1500 (its slots are larger), n1 with 1420: n1 still takes it whole.
+    let big = ipv4([10, 100, 0, 1], [10, 100, 0, 2], &[9u8; 1480]);
+    let mut input = Batch::new(8, slot_size(1500));
+    input.push(&big, addr("0.0.0.0:0"));
+    let mut out = Batch::new(8, slot_size(1500));
+    n0.handle_tun_packets(Instant::now(), &input, &mut out);
+    assert_eq!(out.get(0).map(|(d, _)| d.len()), Some(1500 + DATA_OVERHEAD));
+    let (tun, _) = deliver(&n1, &out, addr(A));
+    assert_eq!(packets(&tun), vec![big]);
+    // A datagram larger than any decryption slot is refused and counted, not truncated.
+    let mut inbound = Batch::new(1, 70000);
+    inbound.push(&vec![4u8; 66000], addr(A));
+    let (mut to_tun, mut to_net) = (Batch::new(1, MAX_DATAGRAM), batch());
+    n1.handle_datagrams(Instant::now(), &inbound, &mut to_tun, &mut to_net);
+    assert!(to_tun.is_empty() && to_net.is_empty());
+    assert_eq!(n1.drops().get(DropReason::TooBig), 1);
+}
+
+#[test]
+fn an_inner_packet_with_a_bogus_length_is_malformed() {
+    let m = mesh();
+    let (n0, n1) = connected(&m);
+    // An IPv4 header whose total-length field says 8 bytes: authentic, but not a packet.
+    let mut bogus = ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"........");
+    bogus[2..4].copy_from_slice(&8u16.to_be_bytes());
+    let mut out = batch();
+    n0.handle_tun_packets(Instant::now(), &one(&bogus), &mut out);
+    assert_eq!(out.len(), 1);
+    let (tun, _) = deliver(&n1, &out, addr(A));
+    assert!(tun.is_empty());
+    assert_eq!(n1.drops().get(DropReason::Malformed), 1);
 }
