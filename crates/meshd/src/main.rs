@@ -13,7 +13,10 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging() {
-    let filter = EnvFilter::try_from_env("MESHD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // boringtun logs its timer decisions without saying which peer they concern; meshd logs
+    // what matters itself. MESHD_LOG=info,boringtun=debug brings them back.
+    let filter = EnvFilter::try_from_env("MESHD_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,boringtun=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

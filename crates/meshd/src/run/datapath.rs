@@ -6,9 +6,10 @@
 //! The timer task drives handshakes and keepalives and turns core events into log lines.
 
 use super::udp::Sockets;
-use meshd_core::node::{Batch, Event, Node};
-use std::collections::HashSet;
+use meshd_core::node::{Batch, Event, Node, MAX_DATAGRAM};
+use std::collections::{HashMap, HashSet};
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
@@ -67,30 +68,47 @@ pub(crate) async fn tun_to_net(shared: Arc<Shared>) -> anyhow::Result<()> {
     }
 }
 
+/// Errors of one datagram (an ICMP error reported on the socket), not of the socket.
+fn transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+            | ErrorKind::HostUnreachable
+            | ErrorKind::NetworkUnreachable
+            | ErrorKind::Interrupted
+    )
+}
+
 pub(crate) async fn net_to_tun(shared: Arc<Shared>, v6: bool) -> anyhow::Result<()> {
     let socket: &UdpSocket = match (v6, &shared.sockets.v6) {
         (false, _) => &shared.sockets.v4,
         (true, Some(s)) => s,
         (true, None) => return Ok(()),
     };
-    let mut datagrams = Batch::new(BATCH, shared.stride);
-    let mut to_tun = Batch::new(BATCH, shared.stride);
+    // Datagrams from a peer may be larger than our own MTU allows: receive whatever UDP can
+    // carry rather than truncate it into a decryption failure.
+    let mut datagrams = Batch::new(BATCH, MAX_DATAGRAM);
+    let mut to_tun = Batch::new(BATCH, MAX_DATAGRAM);
     let mut to_net = Batch::new(BATCH, shared.stride);
     loop {
         datagrams.clear();
         to_tun.clear();
         to_net.clear();
-        let (n, from) = socket.recv_from(datagrams.next_slot()).await?;
-        datagrams.commit(n, from);
+        match socket.recv_from(datagrams.next_slot()).await {
+            Ok((n, from)) => datagrams.commit(n, from),
+            Err(e) if transient(&e) => {
+                tracing::debug!("udp receive: {e}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
         while !datagrams.is_full() {
             match socket.try_recv_from(datagrams.next_slot()) {
                 Ok((n, from)) => datagrams.commit(n, from),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                // ICMP errors surface here on some kernels; they concern one datagram only.
-                Err(e) => {
-                    tracing::debug!("udp receive: {e}");
-                    break;
-                }
+                Err(e) if transient(&e) => tracing::debug!("udp receive: {e}"),
+                Err(e) => return Err(e.into()),
             }
         }
         shared
@@ -109,31 +127,52 @@ pub(crate) async fn timers(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut out = Batch::new(BATCH, shared.stride);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen_up: HashSet<String> = HashSet::new();
+    let mut seen_up: HashSet<usize> = HashSet::new();
     loop {
         tick.tick().await;
         out.clear();
         shared.node.update_timers(Instant::now(), &mut out);
         send_all(&shared.sockets, &out).await;
-        for event in shared.node.take_events() {
-            log_event(&mut seen_up, event);
-        }
+        log_events(&shared.node, &mut seen_up, shared.node.take_events());
     }
 }
 
-fn log_event(seen_up: &mut HashSet<String>, event: Event) {
-    match event {
-        Event::EndpointChanged { peer, from, to } => match from {
-            Some(from) => tracing::info!("endpoint changed peer={peer} from={from} to={to}"),
-            None => tracing::info!("endpoint learned peer={peer} to={to}"),
-        },
-        Event::HandshakeCompleted { peer, initiator } => {
-            let role = if initiator { "initiator" } else { "responder" };
-            if seen_up.insert(peer.clone()) {
-                tracing::info!("peer up peer={peer} role={role}");
-            } else {
-                tracing::debug!("handshake peer={peer} role={role}");
+/// One line per event, except roaming: a peer whose source flaps between addresses would
+/// otherwise log a line per datagram, so its moves within one tick become one line.
+fn log_events(node: &Node, seen_up: &mut HashSet<usize>, events: Vec<Event>) {
+    let name = |i: usize| node.peers().get(i).map_or("?", |p| p.name.as_str());
+    let mut moves: HashMap<usize, (Option<SocketAddr>, SocketAddr, usize)> = HashMap::new();
+    for event in events {
+        match event {
+            Event::EndpointChanged { peer, from, to } => {
+                let entry = moves.entry(peer).or_insert((from, to, 0));
+                entry.1 = to;
+                entry.2 += 1;
             }
+            Event::HandshakeCompleted { peer, initiator } => {
+                let role = if initiator { "initiator" } else { "responder" };
+                if seen_up.insert(peer) {
+                    tracing::info!("peer up peer={} role={role}", name(peer));
+                } else {
+                    tracing::debug!("handshake peer={} role={role}", name(peer));
+                }
+            }
+        }
+    }
+    for (peer, (from, to, n)) in moves {
+        let times = if n > 1 {
+            format!(" changes={n}")
+        } else {
+            String::new()
+        };
+        match from {
+            Some(from) => {
+                tracing::info!(
+                    "endpoint changed peer={} from={from} to={to}{times}",
+                    name(peer)
+                )
+            }
+            None => tracing::info!("endpoint learned peer={} to={to}", name(peer)),
         }
     }
 }

@@ -26,7 +26,9 @@ pub(crate) fn create(plan: &NodePlan) -> Result<AsyncDevice> {
 }
 
 /// Routes a peer's subnet into the device. iproute2 is the one tool every Linux server has; a
-/// netlink client would be one more thing to trust for four lines of work.
+/// netlink client would be one more thing to trust for four lines of work. `add`, never
+/// `replace`: a route the host already has (its own LAN, say) must not be taken over and then
+/// vanish with the device.
 fn add_route(device: &str, route: IpNet) -> Result<()> {
     let family = if matches!(route, IpNet::V4(_)) {
         "-4"
@@ -46,7 +48,8 @@ fn add_route(device: &str, route: IpNet) -> Result<()> {
         .context("cannot run `ip` to add routes (install iproute2)")?;
     if !out.status.success() {
         bail!(
-            "cannot route {route} into {device}: {}",
+            "cannot route {route} (routes of a peer) into {device}: {} \
+             (does this host already have a route for {route}?)",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }

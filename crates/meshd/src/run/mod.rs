@@ -4,6 +4,7 @@
 
 mod datapath;
 mod device;
+mod dns;
 mod udp;
 
 use crate::cli::NodeArgs;
@@ -46,33 +47,6 @@ fn drop_summary(node: &Node) -> String {
     s.trim_end().to_string()
 }
 
-/// Resolves DNS endpoints in the background: a peer whose name does not resolve yet must not
-/// hold up the others. Retries until it resolves.
-fn resolve_endpoints(shared: &Arc<Shared>) {
-    for (index, peer) in shared.node.peers().iter().enumerate() {
-        let Some(Endpoint::Host { host, port }) = peer.configured_endpoint.clone() else {
-            continue;
-        };
-        let shared = Arc::clone(shared);
-        let name = peer.name.clone();
-        tokio::spawn(async move {
-            loop {
-                match tokio::net::lookup_host((host.as_str(), port)).await {
-                    Ok(mut addrs) => {
-                        if let Some(addr) = addrs.next() {
-                            tracing::info!("resolved endpoint peer={name} {host}={addr}");
-                            shared.node.set_endpoint(index, addr);
-                            return;
-                        }
-                    }
-                    Err(e) => tracing::warn!("cannot resolve endpoint peer={name} {host}: {e}"),
-                }
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        });
-    }
-}
-
 async fn serve(plan: NodePlan, node: Node) -> Result<Node> {
     let sockets = udp::Sockets::bind(plan.interface.listen_port)?;
     let device = device::create(&plan)?;
@@ -82,9 +56,12 @@ async fn serve(plan: NodePlan, node: Node) -> Result<Node> {
         sockets,
         stride: slot_size(plan.interface.mtu),
     });
-    resolve_endpoints(&shared);
-
     let mut tasks = tokio::task::JoinSet::new();
+    for (index, peer) in shared.node.peers().iter().enumerate() {
+        if let Some(Endpoint::Host { host, port }) = peer.configured_endpoint.clone() {
+            tasks.spawn(dns::follow(Arc::clone(&shared), index, host, port));
+        }
+    }
     tasks.spawn(datapath::tun_to_net(Arc::clone(&shared)));
     tasks.spawn(datapath::net_to_tun(Arc::clone(&shared), false));
     tasks.spawn(datapath::net_to_tun(Arc::clone(&shared), true));

@@ -1,0 +1,91 @@
+//! Endpoints given as DNS names (SPEC §1, §3): resolved in the background so that a name that
+//! does not resolve holds up no other peer, and re-resolved while the peer has no recent
+//! handshake, so that a server that moved to a new address is found again.
+
+use super::datapath::Shared;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a name is looked up again while its peer has no recent handshake.
+const RERESOLVE: Duration = Duration::from_secs(30);
+/// How soon to retry a name that did not resolve.
+const RETRY: Duration = Duration::from_secs(5);
+/// A handshake this recent means the endpoint works (or roamed): leave it alone.
+const FRESH: Duration = Duration::from_secs(180);
+
+/// The address to use among those a name resolves to: the first one of a family this node
+/// has a socket for.
+fn pick(addrs: impl Iterator<Item = SocketAddr>, have_v6: bool) -> Option<SocketAddr> {
+    addrs.into_iter().find(|a| a.is_ipv4() || have_v6)
+}
+
+/// Follows the DNS name of peer `index` for as long as the daemon runs.
+pub(crate) async fn follow(
+    shared: Arc<Shared>,
+    index: usize,
+    host: String,
+    port: u16,
+) -> anyhow::Result<()> {
+    let Some(peer) = shared.node.peers().get(index) else {
+        return Ok(());
+    };
+    let have_v6 = shared.sockets.v6.is_some();
+    let mut failing = false;
+    loop {
+        let fresh = peer
+            .status()
+            .since_last_handshake
+            .is_some_and(|d| d < FRESH);
+        if fresh {
+            tokio::time::sleep(RERESOLVE).await;
+            continue;
+        }
+        let wait = match tokio::net::lookup_host((host.as_str(), port)).await {
+            Ok(addrs) => match pick(addrs, have_v6) {
+                Some(addr) => {
+                    failing = false;
+                    if peer.endpoint() != Some(addr) {
+                        tracing::info!("resolved endpoint peer={} {host}={addr}", peer.name);
+                        shared.node.set_endpoint(index, addr);
+                    }
+                    RERESOLVE
+                }
+                None => {
+                    if !failing {
+                        tracing::warn!(
+                            "endpoint {host} of peer {} has no address this node can reach",
+                            peer.name
+                        );
+                    }
+                    failing = true;
+                    RETRY
+                }
+            },
+            Err(e) => {
+                if !failing {
+                    tracing::warn!("cannot resolve endpoint {host} of peer {}: {e}", peer.name);
+                }
+                failing = true;
+                RETRY
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_a_family_this_node_can_send_to() {
+        let v6: SocketAddr = "[2001:db8::1]:51820"
+            .parse()
+            .unwrap_or_else(|_| unreachable!());
+        let v4: SocketAddr = "192.0.2.1:51820".parse().unwrap_or_else(|_| unreachable!());
+        assert_eq!(pick([v6, v4].into_iter(), false), Some(v4));
+        assert_eq!(pick([v6, v4].into_iter(), true), Some(v6));
+        assert_eq!(pick([v6].into_iter(), false), None);
+    }
+}
