@@ -1,0 +1,80 @@
+//! Endpoints given as DNS names: resolved in the background, and a name that never resolves
+//! holds up no other peer nor a clean stop. Names come from the namespace's own hosts file
+//! (`ip netns exec` bind-mounts /etc/netns/NAME/hosts over /etc/hosts), so no DNS server and
+//! no outside network are involved.
+
+use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
+use meshd_e2e::{host_of, require_root, MeshSpec, Meshd, Netns};
+use std::path::PathBuf;
+
+const PORT: u16 = 51820;
+
+/// /etc/netns/NAME/hosts for one namespace, removed on drop.
+struct HostsFile(PathBuf);
+
+impl HostsFile {
+    fn new(ns: &Netns, content: &str) -> HostsFile {
+        let dir = PathBuf::from("/etc/netns").join(ns.name());
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            panic!("cannot create {}: {e}", dir.display());
+        }
+        if let Err(e) = std::fs::write(dir.join("hosts"), content) {
+            panic!("cannot write {}/hosts: {e}", dir.display());
+        }
+        HostsFile(dir)
+    }
+}
+
+impl Drop for HostsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn dns_name_endpoint_resolves_and_an_unresolvable_one_blocks_nothing() {
+    if !require_root() {
+        return;
+    }
+    let (a, b) = pair(false);
+    let _hosts = HostsFile::new(
+        &a.ns,
+        &format!("127.0.0.1 localhost\n{} b.mesh.test\n", b.addr),
+    );
+    let mut mesh = MeshSpec::new();
+    // Only a knows where b is, and only by name: a must resolve it to initiate.
+    mesh.node("a", &overlay_cidr(1, false), Some(&endpoint(a.addr, PORT)));
+    mesh.node(
+        "b",
+        &overlay_cidr(2, false),
+        Some(&format!("b.mesh.test:{PORT}")),
+    );
+    mesh.node(
+        "c",
+        &overlay_cidr(3, false),
+        Some(&format!("c.nowhere.invalid:{PORT}")),
+    );
+    mesh.rule_both("a", "b", &["any"]);
+    mesh.rule_both("a", "c", &["any"]);
+    let files = mesh.write();
+
+    let ma = Meshd::start(&a.ns, &files, "a");
+    let mb = Meshd::start(&b.ns, &files, "b");
+    a.ns.assert_reaches(host_of(&overlay_cidr(2, false)));
+    b.ns.assert_reaches(host_of(&overlay_cidr(1, false)));
+
+    let (sa, sb) = (ma.stop(), mb.stop());
+    sa.assert_clean();
+    sb.assert_clean();
+    assert!(
+        sa.log_contains(&format!(
+            "resolved endpoint peer=b b.mesh.test={}:{PORT}",
+            b.addr
+        )),
+        "a did not log resolving b"
+    );
+    assert!(
+        sa.log_contains("cannot resolve endpoint c.nowhere.invalid of peer c"),
+        "a did not log the name that does not resolve"
+    );
+}
