@@ -9,6 +9,12 @@ use std::fmt::Write as _;
 pub(crate) fn check(args: &NodeArgs) -> Result<()> {
     let (plan, _) = load::load_plan(args, false)?;
     print!("{}", describe(&plan));
+    if plan.admin.ssh_from.is_empty() {
+        eprintln!(
+            "\nWARNING: admin.ssh_from is empty. The firewall will refuse SSH to this host from \
+             anywhere outside the mesh: make sure you can still reach it before you start meshd."
+        );
+    }
     Ok(())
 }
 

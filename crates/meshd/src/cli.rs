@@ -20,6 +20,8 @@ pub(crate) enum Command {
     Run(NodeArgs),
     /// Validate the config and print this node's peers and rules (exit 0 valid, 1 invalid).
     Check(NodeArgs),
+    /// Print the nftables table this node installs (nft syntax); applies nothing to the host.
+    Firewall(FirewallArgs),
     /// Print a new private key (same format as `wg genkey`).
     Genkey,
     /// Read a private key on stdin and print its public key (same format as `wg pubkey`).
@@ -38,4 +40,19 @@ pub(crate) struct NodeArgs {
     /// Assert (run) or choose (check, without a key) which node this is.
     #[arg(long)]
     pub(crate) node: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FirewallArgs {
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+    /// Print the nft JSON transaction (what `nft -j -f -` takes) instead of nft syntax.
+    #[arg(long, conflicts_with = "remove")]
+    pub(crate) json: bool,
+    /// Remove meshd's table `inet meshd` from this host (for uninstalling).
+    #[arg(long)]
+    pub(crate) remove: bool,
+    /// With --remove: the mesh interface the table belongs to (there is one table per host).
+    #[arg(long, default_value = "meshd0", requires = "remove")]
+    pub(crate) interface: String,
 }

@@ -2,6 +2,7 @@
 
 mod check;
 mod cli;
+mod firewall;
 mod keyfile;
 mod keys;
 mod load;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         cli::Command::Run(args) => run::run(args),
         cli::Command::Check(args) => check::check(args),
+        cli::Command::Firewall(args) => firewall::firewall(args),
         cli::Command::Genkey => keys::genkey(),
         cli::Command::Pubkey => keys::pubkey(),
     };

@@ -5,6 +5,7 @@
 mod datapath;
 mod device;
 mod dns;
+mod guard;
 mod udp;
 
 use crate::cli::NodeArgs;
@@ -49,6 +50,8 @@ fn drop_summary(node: &Node) -> String {
 
 async fn serve(plan: NodePlan, node: Node) -> Result<Node> {
     let sockets = udp::Sockets::bind(plan.interface.listen_port)?;
+    // The firewall first: if nft is missing or refuses the table, no tunnel comes up.
+    let guard = guard::Guard::install(meshd_firewall::ruleset(&plan))?;
     let device = device::create(&plan)?;
     let shared = Arc::new(Shared {
         node,
@@ -66,6 +69,7 @@ async fn serve(plan: NodePlan, node: Node) -> Result<Node> {
     tasks.spawn(datapath::net_to_tun(Arc::clone(&shared), false));
     tasks.spawn(datapath::net_to_tun(Arc::clone(&shared), true));
     tasks.spawn(datapath::timers(Arc::clone(&shared)));
+    tasks.spawn(guard.watch());
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -1,0 +1,97 @@
+//! Golden tests of the ruleset for the example mesh: the JSON transaction (pure) and the nft
+//! text that nft itself prints once the table is loaded (into a private network namespace,
+//! never the host's). `UPDATE_GOLDEN=1 cargo test -p meshd-firewall` rewrites the files after
+//! an intended change; review the diff.
+
+use meshd_core::config;
+use meshd_core::plan::{Identity, NodePlan};
+use meshd_firewall::{nft, ruleset, Nftables};
+use nftables::schema::{NfCmd, NfListObject, NfObject};
+use std::path::PathBuf;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn plan(node: &str) -> NodePlan {
+    let path = root().join("../../config/mesh.example.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let cfg = config::parse("mesh.example.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    NodePlan::new(&cfg, &Identity::Name(node.into())).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = root().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    });
+    assert!(
+        want == actual,
+        "{name} differs from the golden file; if the change is intended, rerun with UPDATE_GOLDEN=1\n--- got ---\n{actual}"
+    );
+}
+
+#[test]
+fn json_transaction_of_each_example_node_matches_golden() {
+    for node in ["db1", "app1", "bastion"] {
+        golden(
+            &format!("{node}.json"),
+            &ruleset::to_json(&ruleset(&plan(node))),
+        );
+    }
+}
+
+#[test]
+fn the_transaction_names_only_table_inet_meshd_and_flushes_nothing() {
+    for node in ["db1", "app1", "bastion"] {
+        let rules: Nftables = ruleset(&plan(node));
+        for object in rules.objects.iter() {
+            let NfObject::CmdObject(cmd) = object else {
+                panic!("not a command: {object:?}");
+            };
+            let obj = match cmd {
+                NfCmd::Add(o) | NfCmd::Delete(o) => o,
+                other => panic!("only add and delete belong in the transaction, got {other:?}"),
+            };
+            let table = match obj {
+                NfListObject::Table(t) => &t.name,
+                NfListObject::Chain(c) => &c.table,
+                NfListObject::Rule(r) => &r.table,
+                NfListObject::Set(s) => &s.table,
+                other => panic!("unexpected object {other:?}"),
+            };
+            assert_eq!(table, "meshd");
+        }
+        // Replaced whole: add, delete, add, then the contents.
+        assert!(matches!(
+            &rules.objects[1],
+            NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(_)))
+        ));
+    }
+}
+
+fn can_unshare() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn nft_text_of_db1_matches_golden() {
+    if !can_unshare() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this test as root"
+        );
+        eprintln!("skipping: rendering needs root (a private network namespace)");
+        return;
+    }
+    let text = nft::render(&ruleset(&plan("db1"))).unwrap_or_else(|e| panic!("{e}"));
+    golden("db1.nft", &text);
+}
