@@ -9,6 +9,9 @@
 #   bastion  10.100.0.3   may open tcp/22 and ping every node
 #   outsider 10.100.0.4   in the mesh file, but no rule of its own
 #
+# It shows the tunnel, the segmentation by peering, and each node's own firewall (table
+# inet meshd): what the policy allows connects, everything else is dropped.
+#
 # Needs root. Usage: scripts/demo.sh   (MESHD_BIN=PATH uses that binary instead of building one)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -201,13 +204,79 @@ fi
 echo
 echo "  app1 and bastion are peers (bastion -> \"*\"), so the tunnel between them exists."
 echo "  Which ports each side may open is enforced by each node's own nftables table"
-echo "  (SPEC section 4, the firewall issue), not by peering."
+echo "  (next section), not by peering."
 show "ip netns exec bastion ping -c 2 10.100.0.1   # bastion -> db1: icmp allowed"
 if ip netns exec "$(ns bastion)" ping -n -c 2 -i 0.3 -w 10 10.100.0.1 >/dev/null; then
     ok "bastion reaches db1"
 else
     bad "bastion cannot ping db1"
 fi
+
+section "The firewall: each node's own nftables table (inet meshd)"
+echo "  Every node installed table inet meshd before its tunnel came up: input policy drop,"
+echo "  SSH only from admin.ssh_from, the WireGuard port, ICMP under icmp_rate, and chain"
+echo "  mesh_in, which admits from the mesh only what a policy rule ending at this node allows."
+show "meshd firewall --config mesh.yaml --private-key db1.key | head -40"
+ip netns exec "$(ns db1)" "$meshd" firewall --config "$work/mesh.yaml" --private-key "$work/db1.key" \
+    >"$work/db1.nft"
+head -40 "$work/db1.nft"
+echo "  ... ($(wc -l <"$work/db1.nft") lines)"
+if ip netns exec "$(ns db1)" nft list table inet meshd >/dev/null 2>&1; then
+    ok "db1's namespace has table inet meshd"
+else
+    bad "no table inet meshd in db1's namespace"
+fi
+
+# Listeners that accept anything: only a firewall keeps a connection from being made.
+listen() { # NODE PORT...: accept and close every connection, in the node's namespace
+    local n=$1
+    shift
+    ip netns exec "$(ns "$n")" python3 -c '
+import socket, sys, threading
+def serve(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(16)
+    while True:
+        s.accept()[0].close()
+for p in sys.argv[1:]:
+    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
+threading.Event().wait()
+' "$@" >/dev/null 2>&1 &
+    listeners+=("$!")
+}
+listeners=()
+listen db1 3306 22
+listen app1 3306 22 8080
+sleep 0.5
+# connects FROM IP PORT: true when the TCP handshake completes within 2 s.
+connects() {
+    ip netns exec "$(ns "$1")" timeout 2 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null
+}
+expect() { # allowed|dropped FROM TO-NAME IP PORT
+    local want=$1 from=$2 to=$3 addr=$4 port=$5
+    show "ip netns exec $from bash -c '</dev/tcp/$addr/$port'   # $from -> $to tcp/$port"
+    if connects "$from" "$addr" "$port"; then
+        if [[ $want == allowed ]]; then ok "$from -> $to tcp/$port connects"; else bad "$from -> $to tcp/$port connected"; fi
+    else
+        if [[ $want == dropped ]]; then ok "$from -> $to tcp/$port dropped (no answer in 2 s)"; else bad "$from -> $to tcp/$port did not connect"; fi
+    fi
+}
+expect allowed app1 db1 10.100.0.1 3306
+expect dropped db1 app1 10.100.0.2 3306
+expect dropped db1 app1 10.100.0.2 22
+expect dropped app1 db1 10.100.0.1 22
+expect allowed bastion db1 10.100.0.1 22
+expect dropped bastion db1 10.100.0.1 3306
+expect allowed bastion app1 10.100.0.2 22
+echo "  From the underlay (outsider's 192.0.2.4 is not in admin.ssh_from):"
+expect dropped outsider db1 192.0.2.1 22
+expect dropped outsider db1 192.0.2.1 3306
+show "ip netns exec db1 nft list chain inet meshd mesh_in | grep counter   # drops are counted"
+ip netns exec "$(ns db1)" nft list chain inet meshd mesh_in | grep counter || true
+kill "${listeners[@]}" 2>/dev/null || true
+wait "${listeners[@]}" 2>/dev/null || true
 
 section "Stop the nodes (SIGTERM) and read their counters"
 for n in "${nodes[@]}"; do

@@ -13,6 +13,7 @@
 //! - [`wggo`]: wireguard-go peers.
 //! - [`transfer`]: TCP transfers with a checksum and UDP probes, from threads inside namespaces.
 //! - [`nft`]: packet counters inside a namespace.
+//! - [`probe`]: TCP listeners and single connect attempts (did a SYN-ACK come back?), ping counts.
 //!
 //! # Running
 //!
@@ -35,6 +36,7 @@
 pub mod mesh;
 pub mod netns;
 pub mod nft;
+pub mod probe;
 pub mod process;
 pub mod topo;
 pub mod transfer;
