@@ -95,3 +95,47 @@ fn nft_text_of_db1_matches_golden() {
     let text = nft::render(&ruleset(&plan("db1"))).unwrap_or_else(|e| panic!("{e}"));
     golden("db1.nft", &text);
 }
+
+#[test]
+fn an_ipv6_mesh_fills_the_v6_sets_only() {
+    let yaml = concat!(
+        "admin: {ssh_from: [2001:db8:1::10/128]}\n",
+        "nodes:\n",
+        "  - {name: db, public_key: \"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\", address: 2001:db8:100::2/64, routes: [2001:db8:200::/48]}\n",
+        "  - {name: app, public_key: \"AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\", address: 2001:db8:100::3/64}\n",
+        "policy:\n",
+        "  - {from: app, to: db, allow: [tcp/3306, udp/5000-5010, icmp]}\n",
+    );
+    let cfg = config::parse("v6.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let plan = NodePlan::new(&cfg, &Identity::Name("db".into())).unwrap_or_else(|e| panic!("{e}"));
+    let json: serde_json::Value =
+        serde_json::from_str(&ruleset::to_json(&ruleset(&plan))).unwrap_or_default();
+    let elems = |set: &str| -> String {
+        json["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.get("add").and_then(|a| a.get("set")))
+            .find(|s| s["name"] == set)
+            .map(|s| s.get("elem").map(|e| e.to_string()).unwrap_or_default())
+            .unwrap_or_else(|| panic!("no set {set}"))
+    };
+    let ports = elems("mesh_ports_v6");
+    assert!(
+        ports.contains("2001:db8:100::3") && ports.contains("3306"),
+        "{ports}"
+    );
+    assert!(ports.contains("5000") && ports.contains("5010"), "{ports}");
+    assert!(elems("mesh_icmp_v6").contains("2001:db8:100::3"));
+    assert!(elems("ssh_from_v6").contains("2001:db8:1::10"));
+    assert!(elems("routes_v6").contains("2001:db8:200::"));
+    for v4 in [
+        "mesh_ports_v4",
+        "mesh_icmp_v4",
+        "ssh_from_v4",
+        "routes_v4",
+        "mesh_any_v4",
+    ] {
+        assert_eq!(elems(v4), "", "{v4} should be empty");
+    }
+}
