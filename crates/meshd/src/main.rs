@@ -1,5 +1,6 @@
 //! meshd: the binary. CLI, logging and the exit-code contract; the daemon lives in `run`.
 
+mod api;
 mod check;
 mod cli;
 mod firewall;

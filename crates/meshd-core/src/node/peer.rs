@@ -6,7 +6,7 @@ use crate::key::PublicKey;
 use crate::plan::PeerPlan;
 use boringtun::noise::Tunn;
 use ipnet::IpNet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,8 @@ pub(crate) struct PeerState {
 pub struct Peer {
     pub name: String,
     pub public_key: PublicKey,
+    /// The peer's overlay address.
+    pub address: IpAddr,
     pub allowed_ips: Vec<IpNet>,
     /// The endpoint as configured (may be a DNS name the daemon resolves).
     pub configured_endpoint: Option<Endpoint>,
@@ -51,6 +53,7 @@ impl Peer {
         Self {
             name: plan.name.clone(),
             public_key: plan.public_key,
+            address: plan.address,
             allowed_ips: plan.allowed_ips.clone(),
             configured_endpoint: plan.endpoint.clone(),
             keepalive: plan.keepalive,

@@ -1,0 +1,135 @@
+//! A plain copy of the node's state at one instant: what `meshd peers`, `meshd whois`, the
+//! WireGuard UAPI and the metrics show. Taking one reads the counters (relaxed loads) and
+//! holds each peer's lock only to copy its endpoint and handshake times.
+
+use ipnet::IpNet;
+use meshd_core::counters::Traffic;
+use meshd_core::node::Node;
+use meshd_core::plan::NodePlan;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, SystemTime};
+
+/// A peer is "up" while its latest handshake is younger than this (WireGuard's reject-after
+/// time: past it, the session can no longer carry data without a new handshake).
+pub(crate) const UP_WITHIN: Duration = Duration::from_secs(180);
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PeerSnapshot {
+    pub(crate) name: String,
+    pub(crate) public_key: [u8; 32],
+    /// Overlay address.
+    pub(crate) address: IpAddr,
+    pub(crate) allowed_ips: Vec<IpNet>,
+    pub(crate) endpoint: Option<SocketAddr>,
+    /// Wall-clock time of the latest completed handshake.
+    pub(crate) last_handshake: Option<SystemTime>,
+    /// Age of the latest completed handshake at the time of the snapshot.
+    pub(crate) since_last_handshake: Option<Duration>,
+    pub(crate) last_handshake_duration: Option<Duration>,
+    pub(crate) keepalive: Option<u16>,
+    pub(crate) tx: Traffic,
+    pub(crate) rx: Traffic,
+    pub(crate) handshake_initiations: u64,
+    pub(crate) handshakes_as_initiator: u64,
+    pub(crate) handshakes_as_responder: u64,
+    pub(crate) endpoint_changes: u64,
+}
+
+impl PeerSnapshot {
+    /// `up` (handshake under 180 s old), `stale` (older) or `never`.
+    pub(crate) fn state(&self) -> &'static str {
+        match self.since_last_handshake {
+            None => "never",
+            Some(age) if age < UP_WITHIN => "up",
+            Some(_) => "stale",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Snapshot {
+    /// Device name, e.g. `meshd0`.
+    pub(crate) interface: String,
+    /// This node's name in the mesh.
+    pub(crate) node: String,
+    pub(crate) public_key: [u8; 32],
+    /// This node's overlay address with the mesh prefix length.
+    pub(crate) address: IpNet,
+    pub(crate) listen_port: u16,
+    /// When the snapshot was taken.
+    pub(crate) taken: SystemTime,
+    pub(crate) peers: Vec<PeerSnapshot>,
+    /// Drops by reason label, every reason, zeros included.
+    pub(crate) drops: Vec<(&'static str, u64)>,
+}
+
+impl Snapshot {
+    pub(crate) fn take(plan: &NodePlan, node: &Node, now: SystemTime) -> Self {
+        let peers = node
+            .peers()
+            .iter()
+            .map(|p| {
+                let status = p.status();
+                let c = &p.counters;
+                let load =
+                    |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                PeerSnapshot {
+                    name: p.name.clone(),
+                    public_key: p.public_key.0,
+                    address: p.address,
+                    allowed_ips: p.allowed_ips.clone(),
+                    endpoint: status.endpoint,
+                    last_handshake: status
+                        .since_last_handshake
+                        .and_then(|age| now.checked_sub(age)),
+                    since_last_handshake: status.since_last_handshake,
+                    last_handshake_duration: status.last_handshake_duration,
+                    keepalive: p.keepalive,
+                    tx: c.tx.snapshot(),
+                    rx: c.rx.snapshot(),
+                    handshake_initiations: load(&c.handshake_initiations),
+                    handshakes_as_initiator: load(&c.handshakes_as_initiator),
+                    handshakes_as_responder: load(&c.handshakes_as_responder),
+                    endpoint_changes: load(&c.endpoint_changes),
+                }
+            })
+            .collect();
+        Self {
+            interface: plan.interface.name.clone(),
+            node: plan.me.name.clone(),
+            public_key: plan.me.public_key.0,
+            address: plan.me.address,
+            listen_port: plan.interface.listen_port,
+            taken: now,
+            peers,
+            drops: node
+                .drops()
+                .snapshot()
+                .into_iter()
+                .map(|(r, n)| (r.as_str(), n))
+                .collect(),
+        }
+    }
+
+    /// The node that owns `addr`: this node for its own address, else the peer whose
+    /// AllowedIPs hold it (longest prefix, as cryptokey routing decides).
+    pub(crate) fn whois(&self, addr: IpAddr) -> Option<Owner<'_>> {
+        if self.address.addr() == addr {
+            return Some(Owner::Me);
+        }
+        self.peers
+            .iter()
+            .flat_map(|p| p.allowed_ips.iter().map(move |net| (net, p)))
+            .filter(|(net, _)| net.contains(&addr))
+            .max_by_key(|(net, _)| net.prefix_len())
+            .map(|(net, p)| Owner::Peer(p, *net))
+    }
+}
+
+/// Who owns an overlay address.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Owner<'a> {
+    Me,
+    /// The peer and the AllowedIPs prefix that matched.
+    Peer(&'a PeerSnapshot, IpNet),
+}
