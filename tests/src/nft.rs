@@ -93,6 +93,17 @@ fn parse_packets(out: &str) -> Option<u64> {
     None
 }
 
+/// Packets counted by the rules of meshd's own table (`inet meshd`) in `chain` whose comment
+/// is `comment` (summed: the IPv4 and IPv6 twins share a comment).
+pub fn meshd_rule_packets(ns: &Netns, chain: &str, comment: &str) -> u64 {
+    let out = ns.exec_ok(&["nft", "list", "chain", "inet", "meshd", chain]);
+    let tag = format!("comment \"{comment}\"");
+    out.lines()
+        .filter(|l| l.contains(&tag))
+        .map(|l| parse_packets(l).unwrap_or_else(|| panic!("no counter in rule: {l}")))
+        .sum()
+}
+
 /// Removes the table (also happens when the namespace goes).
 pub fn remove_counters(ns: &Netns) {
     let _ = ns.exec(&["nft", "delete", "table", "inet", TABLE]);

@@ -21,6 +21,14 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+/// Multicast listener discovery (RFC 4890 §4.4.1): link-local only.
+const ICMPV6_MLD: [&str; 4] = [
+    "mld-listener-query",
+    "mld-listener-report",
+    "mld-listener-done",
+    "mld2-listener-report",
+];
+
 /// The one table meshd owns.
 pub const TABLE: &str = "meshd";
 const FAMILY: NfFamily = NfFamily::INet;
@@ -244,6 +252,31 @@ impl Builder {
     fn on_mesh_iface(&self) -> Statement<'static> {
         matches(meta(MetaKey::Iifname), s(self.iface.clone()))
     }
+
+    fn off_mesh_iface(&self) -> Statement<'static> {
+        Statement::Match(Match {
+            left: meta(MetaKey::Iifname),
+            right: s(self.iface.clone()),
+            op: Operator::NEQ,
+        })
+    }
+
+    /// Drops, and counts, packets with an overlay source that did not come through the
+    /// tunnel: only WireGuard vouches for those addresses.
+    fn not_from_underlay(&mut self, chain: &str) {
+        for fam in Fam::BOTH {
+            let rule = vec![
+                self.off_mesh_iface(),
+                matches(
+                    field(fam.proto(), "saddr"),
+                    set_ref(&format!("overlay_{}", fam.suffix())),
+                ),
+                counter(),
+                Statement::Drop(None),
+            ];
+            self.rule(chain, rule, Some("overlay source from the underlay"));
+        }
+    }
 }
 
 fn rate_unit(unit: RateUnit) -> &'static str {
@@ -278,6 +311,15 @@ pub fn ruleset(plan: &NodePlan) -> Nftables<'static> {
     b.addr_sets("mesh_any", &mesh.any.iter().copied().collect::<Vec<_>>());
     b.addr_sets("mesh_icmp", &mesh.icmp.iter().copied().collect::<Vec<_>>());
     b.addr_sets("routes", &plan.me.routes);
+    // Every address that only ever arrives through the tunnel: the mesh network and what
+    // each peer routes. Seen on any other interface, such a source is spoofed.
+    let mut overlay = vec![plan.mesh_prefix];
+    overlay.extend(
+        plan.peers
+            .iter()
+            .flat_map(|p| p.allowed_ips.iter().copied()),
+    );
+    b.addr_sets("overlay", &overlay);
     for fam in Fam::BOTH {
         let elems = mesh
             .ports
@@ -302,6 +344,7 @@ pub fn ruleset(plan: &NodePlan) -> Nftables<'static> {
 
     b.chain("input", Some((NfHook::Input, NfChainPolicy::Drop)));
     b.chain("mesh_in", None);
+    b.chain("echo_in", None);
     b.chain("forward", Some((NfHook::Forward, NfChainPolicy::Drop)));
     b.chain("output", Some((NfHook::Output, NfChainPolicy::Accept)));
 
@@ -316,33 +359,57 @@ pub fn ruleset(plan: &NodePlan) -> Nftables<'static> {
         target: Cow::Borrowed("mesh_in"),
     });
     b.rule("input", vec![b.on_mesh_iface(), jump.clone()], None);
+    b.not_from_underlay("input");
+    // The node's own overlay address is reached through the tunnel only.
+    let me = plan.me.address.addr();
+    let me_fam = if me.is_ipv4() { Fam::V4 } else { Fam::V6 };
+    b.rule(
+        "input",
+        vec![
+            b.off_mesh_iface(),
+            matches(field(me_fam.proto(), "daddr"), s(me.to_string())),
+            counter(),
+            Statement::Drop(None),
+        ],
+        Some("overlay address from the underlay"),
+    );
     // Echo requests before conntrack: after its first reply a ping is an "established" flow,
-    // and the rate limit would no longer see it.
-    let rate = plan.admin.icmp_rate;
+    // and the rate limit would no longer see it. IPv4 and IPv6 share one limit.
+    let echo_in = Statement::Jump(JumpTarget {
+        target: Cow::Borrowed("echo_in"),
+    });
     for proto in ["icmp", "icmpv6"] {
-        let echo = || matches(field(proto, "type"), s("echo-request"));
         b.rule(
             "input",
             vec![
-                echo(),
-                Statement::Limit(Limit {
-                    rate: rate.count,
-                    rate_unit: None,
-                    per: Some(Cow::Borrowed(rate_unit(rate.per))),
-                    burst: None,
-                    burst_unit: None,
-                    inv: None,
-                }),
-                accept(),
+                matches(field(proto, "type"), s("echo-request")),
+                echo_in.clone(),
             ],
-            Some("admin.icmp_rate"),
-        );
-        b.rule(
-            "input",
-            vec![echo(), counter(), Statement::Drop(None)],
-            Some("over admin.icmp_rate"),
+            None,
         );
     }
+    let rate = plan.admin.icmp_rate;
+    b.rule(
+        "echo_in",
+        vec![
+            Statement::Limit(Limit {
+                rate: rate.count,
+                rate_unit: None,
+                per: Some(Cow::Borrowed(rate_unit(rate.per))),
+                // At most one period's worth at once, never nft's default of 5.
+                burst: Some(rate.count),
+                burst_unit: None,
+                inv: None,
+            }),
+            accept(),
+        ],
+        Some("admin.icmp_rate"),
+    );
+    b.rule(
+        "echo_in",
+        vec![counter(), Statement::Drop(None)],
+        Some("over admin.icmp_rate"),
+    );
     b.conntrack("input");
     b.rule(
         "input",
@@ -394,6 +461,24 @@ pub fn ruleset(plan: &NodePlan) -> Nftables<'static> {
         ],
         Some("icmpv6 that IPv6 needs"),
     );
+    b.rule(
+        "input",
+        vec![
+            matches(
+                field("ip6", "saddr"),
+                Expression::Named(NamedExpression::Prefix(Prefix {
+                    addr: Box::new(s("fe80::")),
+                    len: 10,
+                })),
+            ),
+            matches(
+                field("icmpv6", "type"),
+                anon_set(ICMPV6_MLD.iter().map(|t| s(*t)).collect()),
+            ),
+            accept(),
+        ],
+        Some("link-local multicast listener discovery"),
+    );
     b.rule("input", vec![counter()], Some("dropped by policy"));
 
     // mesh_in: replies to what this node opened, then one accept per kind of allowance,
@@ -438,6 +523,8 @@ pub fn ruleset(plan: &NodePlan) -> Nftables<'static> {
     );
 
     // forward: only what the policy lets through from the mesh toward this node's routes.
+    // (One way: hosts on those routes reach the mesh only as replies.)
+    b.not_from_underlay("forward");
     b.conntrack("forward");
     for fam in Fam::BOTH {
         b.rule(

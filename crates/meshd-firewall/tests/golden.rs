@@ -139,3 +139,73 @@ fn an_ipv6_mesh_fills_the_v6_sets_only() {
         assert_eq!(elems(v4), "", "{v4} should be empty");
     }
 }
+
+fn two_node_plan(extra: &str) -> NodePlan {
+    let yaml = format!(
+        "{extra}nodes:\n\
+         - {{name: db, public_key: \"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\", address: 10.100.0.2/24}}\n\
+         - {{name: app, public_key: \"AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\", address: 10.100.0.3/24, routes: [192.168.60.0/24]}}\n\
+         policy:\n\
+         - {{from: app, to: db, allow: [tcp/3306]}}\n"
+    );
+    let cfg = config::parse("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    NodePlan::new(&cfg, &Identity::Name("db".into())).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_low_icmp_rate_gets_a_burst_of_its_own_size_shared_by_v4_and_v6() {
+    if !can_unshare() {
+        assert!(std::env::var_os("CI").is_none(), "CI must run this as root");
+        return;
+    }
+    let text = nft::render(&ruleset(&two_node_plan("admin: {icmp_rate: 2/second}\n")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // nft's default burst is 5: above a rate of 2/second it would let 5 through at once.
+    assert_eq!(
+        text.matches("limit rate 2/second burst 2 packets").count(),
+        1,
+        "one shared limit with burst 2 expected in:\n{text}"
+    );
+    assert!(
+        text.contains("icmp type echo-request jump echo_in"),
+        "{text}"
+    );
+    assert!(
+        text.contains("icmpv6 type echo-request jump echo_in"),
+        "{text}"
+    );
+}
+
+#[test]
+fn overlay_sources_are_the_mesh_and_the_peers_routes_and_are_dropped_off_the_tunnel() {
+    if !can_unshare() {
+        assert!(std::env::var_os("CI").is_none(), "CI must run this as root");
+        return;
+    }
+    let text = nft::render(&ruleset(&two_node_plan(""))).unwrap_or_else(|e| panic!("{e}"));
+    let overlay = text
+        .split("set overlay_v4 {")
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .unwrap_or_else(|| panic!("no set overlay_v4 in:\n{text}"));
+    assert!(
+        overlay.contains("10.100.0.0/24") && overlay.contains("192.168.60.0/24"),
+        "{overlay}"
+    );
+    for chain in ["input", "forward"] {
+        let body = text
+            .split(&format!("chain {chain} {{"))
+            .nth(1)
+            .and_then(|rest| rest.split("\n\t}").next())
+            .unwrap_or_default();
+        let spoof = body
+            .find("iifname != \"meshd0\" ip saddr @overlay_v4 counter")
+            .unwrap_or_else(|| panic!("no anti-spoofing rule in chain {chain}:\n{body}"));
+        let ct = body.find("ct state").unwrap_or(usize::MAX);
+        assert!(spoof < ct, "chain {chain}: anti-spoofing after conntrack");
+    }
+    assert!(
+        text.contains("iifname != \"meshd0\" ip daddr 10.100.0.2 counter"),
+        "{text}"
+    );
+}

@@ -51,7 +51,7 @@ fn drop_summary(node: &Node) -> String {
 async fn serve(plan: NodePlan, node: Node) -> Result<Node> {
     let sockets = udp::Sockets::bind(plan.interface.listen_port)?;
     // The firewall first: if nft is missing or refuses the table, no tunnel comes up.
-    let guard = guard::Guard::install(meshd_firewall::ruleset(&plan))?;
+    let guard = guard::Guard::install(meshd_firewall::ruleset(&plan)).await?;
     let device = device::create(&plan)?;
     let shared = Arc::new(Shared {
         node,
