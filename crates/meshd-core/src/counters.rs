@@ -127,6 +127,60 @@ pub struct PeerCounters {
     pub handshakes_as_initiator: AtomicU64,
     pub handshakes_as_responder: AtomicU64,
     pub endpoint_changes: AtomicU64,
+    /// Initiation sent → response received, for handshakes this node initiated.
+    pub handshake_duration: DurationHistogram,
+}
+
+/// Upper bounds (seconds) of the handshake-duration buckets: from a LAN (sub-millisecond) to
+/// a retried handshake (5 s per retry).
+pub const HANDSHAKE_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A histogram of durations with the [`HANDSHAKE_BUCKETS`] bounds. Recorded once per
+/// handshake (every two minutes per peer), never per packet.
+#[derive(Debug, Default)]
+pub struct DurationHistogram {
+    /// Observations per bucket (not cumulative); the last slot is above every bound.
+    buckets: [AtomicU64; HANDSHAKE_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+/// A plain copy of a [`DurationHistogram`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistogramSnapshot {
+    /// Cumulative counts, one per bound of [`HANDSHAKE_BUCKETS`] (Prometheus' `le` buckets).
+    pub cumulative: Vec<u64>,
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+impl DurationHistogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = HANDSHAKE_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(HANDSHAKE_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut running = 0;
+        let mut cumulative = Vec::with_capacity(HANDSHAKE_BUCKETS.len());
+        for b in &self.buckets[..HANDSHAKE_BUCKETS.len()] {
+            running += b.load(Relaxed);
+            cumulative.push(running);
+        }
+        let count = running + self.buckets[HANDSHAKE_BUCKETS.len()].load(Relaxed);
+        HistogramSnapshot {
+            cumulative,
+            count,
+            sum_seconds: self.sum_nanos.load(Relaxed) as f64 / 1e9,
+        }
+    }
 }
 
 /// A plain copy of one direction's counters.
@@ -174,6 +228,23 @@ mod tests {
             DropReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(labels.len(), DropReason::ALL.len());
         assert_eq!(d.snapshot().len(), DropReason::ALL.len());
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_count_what_is_above_every_bound() {
+        use std::time::Duration;
+        let h = DurationHistogram::default();
+        h.observe(Duration::from_micros(300)); // <= 0.0005
+        h.observe(Duration::from_millis(1)); // exactly on the 0.001 bound
+        h.observe(Duration::from_millis(40)); // <= 0.05
+        h.observe(Duration::from_secs(20)); // above every bound
+        let s = h.snapshot();
+        assert_eq!(s.count, 4);
+        assert_eq!(s.cumulative.len(), HANDSHAKE_BUCKETS.len());
+        assert_eq!(&s.cumulative[..3], &[1, 2, 2]);
+        assert_eq!(s.cumulative[6], 3);
+        assert_eq!(*s.cumulative.last().unwrap_or(&0), 3);
+        assert!((s.sum_seconds - 20.0413).abs() < 1e-9, "{}", s.sum_seconds);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use crate::ruleset::{to_json, TABLE};
 use nftables::schema::Nftables;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -130,6 +131,41 @@ fn is_absent(stderr: &str) -> bool {
     stderr.contains("No such file or directory")
 }
 
+/// Table `inet meshd` as read back from nft.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listing {
+    /// The table with what changes on its own stripped (see [`normalize`]).
+    pub normalized: String,
+    /// Packets counted per chain. Every counter in meshd's table sits on a path that ends in
+    /// a drop, so these are the firewall's drops by chain.
+    pub dropped: BTreeMap<String, u64>,
+}
+
+/// Packets of the counters in the rules of a `nft -j list` listing, summed per chain.
+pub fn dropped_by_chain(listing: &[u8]) -> Result<BTreeMap<String, u64>, FirewallError> {
+    let v: Value = serde_json::from_slice(listing)
+        .map_err(|e| FirewallError::Unreadable(format!("not nft JSON: {e}")))?;
+    let mut out = BTreeMap::new();
+    let items = v["nftables"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    for item in items {
+        if let Some(chain) = item["chain"]["name"].as_str() {
+            out.entry(chain.to_string()).or_insert(0);
+        }
+        let rule = &item["rule"];
+        let Some(chain) = rule["chain"].as_str() else {
+            continue;
+        };
+        let packets: u64 = rule["expr"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["counter"]["packets"].as_u64())
+            .sum();
+        *out.entry(chain.to_string()).or_insert(0) += packets;
+    }
+    Ok(out)
+}
+
 /// The table as installed, with what changes on its own stripped: handles, counter values
 /// and nft's metainfo. Two listings of an untouched table normalise to the same text; a
 /// deleted, flushed, emptied or edited table does not.
@@ -157,8 +193,8 @@ pub fn normalize(listing: &[u8]) -> Result<String, FirewallError> {
     Ok(v.to_string())
 }
 
-/// Reads table `inet meshd` back, normalised (see [`normalize`]).
-pub fn read() -> Result<String, FirewallError> {
+/// Reads table `inet meshd` back.
+pub fn read() -> Result<Listing, FirewallError> {
     let out = run(&["-j", "list", "table", "inet", TABLE], None)?;
     if !out.status.success() {
         return Err(if is_absent(&out.stderr) {
@@ -167,12 +203,15 @@ pub fn read() -> Result<String, FirewallError> {
             FirewallError::Unreadable(out.stderr)
         });
     }
-    normalize(&out.stdout)
+    Ok(Listing {
+        normalized: normalize(&out.stdout)?,
+        dropped: dropped_by_chain(&out.stdout)?,
+    })
 }
 
 /// Applies the transaction (atomic: all of it or nothing) and reads the table back. The
 /// returned listing is what [`verify`] compares against from then on.
-pub fn apply(ruleset: &Nftables<'_>) -> Result<String, FirewallError> {
+pub fn apply(ruleset: &Nftables<'_>) -> Result<Listing, FirewallError> {
     let out = run(&["-j", "-f", "-"], Some(&to_json(ruleset)))?;
     if !out.status.success() {
         return Err(FirewallError::Refused(out.stderr));
@@ -181,10 +220,12 @@ pub fn apply(ruleset: &Nftables<'_>) -> Result<String, FirewallError> {
 }
 
 /// Checks that table `inet meshd` is still exactly what [`apply`] installed: catches a
-/// deleted table, a flushed ruleset, an emptied chain and an edited rule or set.
-pub fn verify(expected: &str) -> Result<(), FirewallError> {
-    if read()? == expected {
-        Ok(())
+/// deleted table, a flushed ruleset, an emptied chain and an edited rule or set. Returns
+/// the listing (with its counters) when it is.
+pub fn verify(expected: &str) -> Result<Listing, FirewallError> {
+    let listing = read()?;
+    if listing.normalized == expected {
+        Ok(listing)
     } else {
         Err(FirewallError::Differs)
     }
@@ -244,6 +285,21 @@ mod tests {
         let b = normalize(moved.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a, b);
         assert!(!a.contains("handle") && !a.contains("metainfo") && !a.contains("420"));
+    }
+
+    #[test]
+    fn counters_are_summed_per_chain_and_empty_chains_are_listed() {
+        let listing = r#"{"nftables": [{"metainfo": {}},
+            {"chain": {"family": "inet", "table": "meshd", "name": "forward"}},
+            {"rule": {"chain": "input", "expr": [{"counter": {"packets": 5, "bytes": 420}}]}},
+            {"rule": {"chain": "input", "expr": [{"match": {}}, {"counter": {"packets": 2, "bytes": 80}}, {"drop": null}]}},
+            {"rule": {"chain": "mesh_in", "expr": [{"accept": null}]}}]}"#;
+        let d = dropped_by_chain(listing.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let want: BTreeMap<String, u64> = [("forward", 0), ("input", 7), ("mesh_in", 0)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(d, want);
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub(crate) enum Command {
     Check(NodeArgs),
     /// Print the nftables table this node installs (nft syntax); applies nothing to the host.
     Firewall(FirewallArgs),
+    /// Status of the running daemon: one row per peer (name, address, endpoint, handshake,
+    /// transfer, state, keepalive).
+    Peers(PeersArgs),
+    /// Which node an overlay address belongs to (name, public key).
+    Whois(WhoisArgs),
     /// Print a new private key (same format as `wg genkey`).
     Genkey,
     /// Read a private key on stdin and print its public key (same format as `wg pubkey`).
@@ -55,4 +60,26 @@ pub(crate) struct FirewallArgs {
     /// With --remove: the mesh interface the table belongs to (there is one table per host).
     #[arg(long, default_value = "meshd0", requires = "remove")]
     pub(crate) interface: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PeersArgs {
+    /// The mesh interface of the daemon to ask.
+    #[arg(long, default_value = "meshd0")]
+    pub(crate) interface: String,
+    /// Print the reply as JSON (schema: docs/control-protocol.md).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WhoisArgs {
+    /// An overlay address, e.g. 10.100.0.3.
+    pub(crate) address: std::net::IpAddr,
+    /// The mesh interface of the daemon to ask.
+    #[arg(long, default_value = "meshd0")]
+    pub(crate) interface: String,
+    /// Print the reply as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }

@@ -8,6 +8,7 @@ mod keyfile;
 mod keys;
 mod load;
 mod run;
+mod status;
 
 use clap::Parser;
 use std::io::IsTerminal;
@@ -39,6 +40,8 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => run::run(args),
         cli::Command::Check(args) => check::check(args),
         cli::Command::Firewall(args) => firewall::firewall(args),
+        cli::Command::Peers(args) => status::peers(args),
+        cli::Command::Whois(args) => status::whois(args),
         cli::Command::Genkey => keys::genkey(),
         cli::Command::Pubkey => keys::pubkey(),
     };

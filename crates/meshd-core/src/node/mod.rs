@@ -351,6 +351,9 @@ impl Node {
         if is_response {
             peer.counters.handshakes_as_initiator.fetch_add(1, RELAXED);
             state.last_handshake_duration = state.initiation_sent.take().map(|t| now - t);
+            if let Some(d) = state.last_handshake_duration {
+                peer.counters.handshake_duration.observe(d);
+            }
             self.event(Event::HandshakeCompleted {
                 peer: index,
                 initiator: true,

@@ -162,6 +162,11 @@ fn connected(m: &Mesh) -> (Node, Node) {
         n1.peers()[0].counters.handshakes_as_responder.load(RELAXED),
         1
     );
+    // Only the initiator times the handshake (initiation sent → response received).
+    let timed = |n: &Node| n.peers()[0].counters.handshake_duration.snapshot();
+    assert_eq!(timed(&n0).count, 1);
+    assert_eq!(timed(&n1).count, 0);
+    assert!(n0.peers()[0].status().last_handshake_duration.is_some());
     (n0, n1)
 }
 

@@ -3,7 +3,7 @@
 //! holds each peer's lock only to copy its endpoint and handshake times.
 
 use ipnet::IpNet;
-use meshd_core::counters::Traffic;
+use meshd_core::counters::{HistogramSnapshot, Traffic};
 use meshd_core::node::Node;
 use meshd_core::plan::NodePlan;
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +33,7 @@ pub(crate) struct PeerSnapshot {
     pub(crate) handshakes_as_initiator: u64,
     pub(crate) handshakes_as_responder: u64,
     pub(crate) endpoint_changes: u64,
+    pub(crate) handshake_durations: HistogramSnapshot,
 }
 
 impl PeerSnapshot {
@@ -91,6 +92,7 @@ impl Snapshot {
                     handshakes_as_initiator: load(&c.handshakes_as_initiator),
                     handshakes_as_responder: load(&c.handshakes_as_responder),
                     endpoint_changes: load(&c.endpoint_changes),
+                    handshake_durations: c.handshake_duration.snapshot(),
                 }
             })
             .collect();

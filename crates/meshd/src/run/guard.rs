@@ -5,6 +5,7 @@
 use anyhow::{Context, Result};
 use meshd_firewall::nft;
 use meshd_firewall::Nftables;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +22,9 @@ pub(crate) struct Guard {
     /// Transactions applied, and refused.
     pub(crate) applied: AtomicU64,
     pub(crate) failed: AtomicU64,
+    /// Packets dropped per chain: (what earlier, replaced tables counted, what the current
+    /// table counted at the latest read-back).
+    dropped: Mutex<(BTreeMap<String, u64>, BTreeMap<String, u64>)>,
 }
 
 impl Guard {
@@ -36,11 +40,36 @@ impl Guard {
         tracing::info!("firewall applied table=inet meshd");
         Ok(Arc::new(Self {
             ruleset,
-            installed: Mutex::new(installed),
+            installed: Mutex::new(installed.normalized),
+            dropped: Mutex::new((BTreeMap::new(), installed.dropped)),
             reasserts: AtomicU64::new(0),
             applied: AtomicU64::new(1),
             failed: AtomicU64::new(0),
         }))
+    }
+
+    /// Packets dropped per chain, as of the latest read-back (at most a check period old).
+    /// Counts only grow: a table meshd had to put back starts its counters from zero, so
+    /// what the replaced one had counted is carried.
+    pub(crate) fn dropped(&self) -> BTreeMap<String, u64> {
+        let d = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+        let mut total = d.0.clone();
+        for (chain, n) in &d.1 {
+            *total.entry(chain.clone()).or_insert(0) += n;
+        }
+        total
+    }
+
+    /// Records a read-back of the current table; `replaced` when it is a new table.
+    fn record(&self, counted: BTreeMap<String, u64>, replaced: bool) {
+        let mut d = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+        if replaced {
+            let old = std::mem::take(&mut d.1);
+            for (chain, n) in old {
+                *d.0.entry(chain).or_insert(0) += n;
+            }
+        }
+        d.1 = counted;
     }
 
     fn installed(&self) -> String {
@@ -54,13 +83,17 @@ impl Guard {
     /// Returns why it had to be restored, if it had to.
     fn check(&self) -> Result<Option<nft::FirewallError>, nft::FirewallError> {
         let why = match nft::verify(&self.installed()) {
-            Ok(()) => return Ok(None),
+            Ok(listing) => {
+                self.record(listing.dropped, false);
+                return Ok(None);
+            }
             Err(why) => why,
         };
         match nft::apply(&self.ruleset) {
             Ok(listed) => {
                 self.applied.fetch_add(1, Ordering::Relaxed);
-                *self.installed.lock().unwrap_or_else(|e| e.into_inner()) = listed;
+                *self.installed.lock().unwrap_or_else(|e| e.into_inner()) = listed.normalized;
+                self.record(listed.dropped, true);
                 Ok(Some(why))
             }
             Err(e) => {

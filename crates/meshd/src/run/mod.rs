@@ -6,19 +6,24 @@ mod datapath;
 mod device;
 mod dns;
 mod guard;
+mod metrics_http;
+mod sockets;
 mod udp;
+mod view;
 
 use crate::cli::NodeArgs;
 use crate::load;
 use anyhow::{Context, Result};
 use datapath::Shared;
-use meshd_core::config::Endpoint;
+use meshd_core::config::{Endpoint, Metrics};
 use meshd_core::node::{slot_size, Node};
 use meshd_core::plan::NodePlan;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
+
+pub(crate) use sockets::control_path;
 
 pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     let (plan, key) = load::load_plan(args, true)?;
@@ -35,8 +40,7 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     // Dropping the runtime drops the tasks and with them the last handle on the device,
     // which the kernel then removes.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let node = result?;
-    tracing::info!("stopped {}", drop_summary(&node));
+    tracing::info!("stopped {}", result?);
     Ok(())
 }
 
@@ -48,8 +52,15 @@ fn drop_summary(node: &Node) -> String {
     s.trim_end().to_string()
 }
 
-async fn serve(plan: NodePlan, node: Node) -> Result<Node> {
+/// Runs the node until SIGTERM/SIGINT; returns the drop summary for the last log line.
+async fn serve(plan: NodePlan, node: Node) -> Result<String> {
     let sockets = udp::Sockets::bind(plan.interface.listen_port)?;
+    let metrics = match plan.interface.metrics {
+        Metrics::Listen(addr) => Some(metrics_http::bind(addr).await?),
+        Metrics::Off => None,
+    };
+    let control = sockets::bind(&sockets::control_path(&plan.interface.name))?;
+    let uapi = sockets::bind(&sockets::uapi_path(&plan.interface.name))?;
     // The firewall first: if nft is missing or refuses the table, no tunnel comes up.
     let guard = guard::Guard::install(meshd_firewall::ruleset(&plan)).await?;
     let device = device::create(&plan)?;
@@ -69,7 +80,17 @@ async fn serve(plan: NodePlan, node: Node) -> Result<Node> {
     tasks.spawn(datapath::net_to_tun(Arc::clone(&shared), false));
     tasks.spawn(datapath::net_to_tun(Arc::clone(&shared), true));
     tasks.spawn(datapath::timers(Arc::clone(&shared)));
-    tasks.spawn(guard.watch());
+    tasks.spawn(Arc::clone(&guard).watch());
+    let view = Arc::new(view::View {
+        plan: plan.clone(),
+        shared: Arc::clone(&shared),
+        guard,
+    });
+    if let Some(listener) = metrics {
+        tasks.spawn(metrics_http::serve(listener, Arc::clone(&view)));
+    }
+    tasks.spawn(sockets::serve_control(control, Arc::clone(&view)));
+    tasks.spawn(sockets::serve_uapi(uapi, Arc::clone(&view)));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -98,9 +119,5 @@ async fn serve(plan: NodePlan, node: Node) -> Result<Node> {
     };
     tasks.shutdown().await;
     outcome?;
-    let shared = Arc::try_unwrap(shared)
-        .map_err(|_| anyhow::anyhow!("data path still running at shutdown"))?;
-    let Shared { node, device, .. } = shared;
-    drop(device);
-    Ok(node)
+    Ok(drop_summary(&shared.node))
 }

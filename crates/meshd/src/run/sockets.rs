@@ -1,0 +1,168 @@
+//! The Unix sockets: meshd's control socket (`/run/meshd/<iface>.sock`, JSON lines) and the
+//! WireGuard userspace API (`/var/run/wireguard/<iface>.sock`, what `wg show` talks to).
+//! Both are mode 0600 in a 0700 directory, read-only views of the node, and bounded: a
+//! connection that sends garbage gets an error reply, an idle or slow one is closed, and only
+//! so many are served at once.
+
+use super::view::View;
+use crate::api::{control, uapi};
+use anyhow::{bail, Context, Result};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+
+/// Connections served at once per socket; more are closed at once.
+const MAX_CONNECTIONS: usize = 16;
+/// A connection that sends nothing for this long is closed.
+const IDLE: Duration = Duration::from_secs(30);
+
+pub(crate) fn control_path(iface: &str) -> PathBuf {
+    PathBuf::from(format!("/run/meshd/{iface}.sock"))
+}
+
+pub(crate) fn uapi_path(iface: &str) -> PathBuf {
+    PathBuf::from(format!("/var/run/wireguard/{iface}.sock"))
+}
+
+/// A bound socket whose file is removed when it is dropped (at shutdown).
+pub(crate) struct Bound {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds `path` (mode 0600, its directory created 0700). A socket file left by a meshd that
+/// died is replaced; one that answers belongs to a running meshd, and binding fails.
+pub(crate) fn bind(path: &Path) -> Result<Bound> {
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!(
+                "{} is in use: is another meshd running for this interface?",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot chmod 0600 {}", path.display()))?;
+    Ok(Bound {
+        listener,
+        path: path.to_path_buf(),
+    })
+}
+
+/// What one connection's protocol does with the bytes it reads: the replies to write, and
+/// whether to close after writing them.
+trait Protocol: Send + 'static {
+    fn take(&mut self, bytes: &[u8], view: &View) -> (Vec<u8>, bool);
+}
+
+struct Control(control::ControlConn);
+
+impl Protocol for Control {
+    fn take(&mut self, bytes: &[u8], view: &View) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        for item in self.0.feed(bytes) {
+            match item {
+                Ok(control::Request::Query(q)) => {
+                    out.extend(control::answer(q, &view.snapshot()));
+                }
+                Ok(control::Request::Reload) => out.extend(control::error_line(
+                    &"reload is not supported yet: restart meshd to apply a new config",
+                )),
+                Err(e) => out.extend(control::error_line(&e)),
+            }
+        }
+        (out, self.0.is_closed())
+    }
+}
+
+struct Uapi(uapi::UapiConn);
+
+impl Protocol for Uapi {
+    fn take(&mut self, bytes: &[u8], view: &View) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        for item in self.0.feed(bytes) {
+            match item {
+                Ok(req) => out.extend(uapi::reply(req, &view.snapshot()).into_bytes()),
+                Err(e) => {
+                    tracing::debug!("uapi: {e}");
+                    out.extend(e.reply().into_bytes());
+                }
+            }
+        }
+        (out, self.0.is_closed())
+    }
+}
+
+async fn connection<P: Protocol>(mut stream: UnixStream, mut proto: P, view: Arc<View>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = match tokio::time::timeout(IDLE, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(n)) => n,
+        };
+        let (reply, close) = proto.take(&buf[..n], &view);
+        if !reply.is_empty() {
+            let write = tokio::time::timeout(IDLE, stream.write_all(&reply)).await;
+            if !matches!(write, Ok(Ok(()))) {
+                return;
+            }
+        }
+        if close {
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+async fn serve<P: Protocol>(bound: Bound, view: Arc<View>, new: fn() -> P) -> Result<()> {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let stream = match bound.listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::debug!("accept on {}: {e}", bound.path.display());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        while conns.try_join_next().is_some() {}
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            continue;
+        };
+        let view = Arc::clone(&view);
+        conns.spawn(async move {
+            connection(stream, new(), view).await;
+            drop(slot);
+        });
+    }
+}
+
+pub(crate) async fn serve_control(bound: Bound, view: Arc<View>) -> Result<()> {
+    serve(bound, view, || Control(control::ControlConn::new())).await
+}
+
+pub(crate) async fn serve_uapi(bound: Bound, view: Arc<View>) -> Result<()> {
+    serve(bound, view, || Uapi(uapi::UapiConn::new())).await
+}

@@ -1,0 +1,59 @@
+//! `meshd peers` and `meshd whois`: clients of the running daemon's control socket.
+
+use crate::api::control::{self, PeersReply, Query, Request, WhoisReply};
+use crate::api::table;
+use crate::cli::{PeersArgs, WhoisArgs};
+use anyhow::{Context, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+/// How long the daemon may take to answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends one request to the daemon on `iface`; returns its reply line.
+fn ask(iface: &str, request: Request) -> Result<Vec<u8>> {
+    let path = crate::run::control_path(iface);
+    let mut stream = UnixStream::connect(&path).with_context(|| {
+        format!(
+            "cannot reach meshd on {iface} at {}: is `meshd run` running (and are you root)?",
+            path.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    stream
+        .write_all(&request.to_line())
+        .with_context(|| format!("cannot write to {}", path.display()))?;
+    let mut line = Vec::new();
+    BufReader::new(stream)
+        .read_until(b'\n', &mut line)
+        .with_context(|| format!("no reply from meshd at {}", path.display()))?;
+    Ok(line)
+}
+
+pub(crate) fn peers(args: &PeersArgs) -> Result<()> {
+    let line = ask(&args.interface, Request::Query(Query::Peers))?;
+    let reply: PeersReply = control::parse_reply(&line)?;
+    if args.json {
+        print!("{}", String::from_utf8_lossy(&line));
+    } else {
+        print!("{}", table::render(&reply));
+    }
+    Ok(())
+}
+
+pub(crate) fn whois(args: &WhoisArgs) -> Result<()> {
+    let line = ask(&args.interface, Request::Query(Query::Whois(args.address)))?;
+    let reply: WhoisReply = control::parse_reply(&line)?;
+    if args.json {
+        print!("{}", String::from_utf8_lossy(&line));
+    } else {
+        let me = if reply.is_self { " (this node)" } else { "" };
+        println!(
+            "{} is {}{me}\npublic key: {}\nmatched: {}",
+            reply.address, reply.node, reply.public_key, reply.matched
+        );
+    }
+    Ok(())
+}
