@@ -14,6 +14,7 @@
 //! - [`transfer`]: TCP transfers with a checksum and UDP probes, from threads inside namespaces.
 //! - [`nft`]: packet counters inside a namespace.
 //! - [`probe`]: TCP listeners and single connect attempts (did a SYN-ACK come back?), ping counts.
+//! - [`scrape`]: a running meshd's metrics endpoint and Unix sockets.
 //!
 //! # Running
 //!
@@ -38,6 +39,7 @@ pub mod netns;
 pub mod nft;
 pub mod probe;
 pub mod process;
+pub mod scrape;
 pub mod topo;
 pub mod transfer;
 pub mod util;

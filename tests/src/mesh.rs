@@ -81,6 +81,8 @@ pub struct MeshSpec {
     pub ssh_from: Vec<String>,
     /// Generous by default so that pings over the overlay are never rate limited.
     pub icmp_rate: String,
+    /// `interface.metrics`: `off` unless a test scrapes (each node has its own loopback).
+    pub metrics: String,
     pub nodes: Vec<NodeSpec>,
     pub rules: Vec<RuleSpec>,
 }
@@ -99,6 +101,7 @@ impl MeshSpec {
             mtu: 1420,
             ssh_from: vec!["192.0.2.10/32".to_string()],
             icmp_rate: "1000/second".to_string(),
+            metrics: "off".to_string(),
             nodes: Vec::new(),
             rules: Vec::new(),
         }
@@ -162,7 +165,7 @@ impl MeshSpec {
         let _ = writeln!(y, "  name: {}", self.iface);
         let _ = writeln!(y, "  listen_port: {}", self.listen_port);
         let _ = writeln!(y, "  mtu: {}", self.mtu);
-        let _ = writeln!(y, "  metrics: \"off\"");
+        let _ = writeln!(y, "  metrics: \"{}\"", self.metrics);
         let _ = writeln!(y, "admin:");
         let _ = writeln!(y, "  ssh_from: [{}]", self.ssh_from.join(", "));
         let _ = writeln!(y, "  icmp_rate: {}", self.icmp_rate);
