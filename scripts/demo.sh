@@ -109,7 +109,7 @@ interface:
   name: meshd0
   listen_port: 51820
   mtu: 1420
-  metrics: "off"
+  metrics: 127.0.0.1:9586   # each node's own loopback (its namespace)
 admin:
   ssh_from: [192.0.2.10/32]
   icmp_rate: 5/second
@@ -277,6 +277,39 @@ show "ip netns exec db1 nft list chain inet meshd mesh_in | grep counter   # dro
 ip netns exec "$(ns db1)" nft list chain inet meshd mesh_in | grep counter || true
 kill "${listeners[@]}" 2>/dev/null || true
 wait "${listeners[@]}" 2>/dev/null || true
+
+section "Status: meshd peers, meshd whois, wg show (on app1)"
+# The nodes' sockets live in their private /run: enter the node's mount and network namespaces.
+on_node() { local n=$1; shift; nsenter -t "${pid[$n]}" -m -n -- "$@"; }
+show "meshd peers"
+on_node app1 "$meshd" peers || bad "meshd peers failed"
+show "meshd whois 10.100.0.1"
+on_node app1 "$meshd" whois 10.100.0.1 || bad "meshd whois failed"
+show "wg show meshd0   # Debian's wireguard-tools, over the WireGuard UAPI socket"
+if on_node app1 wg show meshd0; then
+    ok "wg show works against meshd"
+else
+    bad "wg show meshd0 failed"
+fi
+
+section "Metrics: GET /metrics on app1 (127.0.0.1:9586 in its namespace)"
+scrape() {
+    ip netns exec "$(ns "$1")" bash -c \
+        'exec 3<>/dev/tcp/127.0.0.1/9586; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; cat <&3'
+}
+scrape app1 >"$work/metrics.txt" || bad "no metrics from app1"
+show "GET http://127.0.0.1:9586/metrics (in app1's namespace), the per-peer series"
+grep -E '^meshd_(payload|wire)_bytes_total\{direction="tx",peer="db1"\}|^meshd_handshakes_total\{peer="db1"|^meshd_dropped_packets_total\{reason="(no_route|allowed_ips|decrypt|malformed)"\}|^meshd_firewall_dropped_packets_total' \
+    "$work/metrics.txt" | sed 's/^/  /'
+awk '/^meshd_payload_bytes_total\{direction="tx",peer="db1"\}/ {p=$2}
+     /^meshd_wire_bytes_total\{direction="tx",peer="db1"\}/ {w=$2}
+     END { if (p > 0) printf "  encryption overhead app1 -> db1, live: wire / payload - 1 = %.2f%%\n", (w / p - 1) * 100 }' \
+    "$work/metrics.txt"
+if grep -q '^meshd_payload_bytes_total{direction="tx",peer="db1"}' "$work/metrics.txt"; then
+    ok "per-peer payload and wire bytes exported"
+else
+    bad "no per-peer byte counters in the metrics"
+fi
 
 section "Stop the nodes (SIGTERM) and read their counters"
 for n in "${nodes[@]}"; do

@@ -96,12 +96,13 @@ async fn serve(plan: NodePlan, node: Node) -> Result<String> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     tracing::info!(
-        "ready node={} interface={} address={} listen_port={} peers={}",
+        "ready node={} interface={} address={} listen_port={} peers={} public_key={}",
         plan.me.name,
         plan.interface.name,
         plan.me.address,
         plan.interface.listen_port,
-        plan.peers.len()
+        plan.peers.len(),
+        plan.me.public_key.to_base64()
     );
     let outcome = loop {
         tokio::select! {
