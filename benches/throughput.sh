@@ -2,6 +2,8 @@
 # End-to-end throughput: one TCP stream (iperf3, $SECS s) between two network namespaces over
 # a veth pair, for the plain underlay, meshd and Debian's wireguard-go, alternating between
 # them in each round so that machine noise hits all three alike. Prints medians and ratios.
+# "meshd scraped" is meshd again while its metrics endpoint is scraped 10 times a second on
+# both ends: what reading the counters costs the data path.
 #
 #   sudo benches/throughput.sh [ROUNDS]        (default 3 rounds of 10 s each)
 #
@@ -34,20 +36,25 @@ ip -n $A addr add 192.0.2.1/24 dev veth-a; ip -n $B addr add 192.0.2.2/24 dev ve
 for ns in $A $B; do ip -n $ns link set lo up; done
 ip -n $A link set veth-a up; ip -n $B link set veth-b up
 
-# meshd: overlay 10.100.0.0/24 on udp/51820
+# meshd: overlay 10.100.0.0/24 on udp/51820. Its firewall (default drop) also guards the
+# other paths in these namespaces: `open` lets wireguard-go's port and iperf3 through.
 umask 077
 "$MESHD" genkey > "$WORK/a.key"; "$MESHD" genkey > "$WORK/b.key"
 cat > "$WORK/mesh.yaml" <<YAML
-interface: {name: meshd0, listen_port: 51820, mtu: 1420, metrics: "off"}
+interface: {name: meshd0, listen_port: 51820, mtu: 1420, metrics: 127.0.0.1:9586}
 admin: {ssh_from: [192.0.2.10/32]}
 nodes:
-  - {name: a, public_key: "$("$MESHD" pubkey < "$WORK/a.key")", address: 10.100.0.1/24, endpoint: "192.0.2.1:51820"}
-  - {name: b, public_key: "$("$MESHD" pubkey < "$WORK/b.key")", address: 10.100.0.2/24, endpoint: "192.0.2.2:51820"}
+  - {name: a, public_key: "$("$MESHD" pubkey < "$WORK/a.key")", address: 10.100.0.1/24, endpoint: "192.0.2.1:51820", open: [udp/51821]}
+  - {name: b, public_key: "$("$MESHD" pubkey < "$WORK/b.key")", address: 10.100.0.2/24, endpoint: "192.0.2.2:51820", open: [udp/51821, tcp/5201]}
 policy:
   - {from: a, to: b, allow: [any]}
 YAML
-ip netns exec $A "$MESHD" run --config "$WORK/mesh.yaml" --private-key "$WORK/a.key" 2>"$WORK/a.log" & PIDS+=($!)
-ip netns exec $B "$MESHD" run --config "$WORK/mesh.yaml" --private-key "$WORK/b.key" 2>"$WORK/b.log" & PIDS+=($!)
+# Each node gets a private /run (a tmpfs in its own mount namespace) for its control and UAPI
+# sockets, which are named after the interface and would collide. `ip netns exec`, `unshare`
+# and `sh -c exec` all exec, so the PID is meshd's own.
+PRIVATE_RUN=(unshare --mount --propagation private sh -c 'mount -t tmpfs -o mode=0755 mdb-run /run && exec "$0" "$@"')
+ip netns exec $A "${PRIVATE_RUN[@]}" "$MESHD" run --config "$WORK/mesh.yaml" --private-key "$WORK/a.key" 2>"$WORK/a.log" & PIDS+=($!)
+ip netns exec $B "${PRIVATE_RUN[@]}" "$MESHD" run --config "$WORK/mesh.yaml" --private-key "$WORK/b.key" 2>"$WORK/b.log" & PIDS+=($!)
 
 # wireguard-go: overlay 10.100.1.0/24 on udp/51821, MTU 1420 like meshd
 wg genkey > "$WORK/wa.key"; wg genkey > "$WORK/wb.key"
@@ -69,11 +76,21 @@ run() { # $1 target → Mbit/s received
   ip netns exec $A iperf3 -c "$1" -t "$SECS" -J 2>/dev/null |
     python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))'
 }
+SCRAPE='while :; do exec 3<>/dev/tcp/127.0.0.1/9586 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3 >/dev/null; exec 3<&-; sleep 0.1; done'
+scraped() { # like run, while both nodes' metrics are scraped every 100 ms
+  local s1 s2 v
+  ip netns exec $A bash -c "$SCRAPE" & s1=$!
+  ip netns exec $B bash -c "$SCRAPE" & s2=$!
+  v=$(run "$1")
+  kill $s1 $s2 2>/dev/null; wait $s1 $s2 2>/dev/null || true
+  echo "$v"
+}
 declare -A R
 for round in $(seq "$ROUNDS"); do
-  for impl in plain meshd wireguard-go; do
-    case $impl in plain) t=192.0.2.2;; meshd) t=10.100.0.2;; wireguard-go) t=10.100.1.2;; esac
-    v=$(run $t); R[$impl]="${R[$impl]:-} $v"
+  for impl in plain meshd wireguard-go "meshd scraped"; do
+    case $impl in plain) t=192.0.2.2;; meshd*) t=10.100.0.2;; wireguard-go) t=10.100.1.2;; esac
+    if [ "$impl" = "meshd scraped" ]; then v=$(scraped $t); else v=$(run $t); fi
+    R[$impl]="${R[$impl]:-} $v"
     echo "round $round  $impl: $v Mbit/s" >&2
   done
 done
@@ -85,8 +102,11 @@ echo "single TCP stream, iperf3 ${SECS}s, median of $ROUNDS rounds, $(nproc) cor
 echo
 echo "| path | Mbit/s (median) | runs | vs plain | vs wireguard-go |"
 echo "|---|---|---|---|---|"
-for impl in plain meshd wireguard-go; do
+for impl in plain meshd wireguard-go "meshd scraped"; do
   v=$(echo "${R[$impl]}" | median)
   printf '| %s | %s | %s | %s | %s |\n' "$impl" "$v" "$(echo ${R[$impl]} | tr ' ' ',')" \
     "$(python3 -c "print(f'{$v/$P:.3f}')")" "$(python3 -c "print(f'{$v/$W:.2f}x')")"
 done
+S=$(echo "${R[meshd scraped]}" | median)
+echo
+echo "meshd scraped every 100 ms / meshd unscraped: $(python3 -c "print(f'{$S/$M:.3f}')")"
