@@ -275,7 +275,7 @@ fn firewall_enforces_policy_fails_closed_and_heals() {
     // A source only WireGuard may vouch for, arriving over the underlay, is spoofed: dropped
     // and counted, even towards the WireGuard port that is open to everyone.
     outsider.add_addr("eth0", "10.100.0.2/32");
-    let spoof = "overlay source from the underlay";
+    let spoof = "mesh source off the tunnel";
     let before = meshd_rule_packets(&db, "input", spoof);
     let sent = udp_send_from(outsider.name(), sa(o_app, 40000), sa(u_db, PORT), 5);
     assert_eq!(sent, 5, "the outsider could not send its spoofed datagrams");
@@ -315,6 +315,20 @@ fn firewall_enforces_policy_fails_closed_and_heals() {
         v6 >= 1,
         "no ping6 reply from db: neighbour discovery is blocked"
     );
+    // Anti-spoofing is a reverse-path check, not a fixed list: a more specific route elsewhere
+    // (here a "VPC" 10.100.0.128/25 on the underlay, inside the mesh prefix) keeps its traffic.
+    db.add_addr("eth0", "10.100.0.129/25");
+    outsider.add_addr("eth0", "10.100.0.130/25");
+    std::thread::sleep(Duration::from_secs(1));
+    let vpc = ping_replies(&outsider, ip("10.100.0.129"), 2, "0.5");
+    assert!(
+        vpc >= 1,
+        "10.100.0.130 -> 10.100.0.129 on the underlay (a /25 inside the mesh's /24) was dropped \
+         as spoofed"
+    );
+    eprintln!("ok: a more specific underlay route inside the mesh prefix keeps its traffic");
+    db.del_addr("eth0", "10.100.0.129/25");
+    outsider.del_addr("eth0", "10.100.0.130/25");
 
     // Self-healing: the table is deleted, then the whole ruleset flushed, then a rule slipped
     // into meshd's chain (the table is there, but not as meshd made it).

@@ -4,6 +4,7 @@
 //! and against each other. Malformed requests on every endpoint get an error reply and the
 //! daemon keeps answering; no endpoint reveals the private key.
 
+use meshd_e2e::probe::{tcp_connect, Connect};
 use meshd_e2e::scrape::{daemon_socket, http_raw, sample, scrape, unix_request};
 use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
 use meshd_e2e::transfer::udp_send;
@@ -59,7 +60,8 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
     mesh.metrics = "127.0.0.1:9586".into();
     mesh.node("a", &ca, Some(&endpoint(a.addr, PORT)));
     mesh.node("b", &cb, Some(&endpoint(b.addr, PORT)));
-    mesh.rule_both("a", "b", &["any"]);
+    mesh.rule("a", "b", &["any"]);
+    mesh.rule("b", "a", &["icmp"]);
     let files = mesh.write();
     let metrics_at: SocketAddr = "127.0.0.1:9586".parse().unwrap_or_else(|e| panic!("{e}"));
 
@@ -120,6 +122,11 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
         "b received {rx_payload} payload bytes, a sent {payload}"
     );
     assert!(rx_wire >= rx_payload + WG_OVERHEAD * rx_packets);
+    // Wire bytes as counted by the other end, from the datagrams it received.
+    assert!(
+        (rx_wire - wire).abs() / wire < 0.01,
+        "b received {rx_wire} wire bytes, a sent {wire}"
+    );
 
     // Handshakes: a initiated (its ping came first) and timed it.
     let hs = get(
@@ -163,9 +170,10 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
         "wireguard_sent_bytes_total",
         &[("friendly_name", "b"), ("interface", "meshd0")],
     );
-    assert!(
-        exported >= wire,
-        "wireguard_sent_bytes_total {exported} < {wire}"
+    assert_eq!(
+        exported,
+        tx(&after_a, "meshd_wire_bytes_total"),
+        "wireguard_sent_bytes_total and meshd_wire_bytes_total{{direction=tx}} disagree"
     );
     assert!(
         get(
@@ -181,12 +189,30 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
             &[("result", "ok")]
         ) >= 1.0
     );
-    assert!(sample(
-        &after_a,
-        "meshd_firewall_dropped_packets_total",
-        &[("chain", "mesh_in")]
-    )
-    .is_some());
+    // A connection the policy does not allow (b may only ping a) is dropped by a's mesh_in,
+    // and the firewall's own counter, read back by meshd, shows it.
+    let fw_drops = |m: &str| {
+        get(
+            m,
+            "meshd_firewall_dropped_packets_total",
+            &[("chain", "mesh_in")],
+        )
+    };
+    let f0 = fw_drops(&after_a);
+    let c = tcp_connect(b.ns.name(), SocketAddr::new(oa, 22), Duration::from_secs(1));
+    assert_eq!(
+        c,
+        Connect::TimedOut,
+        "b -> a:22 must be dropped by a's firewall"
+    );
+    assert!(
+        wait_until(Duration::from_secs(6), || fw_drops(&scrape(
+            a.ns.name(),
+            metrics_at
+        )) > f0),
+        "meshd_firewall_dropped_packets_total{{chain=mesh_in}} on a stayed at {f0} after a \
+         dropped SYN"
+    );
     assert!(get(&after_a, "process_resident_memory_bytes", &[]) > 0.0);
     assert!(sample(&after_a, "meshd_build_info", &[]).is_some());
 
@@ -378,8 +404,8 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
         );
     }
     let big = vec![b'A'; 20_000];
-    let r = http_raw(a.ns.name(), metrics_at, &big).unwrap_or_default();
-    assert!(r.starts_with("HTTP/1.1 431") || r.is_empty(), "{r}");
+    let r = http_raw(a.ns.name(), metrics_at, &big).unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.starts_with("HTTP/1.1 431"), "{r}");
     let metrics = scrape(a.ns.name(), metrics_at);
 
     // No endpoint ever shows the private key, in base64 or in hex.

@@ -10,7 +10,8 @@ use ipnet::IpNet;
 use meshd_core::config::{Protocol, RateUnit};
 use meshd_core::plan::NodePlan;
 use nftables::expr::{
-    Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, Range, CT,
+    Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
+    Prefix, Range, CT,
 };
 use nftables::schema::{
     Chain, NfCmd, NfListObject, NfObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue,
@@ -261,21 +262,22 @@ impl Builder {
         })
     }
 
-    /// Drops, and counts, packets with an overlay source that did not come through the
-    /// tunnel: only WireGuard vouches for those addresses.
+    /// Drops, and counts, packets from a source this host routes into the tunnel (the mesh
+    /// network, a peer's routes) that did not come through it: only WireGuard vouches for
+    /// those addresses. The routing table decides (a reverse-path check), so a more specific
+    /// route elsewhere (a LAN, a VPC inside the mesh prefix) keeps its traffic.
     fn not_from_underlay(&mut self, chain: &str) {
-        for fam in Fam::BOTH {
-            let rule = vec![
-                self.off_mesh_iface(),
-                matches(
-                    field(fam.proto(), "saddr"),
-                    set_ref(&format!("overlay_{}", fam.suffix())),
-                ),
-                counter(),
-                Statement::Drop(None),
-            ];
-            self.rule(chain, rule, Some("overlay source from the underlay"));
-        }
+        let fib = Expression::Named(NamedExpression::Fib(Fib {
+            result: FibResult::Oifname,
+            flags: HashSet::from([FibFlag::Saddr]),
+        }));
+        let rule = vec![
+            self.off_mesh_iface(),
+            matches(fib, s(self.iface.clone())),
+            counter(),
+            Statement::Drop(None),
+        ];
+        self.rule(chain, rule, Some("mesh source off the tunnel"));
     }
 }
 
@@ -311,15 +313,6 @@ pub fn ruleset(plan: &NodePlan) -> Nftables<'static> {
     b.addr_sets("mesh_any", &mesh.any.iter().copied().collect::<Vec<_>>());
     b.addr_sets("mesh_icmp", &mesh.icmp.iter().copied().collect::<Vec<_>>());
     b.addr_sets("routes", &plan.me.routes);
-    // Every address that only ever arrives through the tunnel: the mesh network and what
-    // each peer routes. Seen on any other interface, such a source is spoofed.
-    let mut overlay = vec![plan.mesh_prefix];
-    overlay.extend(
-        plan.peers
-            .iter()
-            .flat_map(|p| p.allowed_ips.iter().copied()),
-    );
-    b.addr_sets("overlay", &overlay);
     for fam in Fam::BOTH {
         let elems = mesh
             .ports
@@ -360,19 +353,6 @@ pub fn ruleset(plan: &NodePlan) -> Nftables<'static> {
     });
     b.rule("input", vec![b.on_mesh_iface(), jump.clone()], None);
     b.not_from_underlay("input");
-    // The node's own overlay address is reached through the tunnel only.
-    let me = plan.me.address.addr();
-    let me_fam = if me.is_ipv4() { Fam::V4 } else { Fam::V6 };
-    b.rule(
-        "input",
-        vec![
-            b.off_mesh_iface(),
-            matches(field(me_fam.proto(), "daddr"), s(me.to_string())),
-            counter(),
-            Statement::Drop(None),
-        ],
-        Some("overlay address from the underlay"),
-    );
     // Echo requests before conntrack: after its first reply a ping is an "established" flow,
     // and the rate limit would no longer see it. IPv4 and IPv6 share one limit.
     let echo_in = Statement::Jump(JumpTarget {

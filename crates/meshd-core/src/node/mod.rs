@@ -348,6 +348,9 @@ impl Node {
             return;
         }
         peer.counters.rx.add(0, datagram.len(), 0);
+        if is_response || is_init {
+            state.last_handshake = Some(now);
+        }
         if is_response {
             peer.counters.handshakes_as_initiator.fetch_add(1, RELAXED);
             state.last_handshake_duration = state.initiation_sent.take().map(|t| now - t);

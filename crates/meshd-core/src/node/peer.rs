@@ -17,6 +17,9 @@ pub(crate) struct PeerState {
     /// When the handshake initiation in flight was sent, to time the handshake.
     pub(crate) initiation_sent: Option<Instant>,
     pub(crate) last_handshake_duration: Option<Duration>,
+    /// When the latest handshake completed. Kept here rather than asked of the session:
+    /// boringtun forgets it once the session expires (180 s), and "stale" must outlive that.
+    pub(crate) last_handshake: Option<Instant>,
     /// When a handshake was last restarted after the session expired (keepalive peers only).
     pub(crate) last_expired_retry: Option<Instant>,
 }
@@ -63,6 +66,7 @@ impl Peer {
                 endpoint,
                 initiation_sent: None,
                 last_handshake_duration: None,
+                last_handshake: None,
                 last_expired_retry: None,
             }),
         }
@@ -75,11 +79,12 @@ impl Peer {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn status(&self) -> PeerStatus {
+    /// The peer as of `now` (the caller's clock, as everywhere in the core).
+    pub fn status(&self, now: Instant) -> PeerStatus {
         let s = self.lock();
         PeerStatus {
             endpoint: s.endpoint,
-            since_last_handshake: s.tunn.time_since_last_handshake(),
+            since_last_handshake: s.last_handshake.map(|t| now.saturating_duration_since(t)),
             last_handshake_duration: s.last_handshake_duration,
         }
     }

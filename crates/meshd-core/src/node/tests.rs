@@ -166,7 +166,10 @@ fn connected(m: &Mesh) -> (Node, Node) {
     let timed = |n: &Node| n.peers()[0].counters.handshake_duration.snapshot();
     assert_eq!(timed(&n0).count, 1);
     assert_eq!(timed(&n1).count, 0);
-    assert!(n0.peers()[0].status().last_handshake_duration.is_some());
+    assert!(n0.peers()[0]
+        .status(Instant::now())
+        .last_handshake_duration
+        .is_some());
     (n0, n1)
 }
 
@@ -188,9 +191,21 @@ fn handshake_flushes_queued_packets_and_data_flows_both_ways() {
     let rx = peer.counters.rx.snapshot();
     assert_eq!((rx.packets, rx.payload_bytes), (1, back.len() as u64));
     assert!(rx.wire_bytes >= rx.payload_bytes + DATA_OVERHEAD as u64);
-    assert_eq!(peer.status().endpoint, Some(addr(B)));
-    assert!(peer.status().since_last_handshake.is_some());
-    assert!(peer.status().last_handshake_duration.is_some());
+    let now = Instant::now();
+    assert_eq!(peer.status(now).endpoint, Some(addr(B)));
+    assert!(peer.status(now).since_last_handshake.is_some());
+    assert!(peer.status(now).last_handshake_duration.is_some());
+    // The handshake's age keeps growing past the session's expiry (180 s), where boringtun
+    // itself forgets it: "stale", not "never".
+    let later = now + Duration::from_secs(600);
+    let age = peer.status(later).since_last_handshake;
+    assert!(
+        age.is_some_and(|a| a >= Duration::from_secs(600)),
+        "{age:?}"
+    );
+    let mut ticks = batch();
+    n0.update_timers(later, &mut ticks);
+    assert!(peer.status(later).since_last_handshake.is_some());
 }
 
 #[test]

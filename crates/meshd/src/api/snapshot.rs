@@ -7,7 +7,7 @@ use meshd_core::counters::{HistogramSnapshot, Traffic};
 use meshd_core::node::Node;
 use meshd_core::plan::NodePlan;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A peer is "up" while its latest handshake is younger than this (WireGuard's reject-after
 /// time: past it, the session can no longer carry data without a new handshake).
@@ -65,12 +65,13 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    pub(crate) fn take(plan: &NodePlan, node: &Node, now: SystemTime) -> Self {
+    /// `now` is the wall clock (for Unix times), `mono` the monotonic one (for ages).
+    pub(crate) fn take(plan: &NodePlan, node: &Node, now: SystemTime, mono: Instant) -> Self {
         let peers = node
             .peers()
             .iter()
             .map(|p| {
-                let status = p.status();
+                let status = p.status(mono);
                 let c = &p.counters;
                 let load =
                     |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);

@@ -36,14 +36,7 @@ fn add_route(device: &str, route: IpNet) -> Result<()> {
         "-6"
     };
     let out = Command::new("ip")
-        .args([
-            family,
-            "route",
-            "replace",
-            &route.to_string(),
-            "dev",
-            device,
-        ])
+        .args([family, "route", "add", &route.to_string(), "dev", device])
         .output()
         .context("cannot run `ip` to add routes (install iproute2)")?;
     if !out.status.success() {

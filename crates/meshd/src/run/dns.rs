@@ -34,7 +34,7 @@ pub(crate) async fn follow(
     let mut failing = false;
     loop {
         let fresh = peer
-            .status()
+            .status(std::time::Instant::now())
             .since_last_handshake
             .is_some_and(|d| d < FRESH);
         if fresh {

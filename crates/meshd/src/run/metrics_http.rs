@@ -8,6 +8,7 @@ use crate::api::metrics;
 use anyhow::{Context, Result};
 use prometheus::process_collector::ProcessCollector;
 use prometheus::Registry;
+use socket2::{Domain, Protocol, Socket, Type};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +23,24 @@ const DEADLINE: Duration = Duration::from_secs(5);
 
 const INDEX: &str = "meshd: metrics at /metrics\n";
 
-pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen for metrics on {addr} (interface.metrics)"))
+/// Binds before the device exists, so the address may be the node's overlay address: with
+/// IP_FREEBIND the socket accepts once the address appears.
+pub(crate) fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+            socket.set_freebind_v6(true)?;
+        } else {
+            socket.set_freebind_v4(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(64)?;
+        TcpListener::from_std(socket.into())
+    };
+    listen().with_context(|| format!("cannot listen for metrics on {addr} (interface.metrics)"))
 }
 
 pub(crate) async fn serve(listener: TcpListener, view: Arc<View>) -> Result<()> {
@@ -55,7 +70,11 @@ pub(crate) async fn serve(listener: TcpListener, view: Arc<View>) -> Result<()> 
     }
 }
 
-async fn handle(mut stream: TcpStream, view: &View, registry: &Registry) -> std::io::Result<()> {
+async fn handle(
+    mut stream: TcpStream,
+    view: &Arc<View>,
+    registry: &Arc<Registry>,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let head = loop {
@@ -81,17 +100,36 @@ async fn handle(mut stream: TcpStream, view: &View, registry: &Registry) -> std:
                 req.head_only,
             ),
             Route::Metrics => {
-                let mut families = registry.gather();
-                families.extend(metrics::families(&view.snapshot(), &view.firewall()));
+                // Off the runtime's workers, which carry the data path.
+                let (view, registry) = (Arc::clone(view), Arc::clone(registry));
+                let body = tokio::task::spawn_blocking(move || {
+                    let mut families = registry.gather();
+                    families.extend(metrics::families(&view.snapshot(), &view.firewall()));
+                    metrics::encode(&families)
+                })
+                .await
+                .unwrap_or_else(|e| format!("# metrics failed: {e}\n"));
                 http::response(
                     Status(200, "OK"),
                     "text/plain; version=0.0.4; charset=utf-8",
-                    &metrics::encode(&families),
+                    &body,
                     req.head_only,
                 )
             }
         },
     };
     stream.write_all(&reply).await?;
-    stream.shutdown().await
+    stream.shutdown().await?;
+    // Read what the client may still send until it closes (bounded by the caller's
+    // deadline): closing with unread data would reset the connection and could destroy the
+    // reply before the client reads it.
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained < (64 << 10) {
+        match stream.read(&mut sink).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+    Ok(())
 }

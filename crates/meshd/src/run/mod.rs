@@ -56,7 +56,7 @@ fn drop_summary(node: &Node) -> String {
 async fn serve(plan: NodePlan, node: Node) -> Result<String> {
     let sockets = udp::Sockets::bind(plan.interface.listen_port)?;
     let metrics = match plan.interface.metrics {
-        Metrics::Listen(addr) => Some(metrics_http::bind(addr).await?),
+        Metrics::Listen(addr) => Some(metrics_http::bind(addr)?),
         Metrics::Off => None,
     };
     let control = sockets::bind(&sockets::control_path(&plan.interface.name))?;

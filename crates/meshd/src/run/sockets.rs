@@ -1,10 +1,13 @@
 //! The Unix sockets: meshd's control socket (`/run/meshd/<iface>.sock`, JSON lines) and the
 //! WireGuard userspace API (`/var/run/wireguard/<iface>.sock`, what `wg show` talks to).
-//! Both are mode 0600 in a 0700 directory, read-only views of the node, and bounded: a
-//! connection that sends garbage gets an error reply, an idle or slow one is closed, and only
-//! so many are served at once.
+//! Both are mode 0600 in a 0700 directory (so no other user can reach the socket in the
+//! moment between bind and chmod), read-only views of the node, and bounded: a connection
+//! that sends garbage gets an error reply, an idle or slow one is closed, what one read can
+//! make the daemon owe is capped, and only so many are served at once (the next one is told
+//! it is busy).
 
 use super::view::View;
+use crate::api::snapshot::Snapshot;
 use crate::api::{control, uapi};
 use anyhow::{bail, Context, Result};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -19,6 +22,9 @@ use tokio::sync::Semaphore;
 const MAX_CONNECTIONS: usize = 16;
 /// A connection that sends nothing for this long is closed.
 const IDLE: Duration = Duration::from_secs(30);
+/// Replies owed to one connection at once (many requests in one read share one snapshot);
+/// a client that asks for more is answered up to this and then closed.
+const MAX_PENDING: usize = 1 << 20;
 
 pub(crate) fn control_path(iface: &str) -> PathBuf {
     PathBuf::from(format!("/run/meshd/{iface}.sock"))
@@ -49,16 +55,23 @@ pub(crate) fn bind(path: &Path) -> Result<Bound> {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
+        // A directory that was already there keeps no looser mode than ours.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot chmod 0700 {}", dir.display()))?;
     }
     if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            bail!(
+        match std::os::unix::net::UnixStream::connect(path) {
+            // Nobody listens: a meshd that died left it.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+            }
+            Ok(_) => bail!(
                 "{} is in use: is another meshd running for this interface?",
                 path.display()
-            );
+            ),
+            Err(e) => bail!("{} exists and cannot be checked: {e}", path.display()),
         }
-        std::fs::remove_file(path)
-            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
     }
     let listener =
         UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
@@ -78,13 +91,32 @@ trait Protocol: Send + 'static {
 
 struct Control(control::ControlConn);
 
+/// One snapshot for all the requests of one read, taken only if one of them needs it.
+struct Lazy<'a> {
+    view: &'a View,
+    snapshot: Option<Snapshot>,
+}
+
+impl Lazy<'_> {
+    fn get(&mut self) -> &Snapshot {
+        self.snapshot.get_or_insert_with(|| self.view.snapshot())
+    }
+}
+
 impl Protocol for Control {
     fn take(&mut self, bytes: &[u8], view: &View) -> (Vec<u8>, bool) {
         let mut out = Vec::new();
+        let mut snap = Lazy {
+            view,
+            snapshot: None,
+        };
         for item in self.0.feed(bytes) {
+            if out.len() > MAX_PENDING {
+                return (out, true);
+            }
             match item {
                 Ok(control::Request::Query(q)) => {
-                    out.extend(control::answer(q, &view.snapshot()));
+                    out.extend(control::answer(q, snap.get()));
                 }
                 Ok(control::Request::Reload) => out.extend(control::error_line(
                     &"reload is not supported yet: restart meshd to apply a new config",
@@ -101,9 +133,16 @@ struct Uapi(uapi::UapiConn);
 impl Protocol for Uapi {
     fn take(&mut self, bytes: &[u8], view: &View) -> (Vec<u8>, bool) {
         let mut out = Vec::new();
+        let mut snap = Lazy {
+            view,
+            snapshot: None,
+        };
         for item in self.0.feed(bytes) {
+            if out.len() > MAX_PENDING {
+                return (out, true);
+            }
             match item {
-                Ok(req) => out.extend(uapi::reply(req, &view.snapshot()).into_bytes()),
+                Ok(req) => out.extend(uapi::reply(req, snap.get()).into_bytes()),
                 Err(e) => {
                     tracing::debug!("uapi: {e}");
                     out.extend(e.reply().into_bytes());
@@ -135,7 +174,12 @@ async fn connection<P: Protocol>(mut stream: UnixStream, mut proto: P, view: Arc
     }
 }
 
-async fn serve<P: Protocol>(bound: Bound, view: Arc<View>, new: fn() -> P) -> Result<()> {
+async fn serve<P: Protocol>(
+    bound: Bound,
+    view: Arc<View>,
+    new: fn() -> P,
+    busy: &'static [u8],
+) -> Result<()> {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -149,6 +193,8 @@ async fn serve<P: Protocol>(bound: Bound, view: Arc<View>, new: fn() -> P) -> Re
         };
         while conns.try_join_next().is_some() {}
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            // Said without waiting: a client that does not read cannot hold us up.
+            let _ = stream.try_write(busy);
             continue;
         };
         let view = Arc::clone(&view);
@@ -160,9 +206,17 @@ async fn serve<P: Protocol>(bound: Bound, view: Arc<View>, new: fn() -> P) -> Re
 }
 
 pub(crate) async fn serve_control(bound: Bound, view: Arc<View>) -> Result<()> {
-    serve(bound, view, || Control(control::ControlConn::new())).await
+    let busy = b"{\"ok\":false,\"error\":\"meshd is busy: too many control connections\"}\n";
+    serve(bound, view, || Control(control::ControlConn::new()), busy).await
 }
 
 pub(crate) async fn serve_uapi(bound: Bound, view: Arc<View>) -> Result<()> {
-    serve(bound, view, || Uapi(uapi::UapiConn::new())).await
+    // EBUSY, as a negative errno.
+    serve(
+        bound,
+        view,
+        || Uapi(uapi::UapiConn::new()),
+        b"errno=-16\n\n",
+    )
+    .await
 }

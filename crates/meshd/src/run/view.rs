@@ -7,7 +7,7 @@ use crate::api::snapshot::Snapshot;
 use meshd_core::plan::NodePlan;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 pub(crate) struct View {
     pub(crate) plan: NodePlan,
@@ -17,7 +17,12 @@ pub(crate) struct View {
 
 impl View {
     pub(crate) fn snapshot(&self) -> Snapshot {
-        Snapshot::take(&self.plan, &self.shared.node, SystemTime::now())
+        Snapshot::take(
+            &self.plan,
+            &self.shared.node,
+            SystemTime::now(),
+            Instant::now(),
+        )
     }
 
     pub(crate) fn firewall(&self) -> FirewallStats {
