@@ -83,16 +83,62 @@ impl Batch {
         self.commit(n, addr);
     }
 
+    /// Slots `range` as one contiguous run of bytes, if every slot but the last is full (so
+    /// the packets lie back to back): what one segmentation-offload send takes, uncopied.
+    pub fn contiguous(&self, range: std::ops::Range<usize>) -> Option<&[u8]> {
+        let last = range.end.checked_sub(1)?;
+        if range.start > last || last >= self.len() {
+            return None;
+        }
+        if self.lens[range.start..last]
+            .iter()
+            .any(|&l| l != self.stride)
+        {
+            return None;
+        }
+        Some(&self.data[range.start * self.stride..last * self.stride + self.lens[last]])
+    }
+
     pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
         let len = *self.lens.get(i)?;
         let start = i * self.stride;
         Some((&self.data[start..start + len], self.addrs[i]))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> + '_ {
-        (0..self.len()).filter_map(move |i| self.get(i))
+    pub fn iter(&self) -> BatchIter<'_> {
+        self.into_iter()
     }
 }
+
+/// Packets or datagrams with their addresses, in order: what the node's `handle_*` take, so
+/// that the caller may hand it a [`Batch`] or its own buffers (an offload's segments) alike.
+impl<'a> IntoIterator for &'a Batch {
+    type Item = (&'a [u8], SocketAddr);
+    type IntoIter = BatchIter<'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        BatchIter { batch: self, i: 0 }
+    }
+}
+
+/// Iterator over a [`Batch`]'s committed slots.
+pub struct BatchIter<'a> {
+    batch: &'a Batch,
+    i: usize,
+}
+
+impl<'a> Iterator for BatchIter<'a> {
+    type Item = (&'a [u8], SocketAddr);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.batch.get(self.i)?;
+        self.i += 1;
+        Some(item)
+    }
+}
+
+/// The address of a TUN packet, which has none.
+pub const NO_ADDR: SocketAddr = UNSPECIFIED;
 
 #[cfg(test)]
 mod tests {
@@ -117,5 +163,20 @@ mod tests {
         b.clear();
         assert!(b.is_empty());
         assert_eq!(b.capacity(), 3);
+    }
+
+    #[test]
+    fn full_slots_are_contiguous_and_a_short_one_only_at_the_end() {
+        let a: SocketAddr = "192.0.2.1:5".parse().unwrap_or(UNSPECIFIED);
+        let mut b = Batch::new(4, 4);
+        b.push(b"aaaa", a);
+        b.push(b"bbbb", a);
+        b.push(b"cc", a);
+        b.push(b"dddd", a);
+        assert_eq!(b.contiguous(0..3), Some(&b"aaaabbbbcc"[..]));
+        assert_eq!(b.contiguous(1..2), Some(&b"bbbb"[..]));
+        assert_eq!(b.contiguous(2..4), None, "a short slot in the middle");
+        assert_eq!(b.contiguous(3..5), None, "past the end");
+        assert_eq!(b.contiguous(2..2), None, "empty");
     }
 }

@@ -12,7 +12,7 @@
 mod batch;
 mod peer;
 
-pub use batch::Batch;
+pub use batch::{Batch, BatchIter, NO_ADDR};
 pub use peer::{Peer, PeerStatus};
 
 use peer::PeerState;
@@ -29,7 +29,7 @@ use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Handshakes per second, across all peers, before the node answers with cookies.
@@ -193,8 +193,16 @@ impl Node {
     /// Outbound: encrypts `packets` read from the device into `out` (datagrams with their
     /// destination). Packets waiting for a handshake are queued in the session and sent
     /// once it completes.
-    pub fn handle_tun_packets(&self, now: Instant, packets: &Batch, out: &mut Batch) {
-        for (packet, _) in packets.iter() {
+    pub fn handle_tun_packets<'a>(
+        &self,
+        now: Instant,
+        packets: impl IntoIterator<Item = (&'a [u8], SocketAddr)>,
+        out: &mut Batch,
+    ) {
+        // Consecutive packets to one peer (a bulk transfer, a split GSO segment) share one
+        // hold of its lock.
+        let mut held: Option<(usize, MutexGuard<'_, PeerState>)> = None;
+        for (packet, _) in packets {
             let Some((_, dst)) = packet::addresses(packet) else {
                 self.drops.add(Side::Outbound, DropReason::Malformed, 1);
                 continue;
@@ -210,7 +218,13 @@ impl Node {
                 continue;
             };
             let peer = &self.peers[index];
-            let mut state = peer.lock();
+            if held.as_ref().is_none_or(|(i, _)| *i != index) {
+                drop(held.take()); // release the previous peer before taking the next
+                held = Some((index, peer.lock()));
+            }
+            let Some((_, state)) = held.as_mut() else {
+                continue;
+            };
             let Some(endpoint) = state.endpoint else {
                 self.drops.add(Side::Outbound, DropReason::NoEndpoint, 1);
                 continue;
@@ -219,7 +233,7 @@ impl Node {
                 // Either the packet, or (no session yet: it was queued) a handshake initiation.
                 TunnResult::WriteToNetwork(datagram) => {
                     let len = datagram.len();
-                    note_sent(peer, &mut state, now, datagram);
+                    note_sent(peer, state, now, datagram);
                     out.commit(len, endpoint);
                 }
                 TunnResult::Done => {} // queued behind a handshake already in flight
@@ -252,14 +266,14 @@ impl Node {
     /// were queued behind a handshake go to `to_net`. A datagram larger than a `to_tun` slot
     /// is dropped as `too_big`; `to_net` slots must be at least [`slot_size`] of the device MTU
     /// (queued packets are encrypted into them).
-    pub fn handle_datagrams(
+    pub fn handle_datagrams<'a>(
         &self,
         now: Instant,
-        datagrams: &Batch,
+        datagrams: impl IntoIterator<Item = (&'a [u8], SocketAddr)>,
         to_tun: &mut Batch,
         to_net: &mut Batch,
     ) {
-        for (datagram, from) in datagrams.iter() {
+        for (datagram, from) in datagrams {
             self.handle_datagram(now, datagram, from, to_tun, to_net);
         }
     }

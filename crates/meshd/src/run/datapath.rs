@@ -1,54 +1,109 @@
 //! The data path: thin async loops that move batches between the kernel and the core.
 //!
-//! Each direction runs on its own task with its own reused batches: TUN → encrypt → UDP, and
-//! per socket UDP → decrypt → TUN. A loop waits for one packet, then drains whatever else is
-//! ready (up to a batch) without waiting, hands the batch to the core, and writes the results.
-//! The timer task drives handshakes and keepalives and turns core events into log lines.
+//! Each direction runs on its own task with its own reused buffers: TUN → encrypt → UDP, and
+//! per socket UDP → decrypt → TUN. A loop waits for data, then drains whatever else is ready
+//! (up to a batch) without waiting, hands it to the core, and writes the results. With
+//! offloads, one TUN read brings a whole TCP segment the kernel did not cut (split here into
+//! MTU-sized packets), one UDP send carries a run of datagrams to one peer (GSO), one UDP
+//! receive returns what the kernel coalesced (GRO), and one TUN write carries packets of one
+//! flow merged back (GRO). The timer task drives handshakes and keepalives and turns core
+//! events into log lines.
 
 use super::udp::Sockets;
-use meshd_core::node::{Batch, Event, Node, MAX_DATAGRAM};
+use meshd_core::node::{Batch, Event, Node, MAX_DATAGRAM, NO_ADDR};
+use quinn_udp::RecvMeta;
 use std::collections::{HashMap, HashSet};
-use std::io::ErrorKind;
+use std::io::{ErrorKind, IoSliceMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
-use tun_rs::AsyncDevice;
+use tun_rs::{AsyncDevice, GROTable, VIRTIO_NET_HDR_LEN};
 
-/// Packets handled per wake-up.
-pub(crate) const BATCH: usize = 64;
+/// Packets handed to the core at once.
+pub(crate) const BATCH: usize = 128;
 /// How often the timers run; boringtun's own timers have one-second granularity.
 const TICK: Duration = Duration::from_millis(100);
+/// The most one TUN read can bring with offload: a 64 KiB TCP segment cut at the smallest
+/// MSS the kernel uses for a 1280-byte IPv6 MTU is 55 packets; more room is drained only
+/// while this much is left.
+const SEGMENTS_PER_READ: usize = 64;
+/// The largest UDP payload one GSO send may carry.
+const GSO_BYTES: usize = 65_000;
+/// Receive buffers per UDP read (recvmmsg), each big enough for one GRO train.
+const RECV_BUFS: usize = 16;
+const RECV_BUF: usize = 65_536;
 
 pub(crate) struct Shared {
     pub(crate) node: Node,
     pub(crate) device: AsyncDevice,
+    /// The device carries virtio headers: read with `recv_multiple`, write with GRO.
+    pub(crate) tun_offload: bool,
     pub(crate) sockets: Sockets,
     pub(crate) stride: usize,
 }
 
-/// Sends every datagram of `out` from the socket of its address family. A datagram the kernel
-/// refuses (no route to the endpoint, say) is lost like any UDP datagram; the session's timers
-/// retry handshakes.
-async fn send_all(sockets: &Sockets, out: &Batch) {
-    for (datagram, to) in out.iter() {
-        let Some(socket) = sockets.for_addr(&to) else {
+/// Sends every datagram of `out`, runs of equal-sized datagrams to one peer as one GSO send
+/// (zero-copy when they lie back to back, as full-sized ones do; else through `scratch`). A
+/// datagram the kernel refuses (no route to the endpoint, say) is lost like any UDP
+/// datagram; the session's timers retry handshakes.
+async fn send_all(sockets: &Sockets, out: &Batch, scratch: &mut Vec<u8>) {
+    let mut i = 0;
+    while let Some((first, to)) = out.get(i) {
+        let Some(endpoint) = sockets.for_addr(&to) else {
             tracing::debug!(%to, "no socket for this address family");
+            i += 1;
             continue;
         };
-        let sent = match socket.try_send_to(datagram, to) {
-            Err(e) if e.kind() == ErrorKind::WouldBlock => socket.send_to(datagram, to).await,
-            other => other,
+        let seg = first.len().max(1);
+        let max = endpoint.gso_segments().min(GSO_BYTES / seg).max(1);
+        let mut end = i + 1;
+        while end - i < max {
+            match out.get(end) {
+                Some((d, a)) if a == to && d.len() <= seg => {
+                    end += 1;
+                    if d.len() < seg {
+                        break; // a shorter one ends a GSO train
+                    }
+                }
+                _ => break,
+            }
+        }
+        let sent = if end - i == 1 {
+            endpoint.send(to, first, None).await
+        } else if let Some(run) = out.contiguous(i..end) {
+            endpoint.send(to, run, Some(seg)).await
+        } else {
+            scratch.clear();
+            for k in i..end {
+                if let Some((d, _)) = out.get(k) {
+                    scratch.extend_from_slice(d);
+                }
+            }
+            endpoint.send(to, scratch, Some(seg)).await
         };
         if let Err(e) = sent {
             tracing::debug!(%to, "send failed: {e}");
         }
+        i = end;
     }
 }
 
+/// A TUN read error that ends the data path (the device is gone), as opposed to one packet
+/// that could not be read or split.
+fn fatal_device_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADF | libc::EBADFD | libc::ENODEV | libc::ENXIO | libc::EIO)
+    )
+}
+
 pub(crate) async fn tun_to_net(shared: Arc<Shared>) -> anyhow::Result<()> {
+    if shared.tun_offload {
+        return tun_to_net_offload(shared).await;
+    }
     let mut packets = Batch::new(BATCH, shared.stride);
     let mut out = Batch::new(BATCH, shared.stride);
+    let mut scratch = Vec::new();
     loop {
         packets.clear();
         out.clear();
@@ -64,7 +119,49 @@ pub(crate) async fn tun_to_net(shared: Arc<Shared>) -> anyhow::Result<()> {
         shared
             .node
             .handle_tun_packets(Instant::now(), &packets, &mut out);
-        send_all(&shared.sockets, &out).await;
+        send_all(&shared.sockets, &out, &mut scratch).await;
+    }
+}
+
+async fn tun_to_net_offload(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
+    let mut bufs = vec![vec![0u8; shared.stride]; BATCH];
+    let mut sizes = vec![0usize; BATCH];
+    let mut out = Batch::new(BATCH, shared.stride);
+    let mut scratch = Vec::new();
+    loop {
+        out.clear();
+        let mut n = match shared
+            .device
+            .recv_multiple(&mut original, &mut bufs, &mut sizes, 0)
+            .await
+        {
+            Ok(n) => n,
+            Err(e) if fatal_device_error(&e) => return Err(e.into()),
+            Err(e) => {
+                tracing::debug!("tun read: {e}");
+                continue;
+            }
+        };
+        while n + SEGMENTS_PER_READ <= BATCH {
+            match shared
+                .device
+                .try_recv_multiple(&mut original, &mut bufs[n..], &mut sizes[n..], 0)
+            {
+                Ok(k) => n += k,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if fatal_device_error(&e) => return Err(e.into()),
+                Err(e) => tracing::debug!("tun read: {e}"),
+            }
+        }
+        let packets = bufs[..n]
+            .iter()
+            .zip(&sizes[..n])
+            .map(|(b, &len)| (&b[..len], NO_ADDR));
+        shared
+            .node
+            .handle_tun_packets(Instant::now(), packets, &mut out);
+        send_all(&shared.sockets, &out, &mut scratch).await;
     }
 }
 
@@ -80,46 +177,110 @@ fn transient(e: &std::io::Error) -> bool {
     )
 }
 
+/// Writes decrypted packets to the device: one by one, or (offload) merged per flow (GRO)
+/// into as few writes as possible, through `bufs` (reused; each holds a virtio header's room
+/// and one packet).
+struct TunWriter {
+    gro: GROTable,
+    bufs: Vec<Vec<u8>>,
+}
+
+impl TunWriter {
+    fn new() -> Self {
+        Self {
+            gro: GROTable::default(),
+            bufs: Vec::new(),
+        }
+    }
+
+    async fn write(&mut self, shared: &Shared, packets: &Batch) {
+        if !shared.tun_offload {
+            for (packet, _) in packets {
+                if let Err(e) = shared.device.send(packet).await {
+                    tracing::debug!("tun write: {e}");
+                }
+            }
+            return;
+        }
+        if packets.is_empty() {
+            return;
+        }
+        if self.bufs.len() < packets.len() {
+            self.bufs.resize_with(packets.len(), Vec::new);
+        }
+        for (buf, (packet, _)) in self.bufs.iter_mut().zip(packets) {
+            buf.clear();
+            buf.resize(VIRTIO_NET_HDR_LEN, 0);
+            buf.extend_from_slice(packet);
+        }
+        let bufs = &mut self.bufs[..packets.len()];
+        if let Err(e) = shared
+            .device
+            .send_multiple(&mut self.gro, bufs, VIRTIO_NET_HDR_LEN)
+            .await
+        {
+            tracing::debug!("tun write: {e}");
+        }
+    }
+}
+
 pub(crate) async fn net_to_tun(shared: Arc<Shared>, v6: bool) -> anyhow::Result<()> {
-    let socket: &UdpSocket = match (v6, &shared.sockets.v6) {
+    let endpoint = match (v6, &shared.sockets.v6) {
         (false, _) => &shared.sockets.v4,
         (true, Some(s)) => s,
         (true, None) => return Ok(()),
     };
-    // Datagrams from a peer may be larger than our own MTU allows: receive whatever UDP can
-    // carry rather than truncate it into a decryption failure.
-    let mut datagrams = Batch::new(BATCH, MAX_DATAGRAM);
+    // With GRO a buffer holds a train of datagrams; without, one datagram, which may be
+    // larger than our own MTU allows: receive whatever UDP can carry rather than truncate it
+    // into a decryption failure.
+    let nbufs = if endpoint.gro_segments() > 1 {
+        RECV_BUFS
+    } else {
+        1
+    };
+    let mut storage = vec![0u8; nbufs * RECV_BUF];
+    let mut meta = vec![RecvMeta::default(); nbufs];
     let mut to_tun = Batch::new(BATCH, MAX_DATAGRAM);
     let mut to_net = Batch::new(BATCH, shared.stride);
+    let mut writer = TunWriter::new();
+    let mut scratch = Vec::new();
+    let mut spans: Vec<(usize, usize, SocketAddr)> = Vec::with_capacity(BATCH);
     loop {
-        datagrams.clear();
-        to_tun.clear();
-        to_net.clear();
-        match socket.recv_from(datagrams.next_slot()).await {
-            Ok((n, from)) => datagrams.commit(n, from),
-            Err(e) if transient(&e) => {
-                tracing::debug!("udp receive: {e}");
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        }
-        while !datagrams.is_full() {
-            match socket.try_recv_from(datagrams.next_slot()) {
-                Ok((n, from)) => datagrams.commit(n, from),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if transient(&e) => tracing::debug!("udp receive: {e}"),
+        let filled = {
+            let mut slices: Vec<IoSliceMut<'_>> =
+                storage.chunks_mut(RECV_BUF).map(IoSliceMut::new).collect();
+            match endpoint.recv(&mut slices, &mut meta).await {
+                Ok(n) => n,
+                Err(e) if transient(&e) => {
+                    tracing::debug!("udp receive: {e}");
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
-        }
-        shared
-            .node
-            .handle_datagrams(Instant::now(), &datagrams, &mut to_tun, &mut to_net);
-        for (packet, _) in to_tun.iter() {
-            if let Err(e) = shared.device.send(packet).await {
-                tracing::debug!("tun write: {e}");
+        };
+        // Where each datagram lies: a GRO buffer holds datagrams `stride` apart.
+        spans.clear();
+        for (i, m) in meta[..filled].iter().enumerate() {
+            let (base, len, stride) = (i * RECV_BUF, m.len.min(RECV_BUF), m.stride.max(1));
+            let mut off = 0;
+            while off < len {
+                spans.push((base + off, stride.min(len - off), m.addr));
+                off += stride;
             }
         }
-        send_all(&shared.sockets, &to_net).await;
+        // In batches, so that what one batch decrypts stays within its slots.
+        for chunk in spans.chunks(BATCH) {
+            to_tun.clear();
+            to_net.clear();
+            let datagrams = chunk
+                .iter()
+                .map(|&(at, len, from)| (&storage[at..at + len], from));
+            shared
+                .node
+                .handle_datagrams(Instant::now(), datagrams, &mut to_tun, &mut to_net);
+            writer.write(&shared, &to_tun).await;
+            send_all(&shared.sockets, &to_net, &mut scratch).await;
+        }
     }
 }
 
@@ -128,11 +289,12 @@ pub(crate) async fn timers(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen_up: HashSet<usize> = HashSet::new();
+    let mut scratch = Vec::new();
     loop {
         tick.tick().await;
         out.clear();
         shared.node.update_timers(Instant::now(), &mut out);
-        send_all(&shared.sockets, &out).await;
+        send_all(&shared.sockets, &out, &mut scratch).await;
         log_events(&shared.node, &mut seen_up, shared.node.take_events());
     }
 }

@@ -8,21 +8,52 @@ use meshd_core::plan::NodePlan;
 use std::process::Command;
 use tun_rs::{AsyncDevice, DeviceBuilder};
 
-pub(crate) fn create(plan: &NodePlan) -> Result<AsyncDevice> {
-    let name = &plan.interface.name;
-    let address = plan.me.address;
-    let builder = DeviceBuilder::new().name(name).mtu(plan.interface.mtu);
-    let builder = match address {
+/// The device, and whether it carries offload headers (TSO/GSO in, GRO out).
+pub(crate) struct Device {
+    pub(crate) device: AsyncDevice,
+    pub(crate) offload: bool,
+}
+
+/// Packets queued towards the device in the kernel before it drops (the default is 500):
+/// room for a few bursts of a fast sender.
+const TX_QUEUE_LEN: u32 = 5000;
+
+fn build(plan: &NodePlan, offload: bool) -> std::io::Result<AsyncDevice> {
+    let builder = DeviceBuilder::new()
+        .name(&plan.interface.name)
+        .mtu(plan.interface.mtu)
+        .offload(offload);
+    let builder = match plan.me.address {
         IpNet::V4(a) => builder.ipv4(a.addr(), a.prefix_len(), None),
         IpNet::V6(a) => builder.ipv6(a.addr(), a.prefix_len()),
     };
-    let device = builder.build_async().with_context(|| {
-        format!("cannot create TUN device {name} (needs CAP_NET_ADMIN and /dev/net/tun)")
-    })?;
+    builder.build_async()
+}
+
+/// Creates the device, with TUN offloads unless `want_offload` is false; a kernel that
+/// refuses them gets a device without, and one log line saying so.
+pub(crate) fn create(plan: &NodePlan, want_offload: bool) -> Result<Device> {
+    let name = &plan.interface.name;
+    let context =
+        || format!("cannot create TUN device {name} (needs CAP_NET_ADMIN and /dev/net/tun)");
+    let (device, offload) = if want_offload {
+        match build(plan, true) {
+            Ok(d) => (d, true),
+            Err(e) => {
+                tracing::warn!("TUN offload unavailable ({e}): one packet per system call");
+                (build(plan, false).with_context(context)?, false)
+            }
+        }
+    } else {
+        (build(plan, false).with_context(context)?, false)
+    };
+    if let Err(e) = device.set_tx_queue_len(TX_QUEUE_LEN) {
+        tracing::debug!("cannot set the queue length of {name}: {e}");
+    }
     for route in plan.extra_routes() {
         add_route(name, route)?;
     }
-    Ok(device)
+    Ok(Device { device, offload })
 }
 
 /// Routes a peer's subnet into the device. iproute2 is the one tool every Linux server has; a

@@ -52,9 +52,15 @@ fn drop_summary(node: &Node) -> String {
     s.trim_end().to_string()
 }
 
+/// An offload switch: on unless the environment variable says `off` (for comparing, and as
+/// a way out should a kernel mishandle one).
+fn switch(name: &str) -> bool {
+    std::env::var(name).map_or(true, |v| v != "off")
+}
+
 /// Runs the node until SIGTERM/SIGINT; returns the drop summary for the last log line.
 async fn serve(plan: NodePlan, node: Node) -> Result<String> {
-    let sockets = udp::Sockets::bind(plan.interface.listen_port)?;
+    let sockets = udp::Sockets::bind(plan.interface.listen_port, switch("MESHD_UDP_OFFLOAD"))?;
     let metrics = match plan.interface.metrics {
         Metrics::Listen(addr) => Some(metrics_http::bind(addr)?),
         Metrics::Off => None,
@@ -63,10 +69,17 @@ async fn serve(plan: NodePlan, node: Node) -> Result<String> {
     let uapi = sockets::bind(&sockets::uapi_path(&plan.interface.name))?;
     // The firewall first: if nft is missing or refuses the table, no tunnel comes up.
     let guard = guard::Guard::install(meshd_firewall::ruleset(&plan)).await?;
-    let device = device::create(&plan)?;
+    let device = device::create(&plan, switch("MESHD_TUN_OFFLOAD"))?;
+    tracing::info!(
+        "offloads tun={} udp_gso={} udp_gro={}",
+        if device.offload { "on" } else { "off" },
+        sockets.v4.gso_segments(),
+        sockets.v4.gro_segments()
+    );
     let shared = Arc::new(Shared {
         node,
-        device,
+        device: device.device,
+        tun_offload: device.offload,
         sockets,
         stride: slot_size(plan.interface.mtu),
     });

@@ -1,8 +1,15 @@
-//! The UDP endpoint: one socket per address family on `listen_port`.
+//! The UDP endpoint: one socket per address family on `listen_port`, with segmentation
+//! offload where the kernel has it: one `sendmsg` carries a run of equal-sized datagrams to one
+//! peer (UDP GSO), and one `recvmmsg` returns datagrams the kernel coalesced (UDP GRO), both
+//! through quinn-udp. Without it (an old kernel, or `MESHD_UDP_OFFLOAD=off`) every datagram
+//! is its own system call, as before.
 
 use anyhow::{Context, Result};
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
+use std::io::{self, ErrorKind, IoSliceMut};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 /// Kernel socket buffers: big enough that a burst of a few thousand datagrams does not drop.
@@ -51,27 +58,166 @@ fn bind(addr: SocketAddr) -> Result<UdpSocket> {
     Ok(UdpSocket::from_std(socket.into())?)
 }
 
+/// Lets the kernel fragment a datagram larger than the path MTU, as WireGuard does:
+/// quinn-udp sets "don't fragment" for QUIC's path-MTU probing, which meshd does not do.
+fn allow_fragmentation(socket: &UdpSocket, v6: bool) {
+    use std::os::fd::AsRawFd;
+    let (level, name, value) = if v6 {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DONT,
+        )
+    } else {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DONT,
+        )
+    };
+    // SAFETY: a valid fd, and a pointer/length pair to a live c_int.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!("cannot allow fragmentation: {}", io::Error::last_os_error());
+    }
+}
+
+/// One bound socket, with quinn-udp's state when segmentation offload is in use.
+pub(crate) struct Endpoint {
+    pub(crate) socket: UdpSocket,
+    offload: Option<UdpSocketState>,
+}
+
+impl Endpoint {
+    fn new(socket: UdpSocket, want_offload: bool, v6: bool) -> Self {
+        let offload = if want_offload {
+            match UdpSocketState::new((&socket).into()) {
+                Ok(state) => {
+                    allow_fragmentation(&socket, v6);
+                    Some(state)
+                }
+                Err(e) => {
+                    tracing::warn!("UDP offload unavailable ({e}): one datagram per system call");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Self { socket, offload }
+    }
+
+    /// Datagrams one send may carry (1 without GSO).
+    pub(crate) fn gso_segments(&self) -> usize {
+        self.offload
+            .as_ref()
+            .map_or(1, UdpSocketState::max_gso_segments)
+    }
+
+    /// Datagrams the kernel may coalesce into one receive buffer (1 without GRO).
+    pub(crate) fn gro_segments(&self) -> usize {
+        self.offload
+            .as_ref()
+            .map_or(1, UdpSocketState::gro_segments)
+    }
+
+    /// Sends `contents` to `to`: one datagram, or (`segment` set, GSO) datagrams of `segment`
+    /// bytes back to back, the last one possibly shorter.
+    pub(crate) async fn send(
+        &self,
+        to: SocketAddr,
+        contents: &[u8],
+        segment: Option<usize>,
+    ) -> io::Result<()> {
+        let Some(state) = &self.offload else {
+            return match self.socket.try_send_to(contents, to) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.socket.send_to(contents, to).await.map(|_| ())
+                }
+                other => other.map(|_| ()),
+            };
+        };
+        let transmit = Transmit {
+            destination: to,
+            ecn: None,
+            contents,
+            segment_size: segment,
+            src_ip: None,
+        };
+        loop {
+            let sent = self.socket.try_io(Interest::WRITABLE, || {
+                state.try_send((&self.socket).into(), &transmit)
+            });
+            match sent {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.socket.writable().await?,
+                other => return other,
+            }
+        }
+    }
+
+    /// Receives into `bufs` (several datagrams each, with GRO: `meta[i].stride` apart) and
+    /// returns how many buffers were filled. Without offload, one datagram in `bufs[0]`.
+    pub(crate) async fn recv(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        let Some(state) = &self.offload else {
+            let (n, addr) = self.socket.recv_from(&mut bufs[0]).await?;
+            meta[0] = RecvMeta {
+                addr,
+                len: n,
+                stride: n,
+                ecn: None,
+                dst_ip: None,
+            };
+            return Ok(1);
+        };
+        loop {
+            self.socket.readable().await?;
+            let got = self.socket.try_io(Interest::READABLE, || {
+                state.recv((&self.socket).into(), bufs, meta)
+            });
+            match got {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
 /// The IPv4 and IPv6 sockets. IPv6 is optional (a host may have it disabled); IPv4 is not.
 pub(crate) struct Sockets {
-    pub(crate) v4: UdpSocket,
-    pub(crate) v6: Option<UdpSocket>,
+    pub(crate) v4: Endpoint,
+    pub(crate) v6: Option<Endpoint>,
 }
 
 impl Sockets {
-    pub(crate) fn bind(port: u16) -> Result<Self> {
+    pub(crate) fn bind(port: u16, offload: bool) -> Result<Self> {
         let v4 = bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
             .with_context(|| format!("cannot listen on udp/{port} (IPv4)"))?;
         let v6 = match bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))) {
-            Ok(s) => Some(s),
+            Ok(s) => Some(Endpoint::new(s, offload, true)),
             Err(e) => {
                 tracing::warn!("no IPv6 endpoint on udp/{port}: {e:#}");
                 None
             }
         };
-        Ok(Self { v4, v6 })
+        Ok(Self {
+            v4: Endpoint::new(v4, offload, false),
+            v6,
+        })
     }
 
-    pub(crate) fn for_addr(&self, addr: &SocketAddr) -> Option<&UdpSocket> {
+    pub(crate) fn for_addr(&self, addr: &SocketAddr) -> Option<&Endpoint> {
         match addr {
             SocketAddr::V4(_) => Some(&self.v4),
             SocketAddr::V6(_) => self.v6.as_ref(),

@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: two network namespaces over a veth pair (192.0.2.1 <-> 192.0.2.2), for
+#   plain                     the underlay itself, no tunnel
+#   meshd                     meshd with its default offloads          (overlay 10.100.0.0/24)
+#   meshd (no offload)        MESHD_TUN_OFFLOAD=off MESHD_UDP_OFFLOAD=off
+#   meshd (TUN offload only)  MESHD_UDP_OFFLOAD=off
+#   wireguard-go              Debian's wireguard-go, udp/51821, MTU 1420 (overlay 10.100.1.0/24)
+#   boringtun-cli             only if boringtun-cli is installed, udp/51822 (overlay 10.100.2.0/24)
+# on each link of $LINKS: "unshaped" (the bare veth) and "1gbit" (both veth ends shaped with tbf).
+# Each round runs every path once, in an order rotated per round so no path always goes first.
+#
+#   sudo benches/e2e.sh [ROUNDS]       (default 3)
+#   env: SECS (iperf3 seconds, default 10), PINGS (default 200), LINKS (default "unshaped 1gbit")
+#
+# The numbers (tables on stdout, medians over the rounds; progress on stderr):
+#   1 stream / 4 streams   iperf3 -c ADDR -t $SECS [-P 4] -J: end.sum_received, Mbit/s
+#   ping RTT               median of the per-reply time= of `ping -c $PINGS -i 0.01`, ms
+#   added RTT              ping RTT minus plain's ping RTT on the same link, ms
+#   CPU s/GB               utime+stime of both daemons during the 1-stream run, per GB received
+#   peak RSS               max VmHWM of the two daemons after the path's runs, MB (wireguard-go
+#                          and boringtun stay up for the whole bench, so theirs is cumulative)
+#   idle RSS               max VmRSS of the two daemons right after start, before traffic, MB
+#   vs plain / vs wg-go    1-stream median over plain's / wireguard-go's
+# The meshd variants share one config and key pair; only one pair can run at a time (one
+# firewall table per namespace), so each is started for its measurement and stopped after,
+# and its table (which meshd leaves behind on purpose, fail closed) is removed, so the other
+# paths always run without it.
+#
+# Everything (meshd, wireguard-go, iperf3, ping, tc, nft) runs inside namespaces this script
+# creates and removes; nothing touches the host's own network.
+set -euo pipefail
+ROUNDS=${1:-3}
+SECS=${SECS:-10}
+PINGS=${PINGS:-200}
+LINKS=${LINKS:-unshaped 1gbit}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MESHD=${MESHD_BIN:-$ROOT/target/release/meshd}
+[[ $EUID -eq 0 ]] || { echo "e2e.sh needs root (network namespaces)" >&2; exit 1; }
+[[ -x $MESHD ]] || { echo "build first: cargo build --release -p meshd" >&2; exit 1; }
+for tool in iperf3 wireguard-go wg ip tc nft python3 ping unshare getconf; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install iperf3 wireguard-go" \
+    "wireguard-tools iproute2 nftables python3 iputils-ping util-linux (or run scripts/setup.sh)" >&2; exit 1; }
+done
+for link in $LINKS; do
+  case $link in unshaped|1gbit) ;; *) echo "unknown link '$link' (unshaped, 1gbit)" >&2; exit 1;; esac
+done
+BT=$(command -v boringtun-cli || command -v boringtun || true)
+CLK=$(getconf CLK_TCK)
+log() { echo "$*" >&2; }
+
+TAG=mde$$
+A=$TAG-a; B=$TAG-b; WGA=wge${$}a; WGB=wge${$}b; BTA=bte${$}a; BTB=bte${$}b
+WORK=$(mktemp -d /tmp/meshd-e2e.XXXXXX)
+DAEMONS=()  # long-lived: wireguard-go, boringtun, iperf3 server
+MPIDS=()    # the meshd pair currently running
+alive() { [[ -e /proc/$1 ]] && [[ $(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
+stop_pids() { # SIGTERM by PID, wait up to 10 s each, then SIGKILL
+  local p i
+  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "$@"; do
+    for i in $(seq 100); do alive "$p" || break; sleep 0.1; done
+    if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+    wait "$p" 2>/dev/null || true
+  done
+}
+cleanup() {
+  set +e
+  stop_pids ${MPIDS[@]+"${MPIDS[@]}"} ${DAEMONS[@]+"${DAEMONS[@]}"}
+  ip netns del "$A" 2>/dev/null; ip netns del "$B" 2>/dev/null
+  rm -f /var/run/wireguard/{$WGA,$WGB,$BTA,$BTB}.sock
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- the namespaces and the underlay --------------------------------------------------------
+ip netns add "$A"; ip netns add "$B"
+ip link add veth-a netns "$A" type veth peer name veth-b netns "$B"
+ip -n "$A" addr add 192.0.2.1/24 dev veth-a; ip -n "$B" addr add 192.0.2.2/24 dev veth-b
+for ns in "$A" "$B"; do ip -n "$ns" link set lo up; done
+ip -n "$A" link set veth-a up; ip -n "$B" link set veth-b up
+
+# --- meshd: overlay 10.100.0.0/24 on udp/51820; `open` lets wireguard-go and iperf3 through ---
+umask 077
+"$MESHD" genkey > "$WORK/a.key"; "$MESHD" genkey > "$WORK/b.key"
+cat > "$WORK/mesh.yaml" <<YAML
+interface: {name: meshd0, listen_port: 51820, mtu: 1420, metrics: "off"}
+admin: {ssh_from: [192.0.2.10/32]}
+nodes:
+  - {name: a, public_key: "$("$MESHD" pubkey < "$WORK/a.key")", address: 10.100.0.1/24, endpoint: "192.0.2.1:51820", open: [udp/51821]}
+  - {name: b, public_key: "$("$MESHD" pubkey < "$WORK/b.key")", address: 10.100.0.2/24, endpoint: "192.0.2.2:51820", open: [udp/51821, tcp/5201]}
+policy:
+  - {from: a, to: b, allow: [any]}
+YAML
+# A private /run per node (its sockets are named after the interface); every step execs, so
+# $! is meshd's own PID.
+PRIVATE_RUN=(unshare --mount --propagation private sh -c 'mount -t tmpfs -o mode=0755 mde-run /run && exec "$0" "$@"')
+ticks() { # utime+stime (clock ticks) summed over the PIDs
+  local t=0 p f
+  for p in "$@"; do read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat"); t=$((t + f[11] + f[12])); done
+  echo "$t"
+}
+mem_mb() { # $1 VmHWM|VmRSS, then PIDs → the largest, in MB
+  local field=$1 max=0 p v; shift
+  for p in "$@"; do v=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/status"); ((v > max)) && max=$v; done
+  python3 -c "print(f'{$max/1024:.1f}')"
+}
+start_meshd() { # $1 variant name, then env assignments; sets MPIDS and IDLE
+  local name=$1 n; shift
+  MPIDS=()
+  for n in a b; do
+    local ns=$A; [[ $n == b ]] && ns=$B
+    env "$@" ip netns exec "$ns" "${PRIVATE_RUN[@]}" "$MESHD" run --config "$WORK/mesh.yaml" \
+      --private-key "$WORK/$n.key" 2>"$WORK/$n.log" &
+    MPIDS+=($!)
+  done
+  for _ in $(seq 100); do
+    grep -q ' ready ' "$WORK/a.log" && grep -q ' ready ' "$WORK/b.log" && break
+    alive "${MPIDS[0]}" && alive "${MPIDS[1]}" || break
+    sleep 0.1
+  done
+  if ! grep -q ' ready ' "$WORK/a.log" || ! grep -q ' ready ' "$WORK/b.log"; then
+    log "$name: meshd not ready within 10 s"; tail -n 20 "$WORK/a.log" "$WORK/b.log" >&2; exit 1
+  fi
+  for n in 0 1; do
+    [[ $(readlink "/proc/${MPIDS[$n]}/exe") -ef $MESHD ]] || { log "PID ${MPIDS[$n]} is not meshd"; exit 1; }
+  done
+  IDLE=$(mem_mb VmRSS "${MPIDS[@]}")
+  log "  $name: $(grep -o 'offloads.*' "$WORK/a.log" | head -n 1)"
+  for _ in 1 2 3; do ip netns exec "$A" ping -c 1 -W 3 10.100.0.2 >/dev/null && return 0; done
+  log "$name: no handshake over meshd"; tail -n 20 "$WORK/a.log" "$WORK/b.log" >&2; exit 1
+}
+stop_meshd() { # SIGTERM the pair, wait, then remove the table meshd leaves behind
+  stop_pids "${MPIDS[@]}"; MPIDS=()
+  for ns in "$A" "$B"; do ip netns exec "$ns" "$MESHD" firewall --remove 2>/dev/null; done
+}
+
+# --- wireguard-go (and boringtun-cli): up for the whole bench --------------------------------
+userspace_wg() { # $1 kind, $2 iface a, $3 iface b, $4 port, $5 overlay prefix; sets PIDS_<kind>
+  local kind=$1 ia=$2 ib=$3 port=$4 net=$5 pids=() i
+  wg genkey > "$WORK/$kind-a.key"; wg genkey > "$WORK/$kind-b.key"
+  for i in a b; do
+    local ns=$A iface=$ia; [[ $i == b ]] && { ns=$B; iface=$ib; }
+    if [[ $kind == wg ]]; then ip netns exec "$ns" wireguard-go -f "$iface" >"$WORK/$kind-$i.log" 2>&1 &
+    else ip netns exec "$ns" "$BT" --foreground --disable-drop-privileges "$iface" >"$WORK/$kind-$i.log" 2>&1 &
+    fi
+    pids+=($!); DAEMONS+=($!)
+  done
+  for _ in $(seq 50); do [[ -S /var/run/wireguard/$ia.sock && -S /var/run/wireguard/$ib.sock ]] && break; sleep 0.1; done
+  ip netns exec "$A" wg set "$ia" private-key "$WORK/$kind-a.key" listen-port "$port" \
+    peer "$(wg pubkey < "$WORK/$kind-b.key")" endpoint "192.0.2.2:$port" allowed-ips "$net.2/32"
+  ip netns exec "$B" wg set "$ib" private-key "$WORK/$kind-b.key" listen-port "$port" \
+    peer "$(wg pubkey < "$WORK/$kind-a.key")" endpoint "192.0.2.1:$port" allowed-ips "$net.1/32"
+  ip -n "$A" addr add "$net.1/24" dev "$ia"; ip -n "$B" addr add "$net.2/24" dev "$ib"
+  ip -n "$A" link set "$ia" mtu 1420 up; ip -n "$B" link set "$ib" mtu 1420 up
+  declare -g "PIDS_$kind=${pids[*]}" "IDLE_$kind=$(mem_mb VmRSS "${pids[@]}")"
+  ip netns exec "$A" ping -c 2 -i 0.2 -W 3 "$net.2" >/dev/null || { log "no path over $kind"; cat "$WORK/$kind"-*.log >&2; exit 1; }
+}
+userspace_wg wg "$WGA" "$WGB" 51821 10.100.1
+IMPLS=(plain meshd "meshd (no offload)" "meshd (TUN offload only)" wireguard-go)
+if [[ -n $BT ]]; then userspace_wg bt "$BTA" "$BTB" 51822 10.100.2; IMPLS+=(boringtun-cli)
+else log "note: boringtun-cli not on PATH, skipping it"; fi
+
+ip netns exec "$B" iperf3 -s -B 0.0.0.0 >/dev/null 2>&1 & DAEMONS+=($!)
+sleep 1
+ip netns exec "$A" ping -c 2 -i 0.2 -W 2 192.0.2.2 >/dev/null || { log "no underlay path"; exit 1; }
+
+iperf() { # $1 address, $2 streams → "Mbit/s bytes" received
+  local out=$WORK/iperf.json try
+  for try in 1 2; do
+    if ip netns exec "$A" iperf3 -c "$1" -t "$SECS" -P "$2" -J >"$out" 2>&1; then
+      python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["end"]["sum_received"]
+print(round(s["bits_per_second"]/1e6), s["bytes"])' "$out"; return 0
+    fi
+    sleep 1
+  done
+  log "iperf3 to $1 failed:"; cat "$out" >&2; exit 1
+}
+ping_ms() { # median per-reply RTT to $1, ms (a warning on stderr if replies are missing)
+  ip netns exec "$A" ping -c "$PINGS" -i 0.01 -W 1 "$1" 2>/dev/null | { grep -o 'time=[0-9.]*' || true; } |
+    cut -d= -f2 | python3 -c 'import statistics,sys; v=[float(x) for x in sys.stdin]; n=int(sys.argv[1])
+len(v) < n and print(f"  warning: {len(v)} of {n} ping replies from {sys.argv[2]}", file=sys.stderr)
+print(f"{statistics.median(v):.3f}" if v else "")' "$PINGS" "$1"
+}
+measure() { # $1 link, $2 round, $3 path, $4 address, then the daemon PIDs; appends a TSV row
+  local link=$1 round=$2 impl=$3 addr=$4 c0 c1 one four rtt cpu=- peak=-; shift 4
+  [[ $# -gt 0 ]] && c0=$(ticks "$@")
+  read -r -a one < <(iperf "$addr" 1)
+  if [[ $# -gt 0 ]]; then
+    c1=$(ticks "$@")
+    cpu=$(python3 -c "print(f'{($c1-$c0)/$CLK/(${one[1]}/1e9):.2f}')")
+  fi
+  read -r -a four < <(iperf "$addr" 4)
+  rtt=$(ping_ms "$addr")
+  [[ -n $rtt ]] || { log "$impl: no ping replies from $addr"; exit 1; }
+  [[ $# -gt 0 ]] && peak=$(mem_mb VmHWM "$@")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$link" "$round" "$impl" "${one[0]}" "${four[0]}" \
+    "$rtt" "$cpu" "$peak" "${IDLE:--}" >>"$WORK/results.tsv"
+  log "  $link round $round  $impl: ${one[0]} Mbit/s, 4 streams ${four[0]}, ping $rtt ms, CPU $cpu s/GB, peak $peak MB"
+}
+
+shape() { # $1 link: both veth ends back to their default qdisc, then tbf for "1gbit"
+  ip netns exec "$A" tc qdisc del dev veth-a root 2>/dev/null || true
+  ip netns exec "$B" tc qdisc del dev veth-b root 2>/dev/null || true
+  if [[ $1 == 1gbit ]]; then
+    ip netns exec "$A" tc qdisc replace dev veth-a root tbf rate 1gbit burst 256kb latency 10ms
+    ip netns exec "$B" tc qdisc replace dev veth-b root tbf rate 1gbit burst 256kb latency 10ms
+  fi
+}
+: >"$WORK/results.tsv"
+for link in $LINKS; do
+  shape "$link"
+  for round in $(seq "$ROUNDS"); do
+    n=${#IMPLS[@]}; off=$(((round - 1) % n))
+    for impl in "${IMPLS[@]:off}" "${IMPLS[@]:0:off}"; do
+      case $impl in
+        plain) IDLE=-; measure "$link" "$round" "$impl" 192.0.2.2;;
+        meshd) start_meshd "$impl"; measure "$link" "$round" "$impl" 10.100.0.2 "${MPIDS[@]}"; stop_meshd;;
+        "meshd (no offload)") start_meshd "$impl" MESHD_TUN_OFFLOAD=off MESHD_UDP_OFFLOAD=off
+          measure "$link" "$round" "$impl" 10.100.0.2 "${MPIDS[@]}"; stop_meshd;;
+        "meshd (TUN offload only)") start_meshd "$impl" MESHD_UDP_OFFLOAD=off
+          measure "$link" "$round" "$impl" 10.100.0.2 "${MPIDS[@]}"; stop_meshd;;
+        wireguard-go) IDLE=$IDLE_wg; measure "$link" "$round" "$impl" 10.100.1.2 $PIDS_wg;;
+        boringtun-cli) IDLE=$IDLE_bt; measure "$link" "$round" "$impl" 10.100.2.2 $PIDS_bt;;
+      esac
+    done
+  done
+  shape unshaped
+done
+
+# --- the tables -----------------------------------------------------------------------------
+echo "# meshd e2e bench: $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) cores," \
+  "SECS=$SECS, ROUNDS=$ROUNDS, PINGS=$PINGS, meshd $MESHD"
+python3 - "$WORK/results.tsv" "$LINKS" "${IMPLS[@]}" <<'PY'
+import statistics, sys
+path, links, impls = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
+COL = {"t1": 3, "t4": 4, "rtt": 5, "cpu": 6, "peak": 7, "idle": 8}
+def vals(link, impl, col):
+    return [float(r[COL[col]]) for r in rows if r[0] == link and r[2] == impl and r[COL[col]] != "-"]
+def med(link, impl, col):
+    v = vals(link, impl, col)
+    return statistics.median(v) if v else None
+def f(x, spec):
+    return "-" if x is None else format(x, spec)
+for link in links:
+    print(f"\n## link: {link}\n")
+    print("| path | 1 stream Mbit/s | 4 streams Mbit/s | ping RTT ms | added RTT ms | CPU s/GB "
+          "| peak RSS MB | idle RSS MB | 1 stream vs plain | 1 stream vs wireguard-go |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    P, W, Prtt = med(link, "plain", "t1"), med(link, "wireguard-go", "t1"), med(link, "plain", "rtt")
+    for impl in impls:
+        t1, rtt = med(link, impl, "t1"), med(link, impl, "rtt")
+        added = None if impl == "plain" or rtt is None or Prtt is None else rtt - Prtt
+        print(f"| {impl} | {f(t1, '.0f')} | {f(med(link, impl, 't4'), '.0f')} | {f(rtt, '.3f')} "
+              f"| {f(added, '+.3f')} | {f(med(link, impl, 'cpu'), '.2f')} | {f(med(link, impl, 'peak'), '.1f')} "
+              f"| {f(med(link, impl, 'idle'), '.1f')} | {f(t1 / P if t1 and P else None, '.3f')} "
+              f"| {f(t1 / W if t1 and W else None, '.2f')}{'x' if t1 and W else ''} |")
+    print("\n1-stream Mbit/s per round: " + "; ".join(
+        f"{i} " + ",".join(f"{v:.0f}" for v in vals(link, i, "t1")) for i in impls))
+    if link == "1gbit":
+        M, Mrtt, Mcpu = med(link, "meshd", "t1"), med(link, "meshd", "rtt"), med(link, "meshd", "cpu")
+        print("\n| Metric | Standard | Encrypted (meshd) | Impact |\n|---|---|---|---|")
+        print(f"| Throughput (Mbit/s) | {f(P, '.0f')} | {f(M, '.0f')} "
+              f"| {f((M / P - 1) * 100 if M and P else None, '+.1f')} % |")
+        print(f"| Latency (ms) | {f(Prtt, '.3f')} | {f(Mrtt, '.3f')} "
+              f"| {f(Mrtt - Prtt if Mrtt is not None and Prtt is not None else None, '+.3f')} ms |")
+        print(f"| CPU (s/GB) | - | {f(Mcpu, '.2f')} | {f(Mcpu, '+.2f')} s/GB |")
+PY
