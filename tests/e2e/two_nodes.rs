@@ -1,6 +1,8 @@
 //! (a) Two meshd nodes over a veth underlay: ping both ways and a 100 MB TCP transfer whose
-//! checksum is verified at the far end; IPv4 overlay over an IPv4 underlay, and IPv6 over IPv6.
+//! checksum is verified at the far end; IPv4 overlay over an IPv4 underlay, and IPv6 over IPv6;
+//! with the TUN and UDP offloads (the default, checked in the log) and without them.
 
+use meshd_e2e::mesh::MeshdOpts;
 use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
 use meshd_e2e::{assert_tcp_transfer, host_of, require_root, MeshSpec, Meshd, Netns, MB};
 use std::net::SocketAddr;
@@ -23,7 +25,7 @@ fn assert_device(ns: &Netns, iface: &str, cidr: &str, mtu: u16) {
     );
 }
 
-fn two_nodes(v6: bool) {
+fn two_nodes(v6: bool, offload: bool) {
     let (a, b) = pair(v6);
     let (ca, cb) = (overlay_cidr(1, v6), overlay_cidr(2, v6));
     let mut mesh = MeshSpec::new();
@@ -32,8 +34,26 @@ fn two_nodes(v6: bool) {
     mesh.rule_both("a", "b", &["any"]);
     let files = mesh.write();
 
-    let ma = Meshd::start(&a.ns, &files, "a");
-    let mb = Meshd::start(&b.ns, &files, "b");
+    let opts = || {
+        let mut o = MeshdOpts::default();
+        if !offload {
+            for var in ["MESHD_TUN_OFFLOAD", "MESHD_UDP_OFFLOAD"] {
+                o.env.push((var.into(), "off".into()));
+            }
+        }
+        o
+    };
+    let mut ma = Meshd::start_with(&a.ns, &files, "a", opts());
+    let mb = Meshd::start_with(&b.ns, &files, "b", opts());
+    // The log says which path this run takes.
+    let want = if offload {
+        "offloads tun=on"
+    } else {
+        "offloads tun=off udp_gso=1 udp_gro=1"
+    };
+    if let Err(e) = ma.wait_for_log(want, Duration::from_secs(5)) {
+        panic!("{e}");
+    }
     assert_device(&a.ns, &files.iface, &ca, mesh.mtu);
     assert_device(&b.ns, &files.iface, &cb, mesh.mtu);
 
@@ -58,7 +78,7 @@ fn ipv4_overlay_over_ipv4_underlay() {
     if !require_root() {
         return;
     }
-    two_nodes(false);
+    two_nodes(false, true);
 }
 
 #[test]
@@ -66,5 +86,21 @@ fn ipv6_overlay_over_ipv6_underlay() {
     if !require_root() {
         return;
     }
-    two_nodes(true);
+    two_nodes(true, true);
+}
+
+#[test]
+fn ipv4_without_offloads() {
+    if !require_root() {
+        return;
+    }
+    two_nodes(false, false);
+}
+
+#[test]
+fn ipv6_without_offloads() {
+    if !require_root() {
+        return;
+    }
+    two_nodes(true, false);
 }

@@ -262,6 +262,8 @@ pub struct MeshdOpts {
     pub private_run: bool,
     /// How long to wait for `ready`.
     pub ready_timeout: Duration,
+    /// Extra environment, e.g. `MESHD_TUN_OFFLOAD=off`.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for MeshdOpts {
@@ -270,6 +272,7 @@ impl Default for MeshdOpts {
             log_level: std::env::var("MESHD_LOG").unwrap_or_else(|_| "info".to_string()),
             private_run: true,
             ready_timeout: Duration::from_secs(20),
+            env: Vec::new(),
         }
     }
 }
@@ -413,6 +416,7 @@ impl Meshd {
             opts.private_run,
         );
         cmd.env("MESHD_LOG", &opts.log_level);
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let log = files.dir.join(&format!("meshd-{node}-{}.log", unique_id()));
         let daemon = Daemon::spawn(&format!("meshd {node} ({})", ns.name()), cmd, &log);
         Meshd {
