@@ -66,6 +66,8 @@ stop_pids() { # SIGTERM by PID, wait up to 10 s each, then SIGKILL
 cleanup() {
   set +e
   stop_pids ${MPIDS[@]+"${MPIDS[@]}"} ${DAEMONS[@]+"${DAEMONS[@]}"}
+  # and whatever else still runs in our namespaces (an interrupted iperf3 or ping client)
+  stop_pids $(ip netns pids "$A" 2>/dev/null) $(ip netns pids "$B" 2>/dev/null)
   ip netns del "$A" 2>/dev/null; ip netns del "$B" 2>/dev/null
   rm -f /var/run/wireguard/{$WGA,$WGB,$BTA,$BTB}.sock
   rm -rf "$WORK"
@@ -97,7 +99,11 @@ YAML
 PRIVATE_RUN=(unshare --mount --propagation private sh -c 'mount -t tmpfs -o mode=0755 mde-run /run && exec "$0" "$@"')
 ticks() { # utime+stime (clock ticks) summed over the PIDs
   local t=0 p f
-  for p in "$@"; do read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat"); t=$((t + f[11] + f[12])); done
+  for p in "$@"; do
+    [[ -r /proc/$p/stat ]] || { log "daemon PID $p is gone"; exit 1; }
+    read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat")  # f[0] is field 3 (state)
+    t=$((t + f[11] + f[12]))                             # fields 14 utime, 15 stime
+  done
   echo "$t"
 }
 mem_mb() { # $1 VmHWM|VmRSS, then PIDs → the largest, in MB
@@ -183,14 +189,14 @@ len(v) < n and print(f"  warning: {len(v)} of {n} ping replies from {sys.argv[2]
 print(f"{statistics.median(v):.3f}" if v else "")' "$PINGS" "$1"
 }
 measure() { # $1 link, $2 round, $3 path, $4 address, then the daemon PIDs; appends a TSV row
-  local link=$1 round=$2 impl=$3 addr=$4 c0 c1 one four rtt cpu=- peak=-; shift 4
+  local link=$1 round=$2 impl=$3 addr=$4 c0 c1 out one four rtt cpu=- peak=-; shift 4
   [[ $# -gt 0 ]] && c0=$(ticks "$@")
-  read -r -a one < <(iperf "$addr" 1)
+  out=$(iperf "$addr" 1); read -r -a one <<<"$out"
   if [[ $# -gt 0 ]]; then
     c1=$(ticks "$@")
     cpu=$(python3 -c "print(f'{($c1-$c0)/$CLK/(${one[1]}/1e9):.2f}')")
   fi
-  read -r -a four < <(iperf "$addr" 4)
+  out=$(iperf "$addr" 4); read -r -a four <<<"$out"
   rtt=$(ping_ms "$addr")
   [[ -n $rtt ]] || { log "$impl: no ping replies from $addr"; exit 1; }
   [[ $# -gt 0 ]] && peak=$(mem_mb VmHWM "$@")

@@ -206,7 +206,12 @@ impl TunWriter {
             return;
         }
         if self.bufs.len() < packets.len() {
-            self.bufs.resize_with(packets.len(), Vec::new);
+            // GRO appends a flow's packets to its first buffer only within that buffer's
+            // capacity: give every buffer room for a whole 64 KiB segment up front (pages
+            // are only backed once written).
+            self.bufs.resize_with(packets.len(), || {
+                Vec::with_capacity(2 * VIRTIO_NET_HDR_LEN + 65_535)
+            });
         }
         for (buf, (packet, _)) in self.bufs.iter_mut().zip(packets) {
             buf.clear();
