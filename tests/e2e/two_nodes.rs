@@ -104,3 +104,42 @@ fn ipv6_without_offloads() {
     }
     two_nodes(true, false);
 }
+
+/// An underlay whose MTU (1400) is smaller than the tunnel's datagrams (1420 + 32 + 28): each
+/// datagram must be fragmented, which a GSO train cannot be. meshd notices the refused train,
+/// says so once, sends such runs one by one, and the transfer arrives intact, IPv4 and IPv6.
+#[test]
+fn underlay_mtu_smaller_than_the_tunnel_needs() {
+    if !require_root() {
+        return;
+    }
+    for v6 in [true, false] {
+        let (a, b) = pair(v6);
+        for h in [&a, &b] {
+            h.ns.ip(&["link", "set", "dev", &h.dev, "mtu", "1400"]);
+        }
+        let (ca, cb) = (overlay_cidr(1, v6), overlay_cidr(2, v6));
+        let mut mesh = MeshSpec::new();
+        mesh.node("a", &ca, Some(&endpoint(a.addr, PORT)));
+        mesh.node("b", &cb, Some(&endpoint(b.addr, PORT)));
+        mesh.rule_both("a", "b", &["any"]);
+        let files = mesh.write();
+        let mut ma = Meshd::start(&a.ns, &files, "a");
+        let mb = Meshd::start(&b.ns, &files, "b");
+        let ob = host_of(&cb);
+        a.ns.assert_reaches(ob);
+        assert_tcp_transfer(
+            b.ns.name(),
+            a.ns.name(),
+            SocketAddr::new(ob, 5001),
+            20 * MB,
+            Duration::from_secs(120),
+        );
+        if let Err(e) = ma.wait_for_log("UDP GSO refused", Duration::from_secs(2)) {
+            panic!("no warning that GSO was refused: {e}");
+        }
+        let (sa, sb) = (ma.stop(), mb.stop());
+        sa.assert_clean();
+        sb.assert_clean();
+    }
+}

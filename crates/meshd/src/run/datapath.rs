@@ -10,6 +10,7 @@
 //! events into log lines.
 
 use super::udp::Sockets;
+use meshd_core::counters::{DropReason, Side};
 use meshd_core::node::{Batch, Event, Node, MAX_DATAGRAM, NO_ADDR};
 use quinn_udp::RecvMeta;
 use std::collections::{HashMap, HashSet};
@@ -55,7 +56,7 @@ async fn send_all(sockets: &Sockets, out: &Batch, scratch: &mut Vec<u8>) {
             continue;
         };
         let seg = first.len().max(1);
-        let max = endpoint.gso_segments().min(GSO_BYTES / seg).max(1);
+        let max = endpoint.gso_segments_for(seg).min(GSO_BYTES / seg).max(1);
         let mut end = i + 1;
         while end - i < max {
             match out.get(end) {
@@ -81,8 +82,21 @@ async fn send_all(sockets: &Sockets, out: &Batch, scratch: &mut Vec<u8>) {
             }
             endpoint.send(to, scratch, Some(seg)).await
         };
-        if let Err(e) = sent {
-            tracing::debug!(%to, "send failed: {e}");
+        match sent {
+            Ok(()) => {}
+            Err(e) if end - i > 1 => {
+                // The kernel refuses a GSO train whose segments exceed the path MTU (it would
+                // fragment each one alone): send this run, and such runs from now on, singly.
+                endpoint.refuse_gso(seg, &e);
+                for k in i..end {
+                    if let Some((d, _)) = out.get(k) {
+                        if let Err(e) = endpoint.send(to, d, None).await {
+                            tracing::debug!(%to, "send failed: {e}");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(%to, "send failed: {e}"),
         }
         i = end;
     }
@@ -123,6 +137,16 @@ pub(crate) async fn tun_to_net(shared: Arc<Shared>) -> anyhow::Result<()> {
     }
 }
 
+/// A TUN read that lost its packet (a segment the buffers could not hold, say): counted as
+/// `too_big`, never silent.
+fn dropped_read(shared: &Shared, e: &std::io::Error) {
+    tracing::debug!("tun read: {e}");
+    shared
+        .node
+        .drops()
+        .add(Side::Outbound, DropReason::TooBig, 1);
+}
+
 async fn tun_to_net_offload(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
     let mut bufs = vec![vec![0u8; shared.stride]; BATCH];
@@ -139,7 +163,7 @@ async fn tun_to_net_offload(shared: Arc<Shared>) -> anyhow::Result<()> {
             Ok(n) => n,
             Err(e) if fatal_device_error(&e) => return Err(e.into()),
             Err(e) => {
-                tracing::debug!("tun read: {e}");
+                dropped_read(&shared, &e);
                 continue;
             }
         };
@@ -151,7 +175,7 @@ async fn tun_to_net_offload(shared: Arc<Shared>) -> anyhow::Result<()> {
                 Ok(k) => n += k,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if fatal_device_error(&e) => return Err(e.into()),
-                Err(e) => tracing::debug!("tun read: {e}"),
+                Err(e) => dropped_read(&shared, &e),
             }
         }
         let packets = bufs[..n]
@@ -237,14 +261,9 @@ pub(crate) async fn net_to_tun(shared: Arc<Shared>, v6: bool) -> anyhow::Result<
     };
     // With GRO a buffer holds a train of datagrams; without, one datagram, which may be
     // larger than our own MTU allows: receive whatever UDP can carry rather than truncate it
-    // into a decryption failure.
-    let nbufs = if endpoint.gro_segments() > 1 {
-        RECV_BUFS
-    } else {
-        1
-    };
-    let mut storage = vec![0u8; nbufs * RECV_BUF];
-    let mut meta = vec![RecvMeta::default(); nbufs];
+    // into a decryption failure. (Pages are only backed once written.)
+    let mut storage = vec![0u8; RECV_BUFS * RECV_BUF];
+    let mut meta = vec![RecvMeta::default(); RECV_BUFS];
     let mut to_tun = Batch::new(BATCH, MAX_DATAGRAM);
     let mut to_net = Batch::new(BATCH, shared.stride);
     let mut writer = TunWriter::new();

@@ -50,10 +50,29 @@ pub(crate) fn create(plan: &NodePlan, want_offload: bool) -> Result<Device> {
     if let Err(e) = device.set_tx_queue_len(TX_QUEUE_LEN) {
         tracing::debug!("cannot set the queue length of {name}: {e}");
     }
+    if offload {
+        // A TSO segment must split into the buffers one read has (64): the kernel cuts
+        // anything bigger before it reaches the device.
+        if let Err(e) = ip(&["link", "set", "dev", name, "gso_max_segs", "64"]) {
+            tracing::debug!("cannot cap the segments of {name}: {e}");
+        }
+    }
     for route in plan.extra_routes() {
         add_route(name, route)?;
     }
     Ok(Device { device, offload })
+}
+
+/// Runs `ip ARGS`; an error carries its stderr.
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("cannot run `ip` (install iproute2)")?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
 }
 
 /// Routes a peer's subnet into the device. iproute2 is the one tool every Linux server has; a

@@ -9,6 +9,7 @@ use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, IoSliceMut};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -58,23 +59,8 @@ fn bind(addr: SocketAddr) -> Result<UdpSocket> {
     Ok(UdpSocket::from_std(socket.into())?)
 }
 
-/// Lets the kernel fragment a datagram larger than the path MTU, as WireGuard does:
-/// quinn-udp sets "don't fragment" for QUIC's path-MTU probing, which meshd does not do.
-fn allow_fragmentation(socket: &UdpSocket, v6: bool) {
+fn set_int(socket: &UdpSocket, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
     use std::os::fd::AsRawFd;
-    let (level, name, value) = if v6 {
-        (
-            libc::IPPROTO_IPV6,
-            libc::IPV6_MTU_DISCOVER,
-            libc::IPV6_PMTUDISC_DONT,
-        )
-    } else {
-        (
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            libc::IP_PMTUDISC_DONT,
-        )
-    };
     // SAFETY: a valid fd, and a pointer/length pair to a live c_int.
     let rc = unsafe {
         libc::setsockopt(
@@ -86,7 +72,25 @@ fn allow_fragmentation(socket: &UdpSocket, v6: bool) {
         )
     };
     if rc != 0 {
-        tracing::debug!("cannot allow fragmentation: {}", io::Error::last_os_error());
+        tracing::debug!(
+            "setsockopt({level}, {name}): {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+/// Lets the kernel fragment a datagram larger than the path MTU, as WireGuard does:
+/// quinn-udp sets "don't fragment" for QUIC's path-MTU probing, which meshd does not do.
+/// (IPv6 needs both options: IPV6_DONTFRAG forbids fragmenting whatever the MTU discovery
+/// mode says.)
+fn allow_fragmentation(socket: &UdpSocket, v6: bool) {
+    if v6 {
+        let pmtu = libc::IPV6_PMTUDISC_DONT;
+        set_int(socket, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, pmtu);
+        set_int(socket, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 0);
+    } else {
+        let pmtu = libc::IP_PMTUDISC_DONT;
+        set_int(socket, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, pmtu);
     }
 }
 
@@ -94,6 +98,10 @@ fn allow_fragmentation(socket: &UdpSocket, v6: bool) {
 pub(crate) struct Endpoint {
     pub(crate) socket: UdpSocket,
     offload: Option<UdpSocketState>,
+    /// The smallest segment size a GSO send was refused for (the path MTU is smaller than
+    /// segment plus headers, so only fragmentation gets it through): runs of datagrams this
+    /// big or bigger go one by one from then on.
+    gso_refused: AtomicUsize,
 }
 
 impl Endpoint {
@@ -112,7 +120,31 @@ impl Endpoint {
         } else {
             None
         };
-        Self { socket, offload }
+        Self {
+            socket,
+            offload,
+            gso_refused: AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// Datagrams of `segment` bytes one send may carry.
+    pub(crate) fn gso_segments_for(&self, segment: usize) -> usize {
+        if segment >= self.gso_refused.load(Ordering::Relaxed) {
+            1
+        } else {
+            self.gso_segments()
+        }
+    }
+
+    /// A GSO send of `segment`-byte datagrams failed: send such runs one by one from now on
+    /// (logged once per size).
+    pub(crate) fn refuse_gso(&self, segment: usize, why: &io::Error) {
+        if self.gso_refused.fetch_min(segment, Ordering::Relaxed) > segment {
+            tracing::warn!(
+                "UDP GSO refused for {segment}-byte datagrams ({why}): sending them one by one \
+                 (is the underlay MTU smaller than the device MTU + 80?)"
+            );
+        }
     }
 
     /// Datagrams one send may carry (1 without GSO).
@@ -164,22 +196,34 @@ impl Endpoint {
     }
 
     /// Receives into `bufs` (several datagrams each, with GRO: `meta[i].stride` apart) and
-    /// returns how many buffers were filled. Without offload, one datagram in `bufs[0]`.
+    /// returns how many buffers were filled. Without offload, one datagram per buffer: the
+    /// first waited for, the rest whatever is ready.
     pub(crate) async fn recv(
         &self,
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> io::Result<usize> {
         let Some(state) = &self.offload else {
-            let (n, addr) = self.socket.recv_from(&mut bufs[0]).await?;
-            meta[0] = RecvMeta {
+            let one = |(n, addr)| RecvMeta {
                 addr,
                 len: n,
                 stride: n,
                 ecn: None,
                 dst_ip: None,
             };
-            return Ok(1);
+            let Some(first) = bufs.first_mut() else {
+                return Ok(0);
+            };
+            meta[0] = one(self.socket.recv_from(first).await?);
+            let mut filled = 1;
+            for (buf, m) in bufs.iter_mut().zip(meta.iter_mut()).skip(1) {
+                match self.socket.try_recv_from(buf) {
+                    Ok(got) => *m = one(got),
+                    Err(_) => break, // WouldBlock, or an error the next wait reports
+                }
+                filled += 1;
+            }
+            return Ok(filled);
         };
         loop {
             self.socket.readable().await?;
