@@ -83,13 +83,16 @@ pub(crate) fn bind(path: &Path) -> Result<Bound> {
     })
 }
 
-/// What one connection's protocol does with the bytes it reads: the replies to write, and
-/// whether to close after writing them.
+/// One connection's protocol: its framing (bytes in, requests out) and its answers.
 trait Protocol: Send + 'static {
-    fn take(&mut self, bytes: &[u8], view: &View) -> (Vec<u8>, bool);
+    type Item;
+    /// The requests (or framing errors) `bytes` complete.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<Self::Item>;
+    /// The reply to one of them.
+    fn answer(item: Self::Item, snap: &mut Lazy<'_>) -> Vec<u8>;
+    /// The connection must close once its replies are written.
+    fn is_closed(&self) -> bool;
 }
-
-struct Control(control::ControlConn);
 
 /// One snapshot for all the requests of one read, taken only if one of them needs it.
 struct Lazy<'a> {
@@ -103,53 +106,68 @@ impl Lazy<'_> {
     }
 }
 
-impl Protocol for Control {
-    fn take(&mut self, bytes: &[u8], view: &View) -> (Vec<u8>, bool) {
-        let mut out = Vec::new();
-        let mut snap = Lazy {
-            view,
-            snapshot: None,
-        };
-        for item in self.0.feed(bytes) {
-            if out.len() > MAX_PENDING {
-                return (out, true);
-            }
-            match item {
-                Ok(control::Request::Query(q)) => {
-                    out.extend(control::answer(q, snap.get()));
-                }
-                Ok(control::Request::Reload) => out.extend(control::error_line(
-                    &"reload is not supported yet: restart meshd to apply a new config",
-                )),
-                Err(e) => out.extend(control::error_line(&e)),
-            }
+/// The replies to what `bytes` complete, and whether to close after writing them (the
+/// protocol says so, or the connection is owed more than [`MAX_PENDING`]).
+fn take<P: Protocol>(proto: &mut P, bytes: &[u8], view: &View) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut snap = Lazy {
+        view,
+        snapshot: None,
+    };
+    for item in proto.feed(bytes) {
+        if out.len() > MAX_PENDING {
+            return (out, true);
         }
-        (out, self.0.is_closed())
+        out.extend(P::answer(item, &mut snap));
+    }
+    (out, proto.is_closed())
+}
+
+struct Control(control::ControlConn);
+
+impl Protocol for Control {
+    type Item = Result<control::Request, control::ControlError>;
+
+    fn feed(&mut self, bytes: &[u8]) -> Vec<Self::Item> {
+        self.0.feed(bytes)
+    }
+
+    fn answer(item: Self::Item, snap: &mut Lazy<'_>) -> Vec<u8> {
+        match item {
+            Ok(control::Request::Query(q)) => control::answer(q, snap.get()),
+            Ok(control::Request::Reload) => control::error_line(
+                &"reload is not supported yet: restart meshd to apply a new config",
+            ),
+            Err(e) => control::error_line(&e),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
     }
 }
 
 struct Uapi(uapi::UapiConn);
 
 impl Protocol for Uapi {
-    fn take(&mut self, bytes: &[u8], view: &View) -> (Vec<u8>, bool) {
-        let mut out = Vec::new();
-        let mut snap = Lazy {
-            view,
-            snapshot: None,
-        };
-        for item in self.0.feed(bytes) {
-            if out.len() > MAX_PENDING {
-                return (out, true);
-            }
-            match item {
-                Ok(req) => out.extend(uapi::reply(req, snap.get()).into_bytes()),
-                Err(e) => {
-                    tracing::debug!("uapi: {e}");
-                    out.extend(e.reply().into_bytes());
-                }
+    type Item = Result<uapi::Request, uapi::UapiError>;
+
+    fn feed(&mut self, bytes: &[u8]) -> Vec<Self::Item> {
+        self.0.feed(bytes)
+    }
+
+    fn answer(item: Self::Item, snap: &mut Lazy<'_>) -> Vec<u8> {
+        match item {
+            Ok(req) => uapi::reply(req, snap.get()).into_bytes(),
+            Err(e) => {
+                tracing::debug!("uapi: {e}");
+                e.reply().into_bytes()
             }
         }
-        (out, self.0.is_closed())
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
     }
 }
 
@@ -160,7 +178,7 @@ async fn connection<P: Protocol>(mut stream: UnixStream, mut proto: P, view: Arc
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
             Ok(Ok(n)) => n,
         };
-        let (reply, close) = proto.take(&buf[..n], &view);
+        let (reply, close) = take(&mut proto, &buf[..n], &view);
         if !reply.is_empty() {
             let write = tokio::time::timeout(IDLE, stream.write_all(&reply)).await;
             if !matches!(write, Ok(Ok(()))) {
