@@ -29,11 +29,17 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     let (plan, key) = load::load_plan(args, true)?;
     let key = key.context("no private key")?;
     // Two workers: one per data-path direction under load; timers and signals fit beside.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("meshd")
-        .enable_all()
-        .build()?;
+    let runtime = match workers() {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .thread_name("meshd")
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .thread_name("meshd")
+            .enable_all()
+            .build()?,
+    };
     let node = Node::new(&plan, &key);
     drop(key);
     let result = runtime.block_on(serve(plan, node));
@@ -50,6 +56,16 @@ fn drop_summary(node: &Node) -> String {
         let _ = write!(s, "dropped_{}={n} ", reason.as_str());
     }
     s.trim_end().to_string()
+}
+
+/// Runtime threads for the data path: `MESHD_WORKERS`, default 2 (one per direction under
+/// load); 1 runs everything on one thread.
+fn workers() -> usize {
+    std::env::var("MESHD_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or(2)
 }
 
 /// An offload switch: on unless the environment variable says `off` (for comparing, and as
