@@ -7,6 +7,7 @@ mod device;
 mod dns;
 mod guard;
 mod metrics_http;
+mod notify;
 mod sockets;
 mod udp;
 mod view;
@@ -133,6 +134,14 @@ async fn serve(plan: NodePlan, node: Node) -> Result<String> {
         plan.peers.len(),
         plan.me.public_key.to_base64()
     );
+    // Firewall and device are up: tell systemd (Type=notify), and keep its watchdog fed.
+    notify::notify(&format!(
+        "READY=1\nSTATUS=node {} on {}",
+        plan.me.name, plan.interface.name
+    ));
+    if let Some(every) = notify::watchdog_interval() {
+        tasks.spawn(notify::watchdog(every));
+    }
     let outcome = loop {
         tokio::select! {
             _ = term.recv() => break Ok(()),
@@ -147,6 +156,7 @@ async fn serve(plan: NodePlan, node: Node) -> Result<String> {
             }
         }
     };
+    notify::notify("STOPPING=1");
     tasks.shutdown().await;
     outcome?;
     Ok(drop_summary(&shared.node))

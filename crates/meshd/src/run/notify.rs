@@ -1,0 +1,54 @@
+//! systemd's readiness protocol (sd_notify): `READY=1` once the firewall and the device are
+//! up, `WATCHDOG=1` at half of `WATCHDOG_USEC`, `STOPPING=1` on the way out. Without
+//! `NOTIFY_SOCKET` (not under systemd) every call does nothing.
+
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+/// Where systemd listens, if it does: a path, or `@name` for the abstract namespace.
+fn socket_path() -> Option<String> {
+    std::env::var("NOTIFY_SOCKET")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// Sends one notification; a failure is logged, never fatal (systemd may be gone).
+pub(crate) fn notify(message: &str) {
+    let Some(path) = socket_path() else {
+        return;
+    };
+    let sent = UnixDatagram::unbound().and_then(|sock| {
+        if let Some(name) = path.strip_prefix('@') {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+            sock.send_to_addr(message.as_bytes(), &addr)
+        } else {
+            sock.send_to(message.as_bytes(), &path)
+        }
+    });
+    if let Err(e) = sent {
+        tracing::warn!("cannot notify systemd at {path} ({message}): {e}");
+    }
+}
+
+/// Half of the watchdog period systemd asked for, if it asked (and asked this process).
+pub(crate) fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// Pings the watchdog for as long as the daemon runs. It runs on the same runtime as the
+/// data path, so a runtime that stops making progress stops the pings and systemd restarts
+/// meshd.
+pub(crate) async fn watchdog(every: Duration) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        notify("WATCHDOG=1");
+    }
+}

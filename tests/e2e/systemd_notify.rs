@@ -1,0 +1,84 @@
+//! systemd's readiness protocol against a `NOTIFY_SOCKET` the test listens on: `READY=1` only
+//! once the node's nft table and TUN device exist, `WATCHDOG=1` at half of `WATCHDOG_USEC`,
+//! `STOPPING=1` on SIGTERM.
+
+use meshd_e2e::mesh::MeshdOpts;
+use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
+use meshd_e2e::{require_root, MeshSpec, Meshd};
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+fn next(sock: &UnixDatagram, within: Duration) -> Option<String> {
+    sock.set_read_timeout(Some(within)).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn ready_only_when_firewall_and_device_are_up_then_watchdog_then_stopping() {
+    if !require_root() {
+        return;
+    }
+    let (a, b) = pair(false);
+    let mut mesh = MeshSpec::new();
+    mesh.node("a", &overlay_cidr(1, false), Some(&endpoint(a.addr, 51820)));
+    mesh.node("b", &overlay_cidr(2, false), Some(&endpoint(b.addr, 51820)));
+    mesh.rule_both("a", "b", &["any"]);
+    let files = mesh.write();
+    let path = files.dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap_or_else(|e| panic!("bind {path:?}: {e}"));
+
+    let mut opts = MeshdOpts::default();
+    opts.env
+        .push(("NOTIFY_SOCKET".into(), path.to_string_lossy().into_owned()));
+    // 400 ms: pings expected every 200 ms.
+    opts.env.push(("WATCHDOG_USEC".into(), "400000".into()));
+    let ma = Meshd::spawn(&a.ns, &files, "a", &opts);
+
+    let ready = next(&sock, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no notification within 20 s; log:\n{}", ma.log()));
+    // Checked the moment READY=1 arrives: both must already be there.
+    let table =
+        a.ns.exec(&["nft", "list", "table", "inet", "meshd"])
+            .status
+            .success();
+    let device = a.ns.link_exists(&files.iface);
+    assert!(
+        ready.starts_with("READY=1"),
+        "first notification: {ready:?}"
+    );
+    assert!(table, "READY=1 before table inet meshd existed");
+    assert!(device, "READY=1 before {} existed", files.iface);
+
+    let t0 = Instant::now();
+    let mut at = Vec::new();
+    while t0.elapsed() < Duration::from_millis(2000) {
+        match next(&sock, Duration::from_millis(500)) {
+            Some(m) if m == "WATCHDOG=1" => at.push(t0.elapsed()),
+            Some(other) => panic!("unexpected notification {other:?}"),
+            None => break,
+        }
+    }
+    let mut gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort();
+    let median = gaps.get(gaps.len() / 2).copied();
+    eprintln!("{} watchdog pings in 2 s, median gap {median:?}", at.len());
+    assert!(
+        at.len() >= 5
+            && median.is_some_and(|m| {
+                m >= Duration::from_millis(150) && m <= Duration::from_millis(260)
+            }),
+        "WATCHDOG=1 at {at:?}: expected one every 200 ms (half of WATCHDOG_USEC=400000)"
+    );
+
+    let stopped = ma.stop();
+    assert!(stopped.stopped.status.success(), "{}", stopped.stopped.log);
+    let mut saw_stopping = false;
+    while let Some(m) = next(&sock, Duration::from_millis(500)) {
+        if m == "STOPPING=1" {
+            saw_stopping = true;
+        }
+    }
+    assert!(saw_stopping, "no STOPPING=1 after SIGTERM");
+}
