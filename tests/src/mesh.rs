@@ -83,6 +83,8 @@ pub struct MeshSpec {
     pub icmp_rate: String,
     /// `interface.metrics`: `off` unless a test scrapes (each node has its own loopback).
     pub metrics: String,
+    /// `interface.dns_refresh` in seconds, when a test wants it shorter than the default.
+    pub dns_refresh: Option<u32>,
     pub nodes: Vec<NodeSpec>,
     pub rules: Vec<RuleSpec>,
 }
@@ -102,6 +104,7 @@ impl MeshSpec {
             ssh_from: vec!["192.0.2.10/32".to_string()],
             icmp_rate: "1000/second".to_string(),
             metrics: "off".to_string(),
+            dns_refresh: None,
             nodes: Vec::new(),
             rules: Vec::new(),
         }
@@ -166,6 +169,9 @@ impl MeshSpec {
         let _ = writeln!(y, "  listen_port: {}", self.listen_port);
         let _ = writeln!(y, "  mtu: {}", self.mtu);
         let _ = writeln!(y, "  metrics: \"{}\"", self.metrics);
+        if let Some(secs) = self.dns_refresh {
+            let _ = writeln!(y, "  dns_refresh: {secs}");
+        }
         let _ = writeln!(y, "admin:");
         let _ = writeln!(y, "  ssh_from: [{}]", self.ssh_from.join(", "));
         let _ = writeln!(y, "  icmp_rate: {}", self.icmp_rate);

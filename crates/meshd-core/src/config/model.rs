@@ -32,18 +32,23 @@ pub struct InterfaceConfig {
     pub mtu: u16,
     /// Prometheus endpoint. Default `127.0.0.1:9586`.
     pub metrics: Metrics,
+    /// Seconds between lookups of a DNS endpoint while its peer has no recent handshake.
+    /// Default 30.
+    pub dns_refresh: u32,
 }
 
 impl Default for InterfaceConfig {
     fn default() -> Self {
         use super::parse::{
-            DEFAULT_INTERFACE_NAME, DEFAULT_LISTEN_PORT, DEFAULT_METRICS, DEFAULT_MTU,
+            DEFAULT_DNS_REFRESH, DEFAULT_INTERFACE_NAME, DEFAULT_LISTEN_PORT, DEFAULT_METRICS,
+            DEFAULT_MTU,
         };
         Self {
             name: DEFAULT_INTERFACE_NAME.to_string(),
             listen_port: DEFAULT_LISTEN_PORT,
             mtu: DEFAULT_MTU,
             metrics: Metrics::Listen(DEFAULT_METRICS),
+            dns_refresh: DEFAULT_DNS_REFRESH,
         }
     }
 }

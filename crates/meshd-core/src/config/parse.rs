@@ -28,6 +28,8 @@ pub(super) const DEFAULT_INTERFACE_NAME: &str = "meshd0";
 pub(super) const DEFAULT_LISTEN_PORT: u16 = 51820;
 /// Default MTU of the TUN device: 1500 minus the WireGuard overhead over IPv6 (80 bytes).
 pub(super) const DEFAULT_MTU: u16 = 1420;
+/// Seconds between lookups of a DNS endpoint while its peer has no recent handshake.
+pub(super) const DEFAULT_DNS_REFRESH: u32 = 30;
 /// Default Prometheus endpoint.
 pub(super) const DEFAULT_METRICS: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9586);
@@ -42,7 +44,7 @@ pub(super) const MIN_MTU: u16 = 576;
 pub(super) const MIN_MTU_IPV6: u16 = 1280;
 
 const TOP_KEYS: &[&str] = &["interface", "admin", "nodes", "policy"];
-const INTERFACE_KEYS: &[&str] = &["name", "listen_port", "mtu", "metrics"];
+const INTERFACE_KEYS: &[&str] = &["name", "listen_port", "mtu", "metrics", "dns_refresh"];
 const ADMIN_KEYS: &[&str] = &["ssh_from", "icmp_rate"];
 const NODE_KEYS: &[&str] = &[
     "name",
@@ -882,6 +884,11 @@ fn walk_interface(f: Field<'_, '_>, draft: &mut Draft, errs: &mut Errors) {
                 pos: f.pos(),
                 key: f.path.to_string(),
             });
+        }
+    }
+    if let Some(f) = fields.optional("dns_refresh") {
+        if let Some(secs) = expect_int(f, "dns_refresh", 1, 86_400, errs) {
+            draft.interface.dns_refresh = u32::try_from(secs).unwrap_or(DEFAULT_DNS_REFRESH);
         }
     }
     if let Some(f) = fields.optional("metrics") {

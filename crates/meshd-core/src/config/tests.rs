@@ -147,6 +147,7 @@ fn spec_example_parses_to_the_expected_model() {
             listen_port: 51820,
             mtu: 1420,
             metrics: Metrics::Listen(sock("127.0.0.1:9586")),
+            dns_refresh: 30,
         },
         admin: AdminConfig {
             ssh_from: vec![net("192.0.2.10/32"), net("192.0.2.11/32")],
@@ -247,6 +248,7 @@ fn defaults_apply_when_sections_are_absent() {
             listen_port: 51820,
             mtu: 1420,
             metrics: Metrics::Listen(sock("127.0.0.1:9586")),
+            dns_refresh: 30,
         }
     );
     assert_eq!(c.admin.ssh_from, vec![]);
@@ -541,7 +543,7 @@ policy:
         "interface.nmae",
         3,
         3,
-        "unknown key `nmae`; expected one of: name, listen_port, mtu, metrics",
+        "unknown key `nmae`; expected one of: name, listen_port, mtu, metrics, dns_refresh",
     );
     check(
         &errs[2],
@@ -756,6 +758,28 @@ fn interface_name_rules() {
     );
     let c = ok(&two_with("interface:\n  name: wg_mesh.0-a\n"));
     assert_eq!(c.interface.name, "wg_mesh.0-a");
+}
+
+#[test]
+fn dns_refresh_is_whole_seconds_from_1_to_a_day() {
+    let c = ok(&two_with("interface:\n  dns_refresh: 120\n"));
+    assert_eq!(c.interface.dns_refresh, 120);
+    for (value, fragment) in [
+        (
+            "0",
+            "dns_refresh 0 is out of range; it must be between 1 and 86400",
+        ),
+        ("90000", "dns_refresh 90000 is out of range"),
+        ("30s", "expected an integer, found the string \"30s\""),
+    ] {
+        one_err(
+            &two_with(&format!("interface:\n  dns_refresh: {value}\n")),
+            "interface.dns_refresh",
+            9,
+            16,
+            fragment,
+        );
+    }
 }
 
 #[test]

@@ -7,8 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often a name is looked up again while its peer has no recent handshake.
-const RERESOLVE: Duration = Duration::from_secs(30);
 /// How soon to retry a name that did not resolve.
 const RETRY: Duration = Duration::from_secs(5);
 /// A handshake this recent means the endpoint works (or roamed): leave it alone.
@@ -26,6 +24,9 @@ pub(crate) async fn follow(
     index: usize,
     host: String,
     port: u16,
+    // How often the name is looked up again while its peer has no recent handshake
+    // (`interface.dns_refresh`).
+    refresh: Duration,
 ) -> anyhow::Result<()> {
     let Some(peer) = shared.node.peers().get(index) else {
         return Ok(());
@@ -38,7 +39,7 @@ pub(crate) async fn follow(
             .since_last_handshake
             .is_some_and(|d| d < FRESH);
         if fresh {
-            tokio::time::sleep(RERESOLVE).await;
+            tokio::time::sleep(refresh).await;
             continue;
         }
         let wait = match tokio::net::lookup_host((host.as_str(), port)).await {
@@ -49,7 +50,7 @@ pub(crate) async fn follow(
                         tracing::info!("resolved endpoint peer={} {host}={addr}", peer.name);
                         shared.node.set_endpoint(index, addr);
                     }
-                    RERESOLVE
+                    refresh
                 }
                 None => {
                     if !failing {

@@ -103,7 +103,8 @@ async fn serve(plan: NodePlan, node: Node) -> Result<String> {
     let mut tasks = tokio::task::JoinSet::new();
     for (index, peer) in shared.node.peers().iter().enumerate() {
         if let Some(Endpoint::Host { host, port }) = peer.configured_endpoint.clone() {
-            tasks.spawn(dns::follow(Arc::clone(&shared), index, host, port));
+            let refresh = Duration::from_secs(u64::from(plan.interface.dns_refresh));
+            tasks.spawn(dns::follow(Arc::clone(&shared), index, host, port, refresh));
         }
     }
     tasks.spawn(datapath::tun_to_net(Arc::clone(&shared)));
