@@ -5,6 +5,7 @@
 //! the reply with [`parse_reply`] into [`PeersReply`], [`WhoisReply`] or [`StatusReply`].
 //! Pure: no socket, no clock. docs/control-protocol.md is the reference for users.
 
+use super::framing::{Framed, Frames};
 use super::snapshot::{Owner, PeerSnapshot, Snapshot};
 use ipnet::IpNet;
 use meshd_core::key::PublicKey;
@@ -167,81 +168,43 @@ pub(crate) fn parse_request(line: &[u8]) -> Result<Request, ControlError> {
 }
 
 /// The reading side of one control connection: bytes in, requests out, in order, however
-/// the bytes were chunked. Blank lines are skipped. Buffers at most `MAX_LINE + 1` bytes.
+/// the bytes were chunked. Blank lines are skipped. Buffers at most `MAX_LINE + 1` bytes; an
+/// over-long line is the one error that closes the connection.
+pub(crate) type ControlConn = Framed<Lines>;
+
+/// Newline-delimited requests.
 #[derive(Debug, Default)]
-pub(crate) struct ControlConn {
-    buf: Vec<u8>,
-    /// How much of `buf` is known to hold no newline.
+pub(crate) struct Lines {
+    /// How much of the buffer is known to hold no newline.
     scanned: usize,
-    closed: bool,
 }
 
-impl ControlConn {
-    pub(crate) fn new() -> Self {
-        Self::default()
-    }
+impl Frames for Lines {
+    type Item = Request;
+    type Error = ControlError;
+    const CAP: usize = MAX_LINE + 1;
 
-    /// Takes bytes read from the socket; returns one item per complete non-blank line. Reply
-    /// to each (an `Err` with [`error_line`]); after one that
-    /// [closes the connection](ControlError::closes_connection), which is always last, close.
-    pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> Vec<Result<Request, ControlError>> {
-        let mut out = Vec::new();
-        while !self.closed {
-            let room = (MAX_LINE + 1).saturating_sub(self.buf.len());
-            let (now, later) = bytes.split_at(room.min(bytes.len()));
-            self.buf.extend_from_slice(now);
-            bytes = later;
-            while let Some(end) = self.line_end() {
-                let line: Vec<u8> = self.buf.drain(..end).collect();
-                self.scanned = 0;
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let item = parse_request(&line);
-                let fatal = item.as_ref().is_err_and(ControlError::closes_connection);
-                out.push(item);
-                if fatal {
-                    self.close();
-                    return out;
-                }
-            }
-            if self.buf.len() > MAX_LINE {
-                out.push(Err(ControlError::TooLong));
-                self.close();
-            } else if bytes.is_empty() {
-                break;
+    fn next(&mut self, buf: &mut Vec<u8>) -> Option<Result<Request, ControlError>> {
+        loop {
+            let rest = buf.get(self.scanned..)?;
+            let Some(i) = rest.iter().position(|&b| b == b'\n') else {
+                self.scanned = buf.len();
+                return None;
+            };
+            let line: Vec<u8> = buf.drain(..self.scanned + i + 1).collect();
+            self.scanned = 0;
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                return Some(parse_request(&line));
             }
         }
-        out
     }
 
-    /// True once a line was too long: write the error reply, then close.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed
+    fn fatal(e: &ControlError) -> bool {
+        e.closes_connection()
     }
 
-    /// Bytes held of a line not yet complete.
-    #[cfg(test)]
-    pub(crate) fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
-    fn close(&mut self) {
-        self.closed = true;
-        self.buf = Vec::new();
-        self.scanned = 0;
-    }
-
-    /// The end of the first line (past its newline), if complete.
-    fn line_end(&mut self) -> Option<usize> {
-        let rest = self.buf.get(self.scanned..)?;
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => Some(self.scanned + i + 1),
-            None => {
-                self.scanned = self.buf.len();
-                None
-            }
-        }
+    fn too_long() -> ControlError {
+        ControlError::TooLong
     }
 }
 

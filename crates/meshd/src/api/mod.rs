@@ -3,6 +3,7 @@
 //! the `meshd peers` table). All pure: the daemon's I/O edges in `run` move the bytes.
 
 pub(crate) mod control;
+pub(crate) mod framing;
 pub(crate) mod http;
 pub(crate) mod metrics;
 pub(crate) mod snapshot;

@@ -14,6 +14,7 @@
 //!   wireguard-go closes it silently; so does a `get=1` not ended by a blank line.
 //! - A request may not exceed [`MAX_REQUEST`] bytes (wireguard-go sets no bound).
 
+use super::framing::{Framed, Frames};
 use super::snapshot::Snapshot;
 use std::fmt::{self, Display, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -77,67 +78,24 @@ impl std::error::Error for UapiError {}
 
 /// The reading side of one UAPI connection: bytes in, requests out, in order, however the
 /// bytes were chunked. Buffers at most [`MAX_REQUEST`] bytes.
+pub(crate) type UapiConn = Framed<Requests>;
+
+/// Requests ended by a blank line (`get=1` by its newline and one more).
 #[derive(Debug, Default)]
-pub(crate) struct UapiConn {
-    buf: Vec<u8>,
+pub(crate) struct Requests {
     /// How far a `set` body has been searched for its blank line without finding it.
     scanned: usize,
-    closed: bool,
 }
 
-impl UapiConn {
-    pub(crate) fn new() -> Self {
-        Self::default()
-    }
+impl Frames for Requests {
+    type Item = Request;
+    type Error = UapiError;
+    const CAP: usize = MAX_REQUEST;
 
-    /// Takes bytes read from the socket; returns the requests they complete, in order. An
-    /// `Err` is always last: answer it, then close. After it, further bytes are ignored.
-    pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> Vec<Result<Request, UapiError>> {
-        let mut out = Vec::new();
-        while !self.closed {
-            let room = MAX_REQUEST.saturating_sub(self.buf.len());
-            let (now, later) = bytes.split_at(room.min(bytes.len()));
-            self.buf.extend_from_slice(now);
-            bytes = later;
-            while let Some(item) = self.next_request() {
-                let failed = item.is_err();
-                out.push(item);
-                if failed {
-                    self.close();
-                    return out;
-                }
-            }
-            if self.buf.len() >= MAX_REQUEST {
-                out.push(Err(UapiError::TooLong));
-                self.close();
-            } else if bytes.is_empty() {
-                break;
-            }
-        }
-        out
-    }
-
-    /// True once a request failed: the caller should write the error's reply and close.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed
-    }
-
-    /// Bytes held of a request not yet complete.
-    #[cfg(test)]
-    pub(crate) fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
-    fn close(&mut self) {
-        self.closed = true;
-        self.buf = Vec::new();
-        self.scanned = 0;
-    }
-
-    /// One request off the front of the buffer, if a whole one is there. Rejects a wrong
-    /// operation as soon as its first bytes show it, without waiting for a newline.
-    fn next_request(&mut self) -> Option<Result<Request, UapiError>> {
-        let head = self.buf.get(..GET.len()).unwrap_or(&self.buf);
+    /// Rejects a wrong operation as soon as its first bytes show it, without waiting for a
+    /// newline.
+    fn next(&mut self, buf: &mut Vec<u8>) -> Option<Result<Request, UapiError>> {
+        let head = buf.get(..GET.len()).unwrap_or(buf);
         if head.is_empty() {
             return None;
         }
@@ -153,28 +111,39 @@ impl UapiConn {
         }
         let end = match request {
             // wireguard-go reads exactly one more byte and wants it to be the blank line.
-            Request::Get => match self.buf.get(GET.len()) {
+            Request::Get => match buf.get(GET.len()) {
                 None => return None,
                 Some(b'\n') => GET.len() + 1,
                 Some(_) => return Some(Err(UapiError::TrailingGet)),
             },
-            Request::Set => self.blank_line_end()?,
+            Request::Set => self.blank_line_end(buf)?,
         };
-        self.buf.drain(..end);
+        buf.drain(..end);
         self.scanned = 0;
         Some(Ok(request))
     }
 
+    /// Every framing error ends the connection.
+    fn fatal(_: &UapiError) -> bool {
+        true
+    }
+
+    fn too_long() -> UapiError {
+        UapiError::TooLong
+    }
+}
+
+impl Requests {
     /// The end of the blank line closing a `set=1` body (`set=1\n\n` being the shortest).
     /// Remembers how far it searched, so trickled bytes are not searched again.
-    fn blank_line_end(&mut self) -> Option<usize> {
+    fn blank_line_end(&mut self, buf: &[u8]) -> Option<usize> {
         let start = self.scanned.max(SET.len() - 1);
-        let rest = self.buf.get(start..)?;
+        let rest = buf.get(start..)?;
         match rest.windows(2).position(|w| w == b"\n\n") {
             Some(i) => Some(start + i + 2),
             None => {
                 // The last byte may be the first half of the "\n\n".
-                self.scanned = self.buf.len().saturating_sub(1).max(start);
+                self.scanned = buf.len().saturating_sub(1).max(start);
                 None
             }
         }
