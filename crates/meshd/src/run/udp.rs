@@ -16,24 +16,37 @@ use tokio::net::UdpSocket;
 /// Kernel socket buffers: big enough that a burst of a few thousand datagrams does not drop.
 const SOCKET_BUFFER: usize = 4 << 20;
 
-fn force_buffer(socket: &Socket, option: libc::c_int) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let size = SOCKET_BUFFER as libc::c_int;
+/// `setsockopt` of one int-valued option (the ones socket2 and tokio have no setter for).
+fn set_int(
+    socket: &impl std::os::fd::AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: a valid fd, and a pointer/length pair to a live c_int.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            (&size as *const libc::c_int).cast(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if rc == 0 {
         Ok(())
     } else {
-        Err(std::io::Error::last_os_error())
+        Err(io::Error::last_os_error())
     }
+}
+
+fn force_buffer(socket: &Socket, option: libc::c_int) -> io::Result<()> {
+    set_int(
+        socket,
+        libc::SOL_SOCKET,
+        option,
+        SOCKET_BUFFER as libc::c_int,
+    )
 }
 
 fn bind(addr: SocketAddr) -> Result<UdpSocket> {
@@ -59,38 +72,31 @@ fn bind(addr: SocketAddr) -> Result<UdpSocket> {
     Ok(UdpSocket::from_std(socket.into())?)
 }
 
-fn set_int(socket: &UdpSocket, level: libc::c_int, name: libc::c_int, value: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid fd, and a pointer/length pair to a live c_int.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        tracing::debug!(
-            "setsockopt({level}, {name}): {}",
-            io::Error::last_os_error()
-        );
-    }
-}
-
 /// Lets the kernel fragment a datagram larger than the path MTU, as WireGuard does:
 /// quinn-udp sets "don't fragment" for QUIC's path-MTU probing, which meshd does not do.
 /// (IPv6 needs both options: IPV6_DONTFRAG forbids fragmenting whatever the MTU discovery
 /// mode says.)
 fn allow_fragmentation(socket: &UdpSocket, v6: bool) {
-    if v6 {
-        let pmtu = libc::IPV6_PMTUDISC_DONT;
-        set_int(socket, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, pmtu);
-        set_int(socket, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 0);
+    let options = if v6 {
+        &[
+            (
+                libc::IPPROTO_IPV6,
+                libc::IPV6_MTU_DISCOVER,
+                libc::IPV6_PMTUDISC_DONT,
+            ),
+            (libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 0),
+        ][..]
     } else {
-        let pmtu = libc::IP_PMTUDISC_DONT;
-        set_int(socket, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, pmtu);
+        &[(
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DONT,
+        )][..]
+    };
+    for &(level, name, value) in options {
+        if let Err(e) = set_int(socket, level, name, value) {
+            tracing::debug!("setsockopt({level}, {name}): {e}");
+        }
     }
 }
 
