@@ -15,9 +15,8 @@
 
 use meshd_e2e::mesh::meshd_command;
 use meshd_e2e::nft::{install_counters, meshd_rule_packets, read_counter, CounterSpec, Dir};
-use meshd_e2e::probe::{
-    ping_replies, tcp_connect, tcp_connect_patiently, udp_send_from, Connect, Listener,
-};
+use meshd_e2e::probe::{ping_replies, tcp_connect, tcp_connect_patiently, Connect, Listener};
+use meshd_e2e::transfer::udp_send;
 use meshd_e2e::util::{output, wait_until};
 use meshd_e2e::{ip, require_root, MeshFiles, MeshSpec, Meshd, Netns, Switch};
 use std::net::{IpAddr, SocketAddr};
@@ -277,8 +276,11 @@ fn firewall_enforces_policy_fails_closed_and_heals() {
     outsider.add_addr("eth0", "10.100.0.2/32");
     let spoof = "mesh source off the tunnel";
     let before = meshd_rule_packets(&db, "input", spoof);
-    let sent = udp_send_from(outsider.name(), sa(o_app, 40000), sa(u_db, PORT), 5);
-    assert_eq!(sent, 5, "the outsider could not send its spoofed datagrams");
+    for _ in 0..5 {
+        if let Err(e) = udp_send(outsider.name(), o_app, sa(u_db, PORT), b"not wireguard") {
+            panic!("the outsider could not send its spoofed datagram: {e}");
+        }
+    }
     assert!(
         wait_until(Duration::from_secs(3), || meshd_rule_packets(
             &db, "input", spoof

@@ -6,7 +6,7 @@
 
 use crate::transfer::spawn_in_netns;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -160,22 +160,6 @@ pub fn tcp_connect_patiently(
             return c;
         }
         thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Sends `count` small UDP datagrams from `src` (an address of `ns`) to `dst`; returns how
-/// many the kernel took.
-pub fn udp_send_from(ns: &str, src: SocketAddr, dst: SocketAddr, count: u32) -> u32 {
-    let h = spawn_in_netns(ns, move || {
-        let sock = UdpSocket::bind(src).map_err(|e| format!("bind {src}: {e}"))?;
-        Ok((0..count)
-            .filter(|_| sock.send_to(b"not wireguard", dst).is_ok())
-            .count() as u32)
-    });
-    match h.join() {
-        Ok(Ok(n)) => n,
-        Ok(Err(e)) => panic!("udp_send_from: {e}"),
-        Err(_) => panic!("udp_send_from: thread panicked"),
     }
 }
 
