@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: `mesh.yaml` parsed with positions, validated, typed.
 //! - [`plan`]: what one node of the mesh must do (its peers, their AllowedIPs, its routes).
+//! - [`diff`]: what a reload changes between two plans.
 //! - [`trie`]: longest-prefix match over AllowedIPs, for cryptokey routing.
 //! - [`node`]: the WireGuard node as a state machine around boringtun's `Tunn`: fed with
 //!   packets from the TUN device and datagrams from the network, it says what to send where.
@@ -9,6 +10,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod diff;
 pub mod key;
 pub mod node;
 pub mod packet;

@@ -6,6 +6,10 @@
 //! drives the timers. Both directions may run at once on different threads: the routing table
 //! is read-only and each peer's session sits behind its own short lock.
 //!
+//! A reload builds a new node from the new plan with [`Node::reloaded`]: unchanged peers are
+//! the very same objects (shared), sessions and counters included, so the caller can swap the
+//! new node in while batches still run through the old one.
+//!
 //! (boringtun's `Tunn` reads the monotonic clock internally for its timers; everything meshd
 //! itself times goes through the `now` the caller passes.)
 
@@ -39,8 +43,9 @@ pub const DATA_OVERHEAD: usize = 32;
 /// Smallest buffer boringtun writes into (a handshake initiation).
 pub const MIN_SLOT: usize = 148;
 
-/// Something the caller may want to log or react to. Peers are named by their index in
-/// [`Node::peers`], so that raising an event on the data path allocates nothing.
+/// Something the caller may want to log or react to. Peers are named by their slot
+/// ([`Peer::slot`], stable across reloads; see [`Node::peer_by_slot`]), so that raising an
+/// event on the data path allocates nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// A peer's endpoint moved to the source of its latest authenticated datagram (roaming).
@@ -70,13 +75,23 @@ pub struct Node {
     /// The front door for handshake messages: mac1 check and cookies under load, before any
     /// Diffie-Hellman work is spent on an unauthenticated sender.
     rate_limiter: Arc<RateLimiter>,
-    peers: Vec<Peer>,
+    /// In plan order (sorted by name).
+    peers: Vec<Arc<Peer>>,
     by_key: HashMap<[u8; 32], usize>,
+    /// Session slot (the upper 24 bits of our session indices) → index in `peers`.
+    by_slot: HashMap<usize, usize>,
+    /// The slot the next new peer gets: slots are never reused, so a datagram for a removed
+    /// peer's session never reaches a new peer's.
+    next_slot: usize,
     /// Cryptokey routing: every AllowedIPs prefix → index of its peer.
     routes: PrefixTrie<usize>,
-    drops: DropCounters,
-    events: Mutex<Vec<Event>>,
+    /// Shared with the nodes this one is reloaded into, like the rate limiter.
+    drops: Arc<DropCounters>,
+    events: Arc<Mutex<Vec<Event>>>,
 }
+
+/// The largest session slot boringtun's 24-bit index space has room for.
+const MAX_SLOT: usize = (1 << 24) - 1;
 
 fn reason_of(e: &WireGuardError) -> DropReason {
     use WireGuardError as E;
@@ -126,40 +141,91 @@ impl Node {
         let static_private = private_key.to_x25519();
         let static_public = x25519::PublicKey::from(&static_private);
         let rate_limiter = Arc::new(RateLimiter::new(&static_public, HANDSHAKE_RATE_LIMIT));
+        let empty = Self {
+            static_private,
+            static_public,
+            rate_limiter,
+            peers: Vec::new(),
+            by_key: HashMap::new(),
+            by_slot: HashMap::new(),
+            next_slot: 0,
+            routes: PrefixTrie::new(),
+            drops: Arc::new(DropCounters::default()),
+            events: Arc::new(Mutex::new(Vec::new())),
+        };
+        empty.reloaded(plan)
+    }
+
+    /// The node for a new `plan`, as a reload builds it: a peer whose key and plan are
+    /// unchanged is shared with this node (its session, endpoint and counters carry on);
+    /// every other peer of `plan` starts afresh in a new slot. Keys, the handshake rate
+    /// limiter, drop counters and pending events are shared too. This node is not modified:
+    /// batches in flight finish on it.
+    pub fn reloaded(&self, plan: &NodePlan) -> Self {
+        let mut next_slot = self.next_slot;
         let mut peers = Vec::with_capacity(plan.peers.len());
         let mut by_key = HashMap::new();
+        let mut by_slot = HashMap::new();
         let mut routes = PrefixTrie::new();
         for (index, p) in plan.peers.iter().enumerate() {
-            // The session index space is 24 bits; boringtun shifts it left by 8. The session
-            // keeps its own per-peer limiter, behind the shared one above.
-            let tunn = Tunn::new(
-                static_private.clone(),
-                p.public_key.to_x25519(),
-                None,
-                p.keepalive,
-                index as u32,
-                None,
-            );
+            let kept = self
+                .by_key
+                .get(&p.public_key.0)
+                .map(|&i| &self.peers[i])
+                .filter(|old| old.plan == *p);
+            let peer = match kept {
+                Some(old) => Arc::clone(old),
+                None => {
+                    // Past 2^24 new peers in one process, slots wrap around; a stray datagram
+                    // for a long-gone session then fails to decrypt, as it would anyway.
+                    let slot = next_slot;
+                    next_slot = if next_slot >= MAX_SLOT {
+                        0
+                    } else {
+                        next_slot + 1
+                    };
+                    // boringtun shifts the slot left by 8 for its session indices. The session
+                    // keeps its own per-peer limiter, behind the shared one.
+                    let tunn = Tunn::new(
+                        self.static_private.clone(),
+                        p.public_key.to_x25519(),
+                        None,
+                        p.keepalive,
+                        slot as u32,
+                        None,
+                    );
+                    Arc::new(Peer::new(p, slot, tunn))
+                }
+            };
             for prefix in &p.allowed_ips {
                 routes.insert(*prefix, index);
             }
             by_key.insert(p.public_key.0, index);
-            peers.push(Peer::new(p, tunn));
+            by_slot.insert(peer.slot, index);
+            peers.push(peer);
         }
         Self {
-            static_private,
-            static_public,
-            rate_limiter,
+            static_private: self.static_private.clone(),
+            static_public: self.static_public,
+            rate_limiter: Arc::clone(&self.rate_limiter),
             peers,
             by_key,
+            by_slot,
+            next_slot,
             routes,
-            drops: DropCounters::default(),
-            events: Mutex::new(Vec::new()),
+            drops: Arc::clone(&self.drops),
+            events: Arc::clone(&self.events),
         }
     }
 
-    pub fn peers(&self) -> &[Peer] {
+    /// In plan order.
+    pub fn peers(&self) -> &[Arc<Peer>] {
         &self.peers
+    }
+
+    /// The peer in session slot `slot`, as events name it; `None` once it was reloaded away.
+    pub fn peer_by_slot(&self, slot: usize) -> Option<&Arc<Peer>> {
+        self.by_slot.get(&slot).map(|&i| &self.peers[i])
     }
 
     pub fn drops(&self) -> &DropCounters {
@@ -178,16 +244,12 @@ impl Node {
             .push(e);
     }
 
-    /// Sets where a peer is reached, e.g. after resolving its DNS name.
-    pub fn set_endpoint(&self, peer: usize, addr: SocketAddr) {
-        if let Some(p) = self.peers.get(peer) {
-            p.lock().endpoint = Some(addr);
-        }
-    }
-
     /// The peer whose AllowedIPs contain `addr` (longest prefix).
     pub fn route(&self, addr: IpAddr) -> Option<&Peer> {
-        self.routes.lookup(addr).and_then(|i| self.peers.get(*i))
+        self.routes
+            .lookup(addr)
+            .and_then(|i| self.peers.get(*i))
+            .map(|p| &**p)
     }
 
     /// Outbound: encrypts `packets` read from the device into `out` (datagrams with their
@@ -257,8 +319,7 @@ impl Node {
             Packet::PacketCookieReply(p) => p.receiver_idx,
             Packet::PacketData(p) => p.receiver_idx,
         };
-        let index = (index >> 8) as usize;
-        (index < self.peers.len()).then_some(index)
+        self.by_slot.get(&((index >> 8) as usize)).copied()
     }
 
     /// Inbound: decrypts `datagrams` received from the network. Inner packets whose source
@@ -372,13 +433,13 @@ impl Node {
                 peer.counters.handshake_duration.observe(d);
             }
             self.event(Event::HandshakeCompleted {
-                peer: index,
+                peer: peer.slot,
                 initiator: true,
             });
         } else if is_init {
             peer.counters.handshakes_as_responder.fetch_add(1, RELAXED);
             self.event(Event::HandshakeCompleted {
-                peer: index,
+                peer: peer.slot,
                 initiator: false,
             });
         }
@@ -387,7 +448,7 @@ impl Node {
             let old = state.endpoint.replace(from);
             peer.counters.endpoint_changes.fetch_add(1, RELAXED);
             self.event(Event::EndpointChanged {
-                peer: index,
+                peer: peer.slot,
                 from: old,
                 to: from,
             });

@@ -26,6 +26,11 @@ pub(crate) struct PeerState {
 
 /// A peer: what the plan says about it plus its live state.
 pub struct Peer {
+    /// Its session slot: the upper 24 bits of the session indices this node hands out for
+    /// it, unique over the life of the process, so it also names the peer across reloads.
+    pub slot: usize,
+    /// The plan it was made from: a reload keeps the peer only if this is unchanged.
+    pub plan: PeerPlan,
     pub name: String,
     pub public_key: PublicKey,
     /// The peer's overlay address.
@@ -48,12 +53,14 @@ pub struct PeerStatus {
 }
 
 impl Peer {
-    pub(crate) fn new(plan: &PeerPlan, tunn: Tunn) -> Self {
+    pub(crate) fn new(plan: &PeerPlan, slot: usize, tunn: Tunn) -> Self {
         let endpoint = match &plan.endpoint {
             Some(Endpoint::Addr(a)) => Some(*a),
             _ => None,
         };
         Self {
+            slot,
+            plan: plan.clone(),
             name: plan.name.clone(),
             public_key: plan.public_key,
             address: plan.address,
@@ -91,5 +98,10 @@ impl Peer {
 
     pub fn endpoint(&self) -> Option<SocketAddr> {
         self.lock().endpoint
+    }
+
+    /// Sets where the peer is reached, e.g. after resolving its DNS name.
+    pub fn set_endpoint(&self, addr: SocketAddr) {
+        self.lock().endpoint = Some(addr);
     }
 }

@@ -55,16 +55,20 @@ fn mesh() -> Mesh {
 }
 
 impl Mesh {
-    fn node(&self, i: usize) -> Node {
-        let plan = NodePlan::new(
+    /// Node `i`'s plan under the current config.
+    fn plan(&self, i: usize) -> NodePlan {
+        NodePlan::new(
             &self.config,
             &Identity::Key {
                 public_key: self.keys[i].public_key(),
                 name: None,
             },
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-        Node::new(&plan, &self.keys[i])
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn node(&self, i: usize) -> Node {
+        Node::new(&self.plan(i), &self.keys[i])
     }
 }
 
@@ -485,4 +489,88 @@ fn an_inner_packet_with_a_bogus_length_is_malformed() {
     let (tun, _) = deliver(&n1, &out, addr(A));
     assert!(tun.is_empty());
     assert_eq!(n1.drops().get(DropReason::Malformed), 1);
+}
+
+/// n0 sends one packet to n1 over their session; returns the datagram.
+fn data_from_n0(n0: &Node) -> Batch {
+    let p = ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"after the reload");
+    let mut out = batch();
+    n0.handle_tun_packets(Instant::now(), &one(&p), &mut out);
+    assert_eq!(out.len(), 1);
+    out
+}
+
+#[test]
+fn a_reload_keeps_unchanged_sessions_and_forgets_removed_peers() {
+    let mut m = mesh();
+    let (n0, n1) = connected(&m);
+    let n2 = m.node(2);
+    // n2 leaves n1's policy; n0 is untouched.
+    m.config.policy.truncate(1);
+    let reloaded = n1.reloaded(&m.plan(1));
+    assert_eq!(reloaded.peers().len(), 1);
+    assert!(Arc::ptr_eq(&reloaded.peers()[0], &n1.peers()[0]));
+
+    // The session carries on: n0's next datagram decrypts with no handshake in between.
+    let (tun, replies) = deliver(&reloaded, &data_from_n0(&n0), addr(A));
+    assert_eq!(tun.len(), 1);
+    assert!(replies.is_empty());
+    let peer = &reloaded.peers()[0];
+    assert_eq!(peer.counters.handshakes_as_responder.load(RELAXED), 1);
+    assert_eq!(peer.counters.rx.snapshot().packets, 3);
+
+    // n2 is gone: nothing routes to it, and its handshakes find no peer.
+    let to_n2 = ipv4([10, 100, 0, 2], [10, 100, 0, 3], b"to n2");
+    let mut out = batch();
+    reloaded.handle_tun_packets(Instant::now(), &one(&to_n2), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(reloaded.drops().get(DropReason::NoRoute), 1);
+    let mut init = batch();
+    n2.handle_tun_packets(
+        Instant::now(),
+        &one(&ipv4([10, 100, 0, 3], [10, 100, 0, 2], b"hi")),
+        &mut init,
+    );
+    assert_eq!(init.len(), 1);
+    let (tun, replies) = deliver(&reloaded, &init, addr("192.0.2.3:51820"));
+    assert!(tun.is_empty() && replies.is_empty());
+    assert_eq!(reloaded.drops().get(DropReason::UnknownPeer), 1);
+    // Drop counters are the node's, across reloads.
+    assert_eq!(n1.drops().get(DropReason::UnknownPeer), 1);
+}
+
+#[test]
+fn a_changed_peer_gets_a_new_session_in_a_new_slot() {
+    let mut m = mesh();
+    let (n0, n1) = connected(&m);
+    m.config.nodes[0].keepalive = Some(25);
+    let reloaded = n1.reloaded(&m.plan(1));
+    let (old, new) = (&n1.peers()[0], &reloaded.peers()[0]);
+    assert!(!Arc::ptr_eq(old, new));
+    assert_ne!(old.slot, new.slot);
+    assert_eq!(new.keepalive, Some(25));
+    assert!(reloaded.peer_by_slot(old.slot).is_none());
+    assert_eq!(
+        reloaded.peer_by_slot(new.slot).map(|p| p.slot),
+        Some(new.slot)
+    );
+
+    // The old session's datagrams name the old slot: no peer takes them.
+    let (tun, _) = deliver(&reloaded, &data_from_n0(&n0), addr(A));
+    assert!(tun.is_empty());
+    assert_eq!(reloaded.drops().get(DropReason::UnknownPeer), 1);
+    // A fresh handshake (n0 restarted, say) makes the new session work.
+    let fresh = m.node(0);
+    let mut init2 = batch();
+    fresh.handle_tun_packets(
+        Instant::now(),
+        &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"again")),
+        &mut init2,
+    );
+    let (_, response) = deliver(&reloaded, &init2, addr(A));
+    assert_eq!(response.len(), 1);
+    let (_, flushed) = deliver(&fresh, &response, addr(B));
+    let (tun, _) = deliver(&reloaded, &flushed, addr(A));
+    assert_eq!(tun.len(), 1);
+    assert_eq!(new.counters.handshakes_as_responder.load(RELAXED), 1);
 }
