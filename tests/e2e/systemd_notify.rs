@@ -1,6 +1,6 @@
 //! systemd's readiness protocol against a `NOTIFY_SOCKET` the test listens on: `READY=1` only
 //! once the node's nft table and TUN device exist, `WATCHDOG=1` at half of `WATCHDOG_USEC`,
-//! `STOPPING=1` on SIGTERM.
+//! `RELOADING=1` then `READY=1` around a reload (refused or not), `STOPPING=1` on SIGTERM.
 
 use meshd_e2e::mesh::MeshdOpts;
 use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
@@ -71,6 +71,42 @@ fn ready_only_when_firewall_and_device_are_up_then_watchdog_then_stopping() {
             }),
         "WATCHDOG=1 at {at:?}: expected one every 200 ms (half of WATCHDOG_USEC=400000)"
     );
+
+    // SIGHUP, as `systemctl reload` sends it: once with the same config, once with a broken
+    // one. Both times RELOADING=1 (with the monotonic time systemd wants), then READY=1.
+    let original = std::fs::read_to_string(&files.config).unwrap_or_else(|e| panic!("{e}"));
+    let mut ma = ma;
+    for (config, outcome) in [
+        (original.clone(), "reloaded "),
+        (format!("{original}\nnot: [valid"), "reload refused"),
+    ] {
+        std::fs::write(&files.config, &config).unwrap_or_else(|e| panic!("{e}"));
+        let hup = std::process::Command::new("kill")
+            .args(["-HUP", &ma.pid().to_string()])
+            .status();
+        assert!(hup.is_ok_and(|s| s.success()));
+        let mut seen = Vec::new();
+        while let Some(m) = next(&sock, Duration::from_secs(10)) {
+            if m != "WATCHDOG=1" {
+                seen.push(m);
+            }
+            if seen.len() == 2 {
+                break;
+            }
+        }
+        assert!(
+            seen.len() == 2
+                && seen[0].starts_with("RELOADING=1\nMONOTONIC_USEC=")
+                && seen[0]["RELOADING=1\nMONOTONIC_USEC=".len()..]
+                    .parse::<u64>()
+                    .is_ok()
+                && seen[1].starts_with("READY=1"),
+            "after SIGHUP: {seen:?}"
+        );
+        ma.wait_for_log(outcome, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(a.ns.link_exists(&files.iface), "the device went away");
 
     let stopped = ma.stop();
     assert!(stopped.stopped.status.success(), "{}", stopped.stopped.log);

@@ -19,12 +19,14 @@ pub enum Dir {
     From,
 }
 
-/// A named counter matching one address in one direction.
+/// A named counter matching one address in one direction (and, optionally, more).
 #[derive(Debug, Clone)]
 pub struct CounterSpec {
     pub name: String,
     pub dir: Dir,
     pub addr: IpAddr,
+    /// More nft match expressions, e.g. `udp dport 51820`; empty for none.
+    pub matching: String,
 }
 
 impl CounterSpec {
@@ -33,7 +35,20 @@ impl CounterSpec {
             name: name.to_string(),
             dir,
             addr,
+            matching: String::new(),
         }
+    }
+
+    /// Counts only the packets that also match `expr` (nft syntax).
+    pub fn matching(mut self, expr: &str) -> CounterSpec {
+        self.matching = expr.to_string();
+        self
+    }
+
+    /// Counts only WireGuard handshake initiations (message type 1) to or from `addr`.
+    pub fn handshake_initiations(name: &str, dir: Dir, addr: IpAddr) -> CounterSpec {
+        // The message type is the first byte after the 8-byte UDP header.
+        Self::new(name, dir, addr).matching("meta l4proto udp @th,64,8 1")
     }
 }
 
@@ -55,8 +70,8 @@ pub fn install_counters(ns: &Netns, counters: &[CounterSpec]) {
             let field = if dir == Dir::To { "daddr" } else { "saddr" };
             let _ = writeln!(
                 r,
-                "    {fam} {field} {} counter name \"{}\"",
-                c.addr, c.name
+                "    {fam} {field} {} {} counter name \"{}\"",
+                c.addr, c.matching, c.name
             );
         }
         r

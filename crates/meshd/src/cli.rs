@@ -27,13 +27,16 @@ pub(crate) enum Command {
     Peers(PeersArgs),
     /// Which node an overlay address belongs to (name, public key).
     Whois(WhoisArgs),
+    /// Make the running daemon re-read mesh.yaml (as SIGHUP does) and print what changed;
+    /// exit 1, with the reason, if it refused the new config (it then runs on unchanged).
+    Reload(ReloadArgs),
     /// Print a new private key (same format as `wg genkey`).
     Genkey,
     /// Read a private key on stdin and print its public key (same format as `wg pubkey`).
     Pubkey,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct NodeArgs {
     /// The mesh config shared by every node.
     #[arg(long, default_value = "/etc/meshd/mesh.yaml")]
@@ -70,6 +73,13 @@ pub(crate) struct PeersArgs {
     /// Print the reply as JSON (schema: docs/control-protocol.md).
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReloadArgs {
+    /// The mesh interface of the daemon to reload.
+    #[arg(long, default_value = "meshd0")]
+    pub(crate) interface: String,
 }
 
 #[derive(Debug, Args)]

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         cli::Command::Firewall(args) => firewall::firewall(args),
         cli::Command::Peers(args) => status::peers(args),
         cli::Command::Whois(args) => status::whois(args),
+        cli::Command::Reload(args) => status::reload(args),
         cli::Command::Genkey => keys::genkey(),
         cli::Command::Pubkey => keys::pubkey(),
     };

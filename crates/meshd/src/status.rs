@@ -1,18 +1,25 @@
-//! `meshd peers` and `meshd whois`: clients of the running daemon's control socket.
+//! `meshd peers`, `meshd whois` and `meshd reload`: clients of the running daemon's control
+//! socket.
 
-use crate::api::control::{self, PeersReply, Query, Request, WhoisReply};
+use crate::api::control::{self, PeersReply, Query, ReloadReply, Request, WhoisReply};
 use crate::api::table;
-use crate::cli::{PeersArgs, WhoisArgs};
+use crate::cli::{PeersArgs, ReloadArgs, WhoisArgs};
 use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-/// How long the daemon may take to answer.
+/// How long the daemon may take to answer a query, and a reload (which runs nft, bounded at
+/// 10 s, and `ip`).
 const TIMEOUT: Duration = Duration::from_secs(5);
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sends one request to the daemon on `iface`; returns its reply line.
 fn ask(iface: &str, request: Request) -> Result<Vec<u8>> {
+    ask_within(iface, request, TIMEOUT)
+}
+
+fn ask_within(iface: &str, request: Request, timeout: Duration) -> Result<Vec<u8>> {
     let path = crate::run::control_path(iface);
     let mut stream = UnixStream::connect(&path).with_context(|| {
         format!(
@@ -20,7 +27,7 @@ fn ask(iface: &str, request: Request) -> Result<Vec<u8>> {
             path.display()
         )
     })?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
     stream
         .write_all(&request.to_line())
@@ -55,5 +62,14 @@ pub(crate) fn whois(args: &WhoisArgs) -> Result<()> {
             reply.address, reply.node, reply.public_key, reply.matched
         );
     }
+    Ok(())
+}
+
+/// Asks the daemon to reload mesh.yaml (as SIGHUP does) and prints what changed; a refused
+/// config is an error (exit 1) with the daemon's reason.
+pub(crate) fn reload(args: &ReloadArgs) -> Result<()> {
+    let line = ask_within(&args.interface, Request::Reload, RELOAD_TIMEOUT)?;
+    let reply: ReloadReply = control::parse_reply(&line)?;
+    println!("reloaded {}", reply.reloaded);
     Ok(())
 }

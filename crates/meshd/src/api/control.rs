@@ -280,6 +280,12 @@ pub(crate) struct PeerStatus {
     pub(crate) handshake_duration_seconds: Option<f64>,
 }
 
+/// `{"cmd":"reload"}`: what the reload changed, as its log line says it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ReloadReply {
+    pub(crate) reloaded: String,
+}
+
 /// `{"cmd":"whois","address":...}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct WhoisReply {

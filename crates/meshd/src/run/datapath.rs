@@ -10,6 +10,7 @@
 //! events into log lines.
 
 use super::udp::Sockets;
+use arc_swap::ArcSwap;
 use meshd_core::counters::{DropReason, Side};
 use meshd_core::node::{Batch, Event, Node, MAX_DATAGRAM, NO_ADDR};
 use quinn_udp::RecvMeta;
@@ -35,7 +36,9 @@ const RECV_BUFS: usize = 16;
 const RECV_BUF: usize = 65_536;
 
 pub(crate) struct Shared {
-    pub(crate) node: Node,
+    /// The node of the running plan; a reload swaps in the next one, and a batch runs on
+    /// the one it loaded.
+    pub(crate) node: ArcSwap<Node>,
     pub(crate) device: AsyncDevice,
     /// The device carries virtio headers: read with `recv_multiple`, write with GRO.
     pub(crate) tun_offload: bool,
@@ -132,6 +135,7 @@ pub(crate) async fn tun_to_net(shared: Arc<Shared>) -> anyhow::Result<()> {
         }
         shared
             .node
+            .load()
             .handle_tun_packets(Instant::now(), &packets, &mut out);
         send_all(&shared.sockets, &out, &mut scratch).await;
     }
@@ -143,6 +147,7 @@ fn dropped_read(shared: &Shared, e: &std::io::Error) {
     tracing::debug!("tun read: {e}");
     shared
         .node
+        .load()
         .drops()
         .add(Side::Outbound, DropReason::TooBig, 1);
 }
@@ -184,6 +189,7 @@ async fn tun_to_net_offload(shared: Arc<Shared>) -> anyhow::Result<()> {
             .map(|(b, &len)| (&b[..len], NO_ADDR));
         shared
             .node
+            .load()
             .handle_tun_packets(Instant::now(), packets, &mut out);
         send_all(&shared.sockets, &out, &mut scratch).await;
     }
@@ -299,9 +305,12 @@ pub(crate) async fn net_to_tun(shared: Arc<Shared>, v6: bool) -> anyhow::Result<
             let datagrams = chunk
                 .iter()
                 .map(|&(at, len, from)| (&storage[at..at + len], from));
-            shared
-                .node
-                .handle_datagrams(Instant::now(), datagrams, &mut to_tun, &mut to_net);
+            shared.node.load().handle_datagrams(
+                Instant::now(),
+                datagrams,
+                &mut to_tun,
+                &mut to_net,
+            );
             writer.write(&shared, &to_tun).await;
             send_all(&shared.sockets, &to_net, &mut scratch).await;
         }
@@ -317,16 +326,18 @@ pub(crate) async fn timers(shared: Arc<Shared>) -> anyhow::Result<()> {
     loop {
         tick.tick().await;
         out.clear();
-        shared.node.update_timers(Instant::now(), &mut out);
+        let node = shared.node.load_full();
+        node.update_timers(Instant::now(), &mut out);
         send_all(&shared.sockets, &out, &mut scratch).await;
-        log_events(&shared.node, &mut seen_up, shared.node.take_events());
+        log_events(&node, &mut seen_up, node.take_events());
     }
 }
 
 /// One line per event, except roaming: a peer whose source flaps between addresses would
-/// otherwise log a line per datagram, so its moves within one tick become one line.
+/// otherwise log a line per datagram, so its moves within one tick become one line. Peers
+/// are named by slot; one a reload removed since is named `?`.
 fn log_events(node: &Node, seen_up: &mut HashSet<usize>, events: Vec<Event>) {
-    let name = |i: usize| node.peers().get(i).map_or("?", |p| p.name.as_str());
+    let name = |slot: usize| node.peer_by_slot(slot).map_or("?", |p| p.name.as_str());
     let mut moves: HashMap<usize, (Option<SocketAddr>, SocketAddr, usize)> = HashMap::new();
     for event in events {
         match event {

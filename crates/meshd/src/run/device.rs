@@ -79,22 +79,40 @@ fn ip(args: &[&str]) -> Result<()> {
 /// netlink client would be one more thing to trust for four lines of work. `add`, never
 /// `replace`: a route the host already has (its own LAN, say) must not be taken over and then
 /// vanish with the device.
-fn add_route(device: &str, route: IpNet) -> Result<()> {
-    let family = if matches!(route, IpNet::V4(_)) {
+pub(crate) fn add_route(device: &str, route: IpNet) -> Result<()> {
+    ip(&[
+        family(route),
+        "route",
+        "add",
+        &route.to_string(),
+        "dev",
+        device,
+    ])
+    .with_context(|| {
+        format!(
+            "cannot route {route} (routes of a peer) into {device} \
+             (does this host already have a route for {route}?)"
+        )
+    })
+}
+
+/// Removes a peer's subnet route from the device (a reload that dropped it).
+pub(crate) fn delete_route(device: &str, route: IpNet) -> Result<()> {
+    ip(&[
+        family(route),
+        "route",
+        "del",
+        &route.to_string(),
+        "dev",
+        device,
+    ])
+    .with_context(|| format!("cannot remove the route {route} from {device}"))
+}
+
+fn family(route: IpNet) -> &'static str {
+    if matches!(route, IpNet::V4(_)) {
         "-4"
     } else {
         "-6"
-    };
-    let out = Command::new("ip")
-        .args([family, "route", "add", &route.to_string(), "dev", device])
-        .output()
-        .context("cannot run `ip` to add routes (install iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "cannot route {route} (routes of a peer) into {device}: {} \
-             (does this host already have a route for {route}?)",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
     }
-    Ok(())
 }

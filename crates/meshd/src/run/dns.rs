@@ -2,7 +2,7 @@
 //! does not resolve holds up no other peer, and re-resolved while the peer has no recent
 //! handshake, so that a server that moved to a new address is found again.
 
-use super::datapath::Shared;
+use meshd_core::node::Peer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,20 +18,18 @@ fn pick(addrs: impl Iterator<Item = SocketAddr>, have_v6: bool) -> Option<Socket
     addrs.into_iter().find(|a| a.is_ipv4() || have_v6)
 }
 
-/// Follows the DNS name of peer `index` for as long as the daemon runs.
+/// Follows the DNS name of `peer` until the task is aborted (a reload that changes or
+/// removes the peer) or the daemon stops.
 pub(crate) async fn follow(
-    shared: Arc<Shared>,
-    index: usize,
+    peer: Arc<Peer>,
     host: String,
     port: u16,
     // How often the name is looked up again while its peer has no recent handshake
     // (`interface.dns_refresh`).
     refresh: Duration,
-) -> anyhow::Result<()> {
-    let Some(peer) = shared.node.peers().get(index) else {
-        return Ok(());
-    };
-    let have_v6 = shared.sockets.v6.is_some();
+    // Whether this node has an IPv6 socket to reach an IPv6 address with.
+    have_v6: bool,
+) {
     let mut failing = false;
     loop {
         let fresh = peer
@@ -48,7 +46,7 @@ pub(crate) async fn follow(
                     failing = false;
                     if peer.endpoint() != Some(addr) {
                         tracing::info!("resolved endpoint peer={} {host}={addr}", peer.name);
-                        shared.node.set_endpoint(index, addr);
+                        peer.set_endpoint(addr);
                     }
                     refresh
                 }

@@ -1,6 +1,7 @@
 //! Keeps meshd's firewall in place (SPEC §4, fail closed): installed before the tunnel
 //! exists, then read back every few seconds and put back if someone deleted the table,
-//! flushed the ruleset, emptied a chain or edited a rule or set. It is never removed on exit.
+//! flushed the ruleset, emptied a chain or edited a rule or set. A reload replaces it in one
+//! transaction. It is never removed on exit.
 
 use anyhow::{Context, Result};
 use meshd_firewall::nft;
@@ -14,7 +15,9 @@ use std::time::Duration;
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 pub(crate) struct Guard {
-    ruleset: Nftables<'static>,
+    /// The ruleset to keep in place. Its lock is held for a whole check or replacement, so
+    /// a check never puts back the table a reload is replacing.
+    ruleset: Mutex<Nftables<'static>>,
     /// The table as nft listed it right after meshd applied it (normalised).
     installed: Mutex<String>,
     /// Times the table had to be put back.
@@ -39,7 +42,7 @@ impl Guard {
         let installed = installed.context("cannot install the firewall (table inet meshd)")?;
         tracing::info!("firewall applied table=inet meshd");
         Ok(Arc::new(Self {
-            ruleset,
+            ruleset: Mutex::new(ruleset),
             installed: Mutex::new(installed.normalized),
             dropped: Mutex::new((BTreeMap::new(), installed.dropped)),
             reasserts: AtomicU64::new(0),
@@ -82,6 +85,7 @@ impl Guard {
     /// Verifies the table and, if it is not what meshd installed, applies it again.
     /// Returns why it had to be restored, if it had to.
     fn check(&self) -> Result<Option<nft::FirewallError>, nft::FirewallError> {
+        let ruleset = self.ruleset.lock().unwrap_or_else(|e| e.into_inner());
         let why = match nft::verify(&self.installed()) {
             Ok(listing) => {
                 self.record(listing.dropped, false);
@@ -89,18 +93,43 @@ impl Guard {
             }
             Err(why) => why,
         };
-        match nft::apply(&self.ruleset) {
+        self.apply(&ruleset).map(|()| Some(why))
+    }
+
+    /// Applies `ruleset` (one transaction: the old table stays if nft refuses the new one)
+    /// and records it as installed. The caller holds the ruleset lock.
+    fn apply(&self, ruleset: &Nftables<'static>) -> Result<(), nft::FirewallError> {
+        match nft::apply(ruleset) {
             Ok(listed) => {
                 self.applied.fetch_add(1, Ordering::Relaxed);
                 *self.installed.lock().unwrap_or_else(|e| e.into_inner()) = listed.normalized;
                 self.record(listed.dropped, true);
-                Ok(Some(why))
+                Ok(())
             }
             Err(e) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 Err(e)
             }
         }
+    }
+
+    /// Whether `ruleset` is the one in place.
+    pub(crate) fn is_current(&self, ruleset: &Nftables<'static>) -> bool {
+        *self.ruleset.lock().unwrap_or_else(|e| e.into_inner()) == *ruleset
+    }
+
+    /// Replaces the table with `ruleset` for a reload; on error the old table and ruleset
+    /// stay. nft runs on a blocking thread.
+    pub(crate) async fn replace(self: &Arc<Self>, ruleset: Nftables<'static>) -> Result<()> {
+        let guard = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut current = guard.ruleset.lock().unwrap_or_else(|e| e.into_inner());
+            guard.apply(&ruleset)?;
+            *current = ruleset;
+            Ok::<_, nft::FirewallError>(())
+        })
+        .await?
+        .context("cannot replace the firewall (table inet meshd); the old table stays")
     }
 
     /// Checks and restores the table for as long as the daemon runs.

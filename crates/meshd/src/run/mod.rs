@@ -8,6 +8,7 @@ mod dns;
 mod guard;
 mod metrics_http;
 mod notify;
+mod reload;
 mod sockets;
 mod udp;
 mod view;
@@ -15,8 +16,9 @@ mod view;
 use crate::cli::NodeArgs;
 use crate::load;
 use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
 use datapath::Shared;
-use meshd_core::config::{Endpoint, Metrics};
+use meshd_core::config::Metrics;
 use meshd_core::node::{slot_size, Node};
 use meshd_core::plan::NodePlan;
 use std::fmt::Write as _;
@@ -43,7 +45,7 @@ pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     };
     let node = Node::new(&plan, &key);
     drop(key);
-    let result = runtime.block_on(serve(plan, node));
+    let result = runtime.block_on(serve(args.clone(), plan, node));
     // Dropping the runtime drops the tasks and with them the last handle on the device,
     // which the kernel then removes.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -76,7 +78,7 @@ fn switch(name: &str) -> bool {
 }
 
 /// Runs the node until SIGTERM/SIGINT; returns the drop summary for the last log line.
-async fn serve(plan: NodePlan, node: Node) -> Result<String> {
+async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
     let sockets = udp::Sockets::bind(plan.interface.listen_port, switch("MESHD_UDP_OFFLOAD"))?;
     let metrics = match plan.interface.metrics {
         Metrics::Listen(addr) => Some(metrics_http::bind(addr)?),
@@ -94,29 +96,26 @@ async fn serve(plan: NodePlan, node: Node) -> Result<String> {
         sockets.v4.gro_segments()
     );
     let shared = Arc::new(Shared {
-        node,
+        node: ArcSwap::from_pointee(node),
         device: device.device,
         tun_offload: device.offload,
         sockets,
         stride: slot_size(plan.interface.mtu),
     });
     let mut tasks = tokio::task::JoinSet::new();
-    for (index, peer) in shared.node.peers().iter().enumerate() {
-        if let Some(Endpoint::Host { host, port }) = peer.configured_endpoint.clone() {
-            let refresh = Duration::from_secs(u64::from(plan.interface.dns_refresh));
-            tasks.spawn(dns::follow(Arc::clone(&shared), index, host, port, refresh));
-        }
-    }
     tasks.spawn(datapath::tun_to_net(Arc::clone(&shared)));
     tasks.spawn(datapath::net_to_tun(Arc::clone(&shared), false));
     tasks.spawn(datapath::net_to_tun(Arc::clone(&shared), true));
     tasks.spawn(datapath::timers(Arc::clone(&shared)));
     tasks.spawn(Arc::clone(&guard).watch());
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);
     let view = Arc::new(view::View {
-        plan: plan.clone(),
+        plan: ArcSwap::from_pointee(plan.clone()),
         shared: Arc::clone(&shared),
         guard,
+        reload: reload_tx,
     });
+    let mut reloader = reload::Reloader::new(args, Arc::clone(&view));
     if let Some(listener) = metrics {
         tasks.spawn(metrics_http::serve(listener, Arc::clone(&view)));
     }
@@ -147,7 +146,12 @@ async fn serve(plan: NodePlan, node: Node) -> Result<String> {
         tokio::select! {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
-            _ = hup.recv() => tracing::warn!("SIGHUP: reload is not supported yet; restart meshd to apply a new config"),
+            _ = hup.recv() => {
+                let _ = reloader.run().await;
+            }
+            Some(reply) = reload_rx.recv() => {
+                let _ = reply.send(reloader.run().await);
+            }
             Some(ended) = tasks.join_next() => {
                 break match ended {
                     Ok(Ok(())) => continue,
@@ -160,5 +164,6 @@ async fn serve(plan: NodePlan, node: Node) -> Result<String> {
     notify::notify("STOPPING=1");
     tasks.shutdown().await;
     outcome?;
-    Ok(drop_summary(&shared.node))
+    drop(reloader);
+    Ok(drop_summary(&shared.node.load()))
 }

@@ -1,5 +1,6 @@
 //! systemd's readiness protocol (sd_notify): `READY=1` once the firewall and the device are
-//! up, `WATCHDOG=1` at half of `WATCHDOG_USEC`, `STOPPING=1` on the way out. Without
+//! up, `WATCHDOG=1` at half of `WATCHDOG_USEC`, `RELOADING=1` then `READY=1` around a reload,
+//! `STOPPING=1` on the way out. Without
 //! `NOTIFY_SOCKET` (not under systemd) every call does nothing.
 
 use std::os::unix::net::UnixDatagram;
@@ -29,6 +30,17 @@ pub(crate) fn notify(message: &str) {
     if let Err(e) = sent {
         tracing::warn!("cannot notify systemd at {path} ({message}): {e}");
     }
+}
+
+/// CLOCK_MONOTONIC in microseconds, which systemd wants with `RELOADING=1`.
+pub(crate) fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000
 }
 
 /// Half of the watchdog period systemd asked for, if it asked (and asked this process).

@@ -10,6 +10,7 @@ use super::view::View;
 use crate::api::snapshot::Snapshot;
 use crate::api::{control, uapi};
 use anyhow::{bail, Context, Result};
+use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,11 +86,11 @@ pub(crate) fn bind(path: &Path) -> Result<Bound> {
 
 /// One connection's protocol: its framing (bytes in, requests out) and its answers.
 trait Protocol: Send + 'static {
-    type Item;
+    type Item: Send;
     /// The requests (or framing errors) `bytes` complete.
     fn feed(&mut self, bytes: &[u8]) -> Vec<Self::Item>;
-    /// The reply to one of them.
-    fn answer(item: Self::Item, snap: &mut Lazy<'_>) -> Vec<u8>;
+    /// The reply to one of them (a reload waits for the daemon to do it).
+    fn answer(item: Self::Item, snap: &mut Lazy<'_>) -> impl Future<Output = Vec<u8>> + Send;
     /// The connection must close once its replies are written.
     fn is_closed(&self) -> bool;
 }
@@ -108,7 +109,7 @@ impl Lazy<'_> {
 
 /// The replies to what `bytes` complete, and whether to close after writing them (the
 /// protocol says so, or the connection is owed more than [`MAX_PENDING`]).
-fn take<P: Protocol>(proto: &mut P, bytes: &[u8], view: &View) -> (Vec<u8>, bool) {
+async fn take<P: Protocol>(proto: &mut P, bytes: &[u8], view: &View) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
     let mut snap = Lazy {
         view,
@@ -118,7 +119,7 @@ fn take<P: Protocol>(proto: &mut P, bytes: &[u8], view: &View) -> (Vec<u8>, bool
         if out.len() > MAX_PENDING {
             return (out, true);
         }
-        out.extend(P::answer(item, &mut snap));
+        out.extend(P::answer(item, &mut snap).await);
     }
     (out, proto.is_closed())
 }
@@ -132,12 +133,18 @@ impl Protocol for Control {
         self.0.feed(bytes)
     }
 
-    fn answer(item: Self::Item, snap: &mut Lazy<'_>) -> Vec<u8> {
+    async fn answer(item: Self::Item, snap: &mut Lazy<'_>) -> Vec<u8> {
         match item {
             Ok(control::Request::Query(q)) => control::answer(q, snap.get()),
-            Ok(control::Request::Reload) => control::error_line(
-                &"reload is not supported yet: restart meshd to apply a new config",
-            ),
+            Ok(control::Request::Reload) => {
+                let outcome = snap.view.reload().await;
+                // What the reload changed is in what the next request sees.
+                snap.snapshot = None;
+                match outcome {
+                    Ok(reloaded) => control::ok_line(&control::ReloadReply { reloaded }),
+                    Err(e) => control::error_line(&e),
+                }
+            }
             Err(e) => control::error_line(&e),
         }
     }
@@ -156,7 +163,7 @@ impl Protocol for Uapi {
         self.0.feed(bytes)
     }
 
-    fn answer(item: Self::Item, snap: &mut Lazy<'_>) -> Vec<u8> {
+    async fn answer(item: Self::Item, snap: &mut Lazy<'_>) -> Vec<u8> {
         match item {
             Ok(req) => uapi::reply(req, snap.get()).into_bytes(),
             Err(e) => {
@@ -178,7 +185,7 @@ async fn connection<P: Protocol>(mut stream: UnixStream, mut proto: P, view: Arc
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
             Ok(Ok(n)) => n,
         };
-        let (reply, close) = take(&mut proto, &buf[..n], &view);
+        let (reply, close) = take(&mut proto, &buf[..n], &view).await;
         if !reply.is_empty() {
             let write = tokio::time::timeout(IDLE, stream.write_all(&reply)).await;
             if !matches!(write, Ok(Ok(()))) {

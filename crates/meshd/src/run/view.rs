@@ -4,25 +4,41 @@ use super::datapath::Shared;
 use super::guard::Guard;
 use crate::api::metrics::FirewallStats;
 use crate::api::snapshot::Snapshot;
+use arc_swap::ArcSwap;
 use meshd_core::plan::NodePlan;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+use tokio::sync::{mpsc, oneshot};
 
 pub(crate) struct View {
-    pub(crate) plan: NodePlan,
+    /// The running plan; a reload swaps in the next one.
+    pub(crate) plan: ArcSwap<NodePlan>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) guard: Arc<Guard>,
+    /// Where the control socket's `reload` goes: the daemon's main loop, which runs reloads
+    /// one at a time and answers with the summary or why the config was refused.
+    pub(crate) reload: mpsc::Sender<oneshot::Sender<Result<String, String>>>,
 }
 
 impl View {
     pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot::take(
-            &self.plan,
-            &self.shared.node,
+            &self.plan.load(),
+            &self.shared.node.load(),
             SystemTime::now(),
             Instant::now(),
         )
+    }
+
+    /// Asks the main loop for a reload and waits for its outcome.
+    pub(crate) async fn reload(&self) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.reload
+            .send(tx)
+            .await
+            .map_err(|_| "meshd is stopping".to_string())?;
+        rx.await.map_err(|_| "meshd is stopping".to_string())?
     }
 
     pub(crate) fn firewall(&self) -> FirewallStats {

@@ -1,0 +1,194 @@
+//! Reload (SIGHUP, so `systemctl reload`, and the control socket's `reload`): mesh.yaml is
+//! read again, planned and diffed against the running plan ([`meshd_core::diff`]), then
+//! applied in an order where every step can be undone by the ones before it:
+//!
+//! 1. routes for new subnets into the device (harmless alone: the node has no peer for them
+//!    yet, so packets to them are counted `no_route`);
+//! 2. the firewall, replaced in one nft transaction if it differs;
+//! 3. the node swapped for one built from the new plan, unchanged peers shared with the old
+//!    one (sessions, endpoints and counters carry on);
+//! 4. routes no peer has any more removed, and DNS endpoints followed for the new peers.
+//!
+//! A config that does not parse, a change that needs a restart, or a failure in step 1 or 2
+//! refuses the reload and leaves everything as it was.
+
+use super::datapath::Shared;
+use super::guard::Guard;
+use super::view::View;
+use super::{device, dns, notify};
+use crate::cli::NodeArgs;
+use crate::load;
+use anyhow::Result;
+use meshd_core::config::Endpoint;
+use meshd_core::diff::{diff, PlanDiff};
+use meshd_core::node::Peer;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+pub(crate) struct Reloader {
+    args: NodeArgs,
+    shared: Arc<Shared>,
+    view: Arc<View>,
+    guard: Arc<Guard>,
+    /// The tasks that follow DNS endpoints, by peer slot.
+    dns: HashMap<usize, tokio::task::AbortHandle>,
+    dns_tasks: JoinSet<()>,
+}
+
+impl Reloader {
+    /// Starts following the DNS endpoints of the running node's peers.
+    pub(crate) fn new(args: NodeArgs, view: Arc<View>) -> Self {
+        let mut reloader = Self {
+            args,
+            shared: Arc::clone(&view.shared),
+            guard: Arc::clone(&view.guard),
+            view,
+            dns: HashMap::new(),
+            dns_tasks: JoinSet::new(),
+        };
+        let node = reloader.shared.node.load_full();
+        let refresh = reloader.view.plan.load().interface.dns_refresh;
+        for peer in node.peers() {
+            reloader.follow(peer, refresh);
+        }
+        reloader
+    }
+
+    fn follow(&mut self, peer: &Arc<Peer>, refresh: u32) {
+        if let Some(Endpoint::Host { host, port }) = peer.configured_endpoint.clone() {
+            let task = dns::follow(
+                Arc::clone(peer),
+                host,
+                port,
+                Duration::from_secs(u64::from(refresh)),
+                self.shared.sockets.v6.is_some(),
+            );
+            self.dns.insert(peer.slot, self.dns_tasks.spawn(task));
+        }
+    }
+
+    /// Reloads, tells systemd (`RELOADING=1`, then `READY=1` whatever the outcome) and logs
+    /// one line: what changed, or why nothing did.
+    pub(crate) async fn run(&mut self) -> Result<String, String> {
+        notify::notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}",
+            notify::monotonic_usec()
+        ));
+        let outcome = self.reload().await.map_err(|e| format!("{e:#}"));
+        match &outcome {
+            Ok(summary) => tracing::info!("reloaded {summary}"),
+            Err(e) => tracing::error!("reload refused, running config unchanged: {e}"),
+        }
+        let node = &self.view.plan.load().me.name;
+        notify::notify(&format!("READY=1\nSTATUS=node {node}, config reloaded"));
+        outcome
+    }
+
+    async fn reload(&mut self) -> Result<String> {
+        let old = self.view.plan.load_full();
+        let (plan, _key) = load::load_plan(&self.args, true)?;
+        let changes = diff(&old, &plan)?;
+        let ruleset = meshd_firewall::ruleset(&plan);
+        let firewall = !self.guard.is_current(&ruleset);
+        let device = plan.interface.name.clone();
+
+        let mut added = Vec::new();
+        for &route in &changes.routes_added {
+            if let Err(e) = device::add_route(&device, route) {
+                undo_routes(&device, &added);
+                return Err(e);
+            }
+            added.push(route);
+        }
+        if firewall {
+            if let Err(e) = self.guard.replace(ruleset).await {
+                undo_routes(&device, &added);
+                return Err(e);
+            }
+        }
+
+        let node = Arc::new(self.shared.node.load().reloaded(&plan));
+        self.shared.node.store(Arc::clone(&node));
+        self.view.plan.store(Arc::new(plan));
+
+        for &route in &changes.routes_removed {
+            if let Err(e) = device::delete_route(&device, route) {
+                tracing::warn!("{e:#}");
+            }
+        }
+        self.refollow(&node);
+        Ok(summary(&changes, firewall))
+    }
+
+    /// Stops following the names of peers the reload replaced or removed; follows those of
+    /// new peers.
+    fn refollow(&mut self, node: &meshd_core::node::Node) {
+        self.dns.retain(|slot, task| {
+            let kept = node.peer_by_slot(*slot).is_some();
+            if !kept {
+                task.abort();
+            }
+            kept
+        });
+        while self.dns_tasks.try_join_next().is_some() {}
+        let refresh = self.view.plan.load().interface.dns_refresh;
+        for peer in node.peers() {
+            if !self.dns.contains_key(&peer.slot) {
+                self.follow(peer, refresh);
+            }
+        }
+    }
+}
+
+/// Best effort: routes a refused reload added are taken out again.
+fn undo_routes(device: &str, routes: &[ipnet::IpNet]) {
+    for &route in routes {
+        if let Err(e) = device::delete_route(device, route) {
+            tracing::warn!("{e:#}");
+        }
+    }
+}
+
+/// `added=n removed=r changed=c unchanged=2 routes=+1/-0 firewall=replaced`
+fn summary(d: &PlanDiff, firewall: bool) -> String {
+    let names = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    format!(
+        "added={} removed={} changed={} unchanged={} routes=+{}/-{} firewall={}",
+        names(&d.added),
+        names(&d.removed),
+        names(&d.changed),
+        d.unchanged.len(),
+        d.routes_added.len(),
+        d.routes_removed.len(),
+        if firewall { "replaced" } else { "unchanged" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_peers_and_counts_the_rest() {
+        let d = PlanDiff {
+            added: vec!["n".into()],
+            removed: vec!["r".into(), "s".into()],
+            changed: vec![],
+            unchanged: vec!["a".into(), "b".into()],
+            routes_added: vec!["192.168.5.0/24".parse().unwrap_or_else(|_| unreachable!())],
+            routes_removed: vec![],
+        };
+        assert_eq!(
+            summary(&d, true),
+            "added=n removed=r,s changed=- unchanged=2 routes=+1/-0 firewall=replaced"
+        );
+    }
+}
