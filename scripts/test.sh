@@ -29,6 +29,9 @@ echo "exposure $score"
 step "cargo build --release -p meshd"
 cargo build --release -p meshd
 
+step "the .deb builds and holds what it should (scripts/check-deb.sh)"
+bash scripts/check-deb.sh
+
 step "cargo test --release --workspace"
 if [[ $EUID -ne 0 ]]; then
     echo "note: not root, the end-to-end tests will skip${CI:+ (CI is set: they will fail instead)}"

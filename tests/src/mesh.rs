@@ -270,6 +270,13 @@ pub struct MeshdOpts {
     pub ready_timeout: Duration,
     /// Extra environment, e.g. `MESHD_TUN_OFFLOAD=off`.
     pub env: Vec<(String, String)>,
+    /// Run as this uid (and gid) with CAP_NET_ADMIN as its only capability, ambient and
+    /// bounding, in directories `/run/meshd` and `/run/wireguard` it owns: what
+    /// `systemd/meshd.service` does with `User=`, `AmbientCapabilities=` and
+    /// `RuntimeDirectory=`. Needs `private_run`; the key file must be readable by the uid.
+    pub user: Option<u32>,
+    /// Another meshd binary than [`meshd_bin`], e.g. a copy that `user` can execute.
+    pub bin: Option<PathBuf>,
 }
 
 impl Default for MeshdOpts {
@@ -279,27 +286,43 @@ impl Default for MeshdOpts {
             private_run: true,
             ready_timeout: Duration::from_secs(20),
             env: Vec::new(),
+            user: None,
+            bin: None,
         }
     }
 }
 
 /// The command line that runs `meshd ARGS` in `ns`, optionally with a private `/run`.
 pub fn meshd_command(ns: &Netns, args: &[&str], private_run: bool) -> Command {
-    let bin = meshd_bin();
+    meshd_command_as(ns, &meshd_bin(), args, private_run, None)
+}
+
+/// [`meshd_command`], as `user` if given (see [`MeshdOpts::user`]).
+pub fn meshd_command_as(
+    ns: &Netns,
+    bin: &Path,
+    args: &[&str],
+    private_run: bool,
+    user: Option<u32>,
+) -> Command {
     let mut cmd = if private_run {
-        // `ip netns exec` and `unshare` exec (no fork), and so does `sh -c 'exec'`: the PID we get
-        // is meshd's own, so SIGTERM by PID reaches it. The tmpfs lives in a private mount
-        // namespace and is never seen by the host.
+        // `ip netns exec` and `unshare` exec (no fork), and so do `sh -c 'exec'` and
+        // `setpriv`: the PID we get is meshd's own, so SIGTERM by PID reaches it. The tmpfs
+        // lives in a private mount namespace and is never seen by the host.
+        let mount = "mount -t tmpfs -o mode=0755 mdt-run /run";
+        let script = match user {
+            None => format!("{mount} && exec \"$0\" \"$@\""),
+            Some(uid) => format!(
+                "{mount} && mkdir -m 0700 /run/meshd /run/wireguard \
+                 && chown {uid}:{uid} /run/meshd /run/wireguard \
+                 && exec setpriv --reuid={uid} --regid={uid} --clear-groups \
+                 --inh-caps=-all,+net_admin --ambient-caps=-all,+net_admin \
+                 --bounding-set=-all,+net_admin \"$0\" \"$@\""
+            ),
+        };
         let mut c = ns.cmd("unshare");
-        c.args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            "mount -t tmpfs -o mode=0755 mdt-run /run && exec \"$0\" \"$@\"",
-        ]);
-        c.arg(&bin);
+        c.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+        c.arg(bin);
         c
     } else {
         ns.cmd(&bin.to_string_lossy())
@@ -416,10 +439,13 @@ impl Meshd {
     pub fn spawn(ns: &Netns, files: &MeshFiles, node: &str, opts: &MeshdOpts) -> Meshd {
         let config = files.config.to_string_lossy().into_owned();
         let key = files.key_path(node).to_string_lossy().into_owned();
-        let mut cmd = meshd_command(
+        let bin = opts.bin.clone().unwrap_or_else(meshd_bin);
+        let mut cmd = meshd_command_as(
             ns,
+            &bin,
             &["run", "--config", &config, "--private-key", &key],
             opts.private_run,
+            opts.user,
         );
         cmd.env("MESHD_LOG", &opts.log_level);
         cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
