@@ -8,7 +8,7 @@ use meshd_e2e::probe::{tcp_connect, Connect};
 use meshd_e2e::scrape::{daemon_socket, http_raw, sample, scrape, unix_request};
 use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
 use meshd_e2e::transfer::udp_send;
-use meshd_e2e::util::{meshd_bin, wait_until};
+use meshd_e2e::util::{hex_of_base64, meshd_bin, wait_until};
 use meshd_e2e::{assert_tcp_transfer, host_of, require_root, MeshSpec, Meshd, MB};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -35,18 +35,6 @@ fn meshd(node: &Meshd, args: &[&str]) -> std::process::Output {
     let mut all = vec![bin.as_str()];
     all.extend_from_slice(args);
     node.exec(&all)
-}
-
-fn hex_of_base64(b64: &str) -> String {
-    let out = std::process::Command::new("sh")
-        .args([
-            "-c",
-            "printf %s \"$0\" | base64 -d | od -An -tx1 | tr -d ' \\n'",
-            b64,
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("base64: {e}"));
-    text(&out.stdout)
 }
 
 #[test]

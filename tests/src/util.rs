@@ -262,6 +262,20 @@ pub fn contains_word(line: &str, word: &str) -> bool {
     })
 }
 
+/// The bytes a base64 string (a WireGuard key) stands for, in lowercase hex: how a key would
+/// look if something printed it in hex.
+pub fn hex_of_base64(b64: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "printf %s \"$0\" | base64 -d | od -An -tx1 | tr -d ' \\n'",
+            b64,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("base64: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,7 +143,10 @@ impl Guard {
                     let n = self.reasserts.fetch_add(1, Ordering::Relaxed) + 1;
                     tracing::warn!("firewall restored ({why}) reasserts={n}");
                 }
-                Err(e) => tracing::error!("firewall check failed: {e}"),
+                Err(e) => tracing::error!(
+                    "firewall check failed: {}",
+                    crate::logging::one_line(&e.to_string())
+                ),
             }
         }
     }

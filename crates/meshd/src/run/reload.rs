@@ -79,7 +79,10 @@ impl Reloader {
         let outcome = self.reload().await.map_err(|e| format!("{e:#}"));
         match &outcome {
             Ok(summary) => tracing::info!("reloaded {summary}"),
-            Err(e) => tracing::error!("reload refused, running config unchanged: {e}"),
+            Err(e) => tracing::error!(
+                "reload refused, running config unchanged: {}",
+                crate::logging::one_line(e)
+            ),
         }
         let node = &self.view.plan.load().me.name;
         notify::notify(&format!("READY=1\nSTATUS=node {node}, config reloaded"));

@@ -1,0 +1,83 @@
+//! Logs as an operator reads them: one line per event, nothing at all in steady state, no
+//! secret; under systemd (`JOURNAL_STREAM` set) no timestamp and a `<N>` syslog priority
+//! prefix on every line, which journald turns into the entry's priority.
+
+use meshd_e2e::mesh::MeshdOpts;
+use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
+use meshd_e2e::util::{hex_of_base64, meshd_bin};
+use meshd_e2e::{host_of, require_root, MeshSpec, Meshd};
+use std::time::Duration;
+
+#[test]
+fn one_line_per_event_silent_when_steady_journal_priorities_and_no_secret() {
+    if !require_root() {
+        return;
+    }
+    let (a, b) = pair(false);
+    let mut mesh = MeshSpec::new();
+    mesh.node("a", &overlay_cidr(1, false), Some(&endpoint(a.addr, 51820)));
+    mesh.node("b", &overlay_cidr(2, false), Some(&endpoint(b.addr, 51820)));
+    mesh.rule_both("a", "b", &["any"]);
+    let files = mesh.write();
+    let opts = MeshdOpts {
+        env: vec![("JOURNAL_STREAM".into(), "8:4242".into())],
+        log_level: "info".into(),
+        ..MeshdOpts::default()
+    };
+    let mut ma = Meshd::start_with(&a.ns, &files, "a", opts);
+    let mb = Meshd::start(&b.ns, &files, "b");
+    a.ns.assert_reaches(host_of(&overlay_cidr(2, false)));
+    ma.wait_for_log("peer up", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // Steady state: pings flowing, the firewall guard checking every 2 s, timers every
+    // 100 ms. Nothing to say.
+    let before = ma.log();
+    assert!(a.ns.ping(host_of(&overlay_cidr(2, false)), 30));
+    std::thread::sleep(Duration::from_secs(3));
+    let steady = ma.log();
+    let new = steady.strip_prefix(before.as_str()).unwrap_or(&steady);
+    assert!(new.is_empty(), "meshd logged in steady state:\n{new}");
+
+    // One reload that changes nothing, one refused: a line each.
+    let bin = meshd_bin();
+    let bin = bin.to_string_lossy();
+    assert!(ma.exec(&[&bin, "reload"]).status.success());
+    let good = std::fs::read_to_string(&files.config).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&files.config, "nodes: [").unwrap_or_else(|e| panic!("{e}"));
+    assert!(!ma.exec(&[&bin, "reload"]).status.success());
+    std::fs::write(&files.config, good).unwrap_or_else(|e| panic!("{e}"));
+
+    let stopped = ma.stop();
+    stopped.assert_clean();
+    mb.stop().assert_clean();
+    let log = stopped.stopped.log;
+    let lines: Vec<&str> = log.lines().collect();
+    let expect = [
+        ("<6>firewall applied table=inet meshd", 1),
+        ("<6>offloads ", 1),
+        ("<6>ready node=a ", 1),
+        ("<6>peer up peer=b ", 1),
+        ("<6>reloaded added=- removed=- changed=- unchanged=1 ", 1),
+        ("<3>reload refused, running config unchanged: ", 1),
+        ("<6>stopped ", 1),
+    ];
+    for (start, n) in expect {
+        let found = lines.iter().filter(|l| l.starts_with(start)).count();
+        assert_eq!(found, n, "lines starting {start:?} in:\n{log}");
+    }
+    assert_eq!(lines.len(), expect.len(), "unexpected lines in:\n{log}");
+    // The broken file's errors are on the refusal's own line (no multi-line entries).
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("<3>") && l.contains("mesh.yaml")));
+
+    let private = std::fs::read_to_string(files.key_path("a")).unwrap_or_default();
+    let private = private.trim();
+    let hex = hex_of_base64(private);
+    assert_eq!(hex.len(), 64);
+    assert!(
+        !log.contains(private) && !log.contains(&hex),
+        "the log carries the private key"
+    );
+}
