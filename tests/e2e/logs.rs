@@ -3,9 +3,9 @@
 //! prefix on every line, which journald turns into the entry's priority.
 
 use meshd_e2e::mesh::MeshdOpts;
-use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
+use meshd_e2e::topo::{overlay_cidr, pair, two_node_mesh};
 use meshd_e2e::util::{hex_of_base64, meshd_bin};
-use meshd_e2e::{host_of, require_root, MeshSpec, Meshd};
+use meshd_e2e::{host_of, require_root, Meshd};
 use std::time::Duration;
 
 #[test]
@@ -14,10 +14,7 @@ fn one_line_per_event_silent_when_steady_journal_priorities_and_no_secret() {
         return;
     }
     let (a, b) = pair(false);
-    let mut mesh = MeshSpec::new();
-    mesh.node("a", &overlay_cidr(1, false), Some(&endpoint(a.addr, 51820)));
-    mesh.node("b", &overlay_cidr(2, false), Some(&endpoint(b.addr, 51820)));
-    mesh.rule_both("a", "b", &["any"]);
+    let mesh = two_node_mesh(&a, &b);
     let files = mesh.write();
     let opts = MeshdOpts {
         env: vec![("JOURNAL_STREAM".into(), "8:4242".into())],

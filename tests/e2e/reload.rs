@@ -53,6 +53,12 @@ fn sighup(m: &Meshd) {
     assert!(ok.is_ok_and(|s| s.success()), "kill -HUP {}", m.pid());
 }
 
+/// Connects within 10 s (a first handshake may hold up the first SYNs).
+fn opens(ns: &str, addr: IpAddr, port: u16) -> bool {
+    let to = SocketAddr::new(addr, port);
+    tcp_connect_patiently(ns, to, Duration::from_secs(2), Duration::from_secs(10)).is_connected()
+}
+
 fn connects(ns: &str, addr: IpAddr, port: u16) -> bool {
     tcp_connect(ns, SocketAddr::new(addr, port), Duration::from_secs(2)).is_connected()
 }
@@ -110,13 +116,7 @@ fn reload_adds_removes_and_changes_nodes_while_a_stream_runs() {
     let _p7002 = Listener::must(hp.ns.name(), SocketAddr::new(op, 7002));
     ha.ns.assert_reaches(ob);
     ha.ns.assert_reaches(or);
-    assert!(tcp_connect_patiently(
-        ha.ns.name(),
-        SocketAddr::new(op, 7001),
-        Duration::from_secs(2),
-        Duration::from_secs(10)
-    )
-    .is_connected());
+    assert!(opens(ha.ns.name(), op, 7001), "p:7001 closed");
     assert!(
         !connects(ha.ns.name(), op, 7002),
         "p:7002 open before the reload"
@@ -224,13 +224,7 @@ fn reload_adds_removes_and_changes_nodes_while_a_stream_runs() {
     hn.ns.assert_reaches(oa);
     assert!(!ha.ns.ping(or, 2), "a still reaches r after r was removed");
     assert!(!hr.ns.ping(oa, 2), "r still reaches a after r was removed");
-    assert!(tcp_connect_patiently(
-        ha.ns.name(),
-        SocketAddr::new(op, 7002),
-        Duration::from_secs(2),
-        Duration::from_secs(10)
-    )
-    .is_connected());
+    assert!(opens(ha.ns.name(), op, 7002), "p:7002 closed");
     assert!(
         !connects(ha.ns.name(), op, 7001),
         "p:7001 still open after the reload"

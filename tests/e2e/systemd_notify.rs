@@ -3,8 +3,8 @@
 //! `RELOADING=1` then `READY=1` around a reload (refused or not), `STOPPING=1` on SIGTERM.
 
 use meshd_e2e::mesh::MeshdOpts;
-use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
-use meshd_e2e::{require_root, MeshSpec, Meshd};
+use meshd_e2e::topo::{pair, two_node_mesh};
+use meshd_e2e::{require_root, Meshd};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
@@ -21,10 +21,7 @@ fn ready_only_when_firewall_and_device_are_up_then_watchdog_then_stopping() {
         return;
     }
     let (a, b) = pair(false);
-    let mut mesh = MeshSpec::new();
-    mesh.node("a", &overlay_cidr(1, false), Some(&endpoint(a.addr, 51820)));
-    mesh.node("b", &overlay_cidr(2, false), Some(&endpoint(b.addr, 51820)));
-    mesh.rule_both("a", "b", &["any"]);
+    let mesh = two_node_mesh(&a, &b);
     let files = mesh.write();
     let path = files.dir.join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap_or_else(|e| panic!("bind {path:?}: {e}"));

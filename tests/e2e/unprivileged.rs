@@ -5,8 +5,8 @@
 //! control socket to root.
 
 use meshd_e2e::mesh::MeshdOpts;
-use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
-use meshd_e2e::{host_of, meshd_bin, require_root, MeshSpec, Meshd};
+use meshd_e2e::topo::{overlay_cidr, pair, two_node_mesh};
+use meshd_e2e::{host_of, meshd_bin, require_root, Meshd};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
@@ -34,11 +34,8 @@ fn runs_as_a_dedicated_user_with_only_cap_net_admin() {
         return;
     }
     let (a, b) = pair(false);
-    let mut mesh = MeshSpec::new();
-    mesh.node("a", &overlay_cidr(1, false), Some(&endpoint(a.addr, 51820)));
-    mesh.node("b", &overlay_cidr(2, false), Some(&endpoint(b.addr, 51820)))
-        .routes = vec!["198.51.100.0/24".to_string()];
-    mesh.rule_both("a", "b", &["any"]);
+    let mut mesh = two_node_mesh(&a, &b);
+    mesh.nodes[1].routes = vec!["198.51.100.0/24".to_string()];
     let files = mesh.write();
     // The user must reach its key (as LoadCredential gives it) and the binary.
     let chmod = |p: &std::path::Path, mode| {

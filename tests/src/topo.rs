@@ -56,6 +56,17 @@ pub fn pair(v6: bool) -> (Host, Host) {
     )
 }
 
+/// The mesh most tests start from: nodes `a` and `b` on hosts `a` and `b` (overlay hosts 1
+/// and 2, endpoints on udp/51820), allowed anything both ways.
+pub fn two_node_mesh(a: &Host, b: &Host) -> crate::MeshSpec {
+    let v6 = a.addr.is_ipv6();
+    let mut mesh = crate::MeshSpec::new();
+    mesh.node("a", &overlay_cidr(1, v6), Some(&endpoint(a.addr, 51820)));
+    mesh.node("b", &overlay_cidr(2, v6), Some(&endpoint(b.addr, 51820)));
+    mesh.rule_both("a", "b", &["any"]);
+    mesh
+}
+
 /// `n` namespaces on one switch (`eth0` each), hosts 1..=n addressed.
 pub fn switched(n: u8, v6: bool) -> (Switch, Vec<Host>) {
     let sw = Switch::new();
