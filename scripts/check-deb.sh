@@ -27,7 +27,7 @@ for field in Package:meshd Architecture:"$(dpkg --print-architecture)" Section:n
   [[ $(dpkg-deb -f "$deb" "${field%%:*}") == "${field#*:}" ]] || fail "control ${field%%:*} is not ${field#*:}"
 done
 depends=$(dpkg-deb -f "$deb" Depends)
-for dep in libc6 nftables iproute2; do grep -q "$dep" <<<"$depends" || fail "Depends lacks $dep: $depends"; done
+for dep in libc6 nftables iproute2 netbase procps; do grep -q "$dep" <<<"$depends" || fail "Depends lacks $dep: $depends"; done
 [[ $(dpkg-deb -f "$deb" Version) == "$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)" ]] \
   || fail "Version is not Cargo.toml's"
 
@@ -42,7 +42,7 @@ done
 grep -q '^u meshd ' "$work/root/usr/lib/sysusers.d/meshd.conf" || fail "sysusers.d has no meshd user"
 unit=$work/root/usr/lib/systemd/system/meshd.service
 grep -qx 'User=meshd' "$unit" || fail "the unit does not run as meshd"
-grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$unit" || fail "the unit has no ExecReload"
+grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$unit" || fail "the unit does not reload with SIGHUP"
 "$work/root/usr/bin/meshd" --version | grep -q '^meshd ' || fail "the packaged binary does not run"
 score=$(systemd-analyze security --offline=true "$unit" 2>&1 | sed -n 's/.*Overall exposure level for meshd.service: \([0-9.]*\).*/\1/p')
 awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.0) }' || fail "packaged unit exposure ${score:-unknown}"

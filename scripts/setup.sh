@@ -3,7 +3,7 @@
 # Idempotent and quiet when everything is already there. Installing needs root.
 set -euo pipefail
 
-packages=(iproute2 nftables wireguard-tools wireguard-go iperf3 iputils-ping tcpdump procps util-linux systemd binutils)
+packages=(iproute2 nftables wireguard-tools wireguard-go iperf3 iputils-ping tcpdump procps util-linux systemd binutils debootstrap systemd-container)
 
 missing=()
 for p in "${packages[@]}"; do

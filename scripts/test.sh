@@ -32,6 +32,16 @@ cargo build --release -p meshd
 step "the .deb builds and holds what it should (scripts/check-deb.sh)"
 bash scripts/check-deb.sh
 
+step "the .deb under a real systemd, in a booted container (scripts/systemd-smoke.sh)"
+if [[ $EUID -eq 0 ]]; then
+    bash scripts/systemd-smoke.sh
+elif [[ -n ${CI:-} ]]; then
+    echo "systemd-smoke.sh needs root, and CI is set" >&2
+    exit 1
+else
+    echo "note: not root, skipping systemd-smoke.sh"
+fi
+
 step "cargo test --release --workspace"
 if [[ $EUID -ne 0 ]]; then
     echo "note: not root, the end-to-end tests will skip${CI:+ (CI is set: they will fail instead)}"

@@ -1,13 +1,16 @@
 //! `meshd check`: validate the config and show what this node would do.
 
-use crate::cli::NodeArgs;
+use crate::cli::CheckArgs;
 use crate::load;
 use anyhow::Result;
 use meshd_core::plan::{Direction, NodePlan};
 use std::fmt::Write as _;
 
-pub(crate) fn check(args: &NodeArgs) -> Result<()> {
-    let (plan, _) = load::load_plan(args, false)?;
+pub(crate) fn check(args: &CheckArgs) -> Result<()> {
+    let (plan, _) = load::load_plan(&args.node, false)?;
+    if args.quiet {
+        return Ok(());
+    }
     print!("{}", describe(&plan));
     if plan.admin.ssh_from.is_empty() {
         eprintln!(

@@ -19,7 +19,7 @@ pub(crate) enum Command {
     /// Run the node in the foreground: tunnel up, then serve until SIGTERM.
     Run(NodeArgs),
     /// Validate the config and print this node's peers and rules (exit 0 valid, 1 invalid).
-    Check(NodeArgs),
+    Check(CheckArgs),
     /// Print the nftables table this node installs (nft syntax); applies nothing to the host.
     Firewall(FirewallArgs),
     /// Status of the running daemon: one row per peer (name, address, endpoint, handshake,
@@ -73,6 +73,15 @@ pub(crate) struct PeersArgs {
     /// Print the reply as JSON (schema: docs/control-protocol.md).
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+    /// Print only errors (for scripts and the unit's ExecReload).
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# The .deb under a real systemd: a Debian rootfs (debootstrap) with the package installed is
+# booted with systemd-nspawn inside a network namespace of our own, and peers with a meshd
+# in a second namespace. Checked: `systemctl enable --now meshd` brings the node up as the
+# `meshd` user with only CAP_NET_ADMIN; the tunnel carries pings; `systemctl reload` applies
+# a policy change (firewall replaced) and refuses a broken file (logged at priority err)
+# while the node runs on; a killed meshd is restarted; `systemctl stop` stops it.
+# Needs root, debootstrap and systemd-container (scripts/setup.sh), and a Debian mirror.
+#
+#   sudo scripts/systemd-smoke.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[[ $EUID -eq 0 ]] || { echo "systemd-smoke.sh needs root" >&2; exit 1; }
+for tool in debootstrap systemd-nspawn nsenter ip; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (run scripts/setup.sh)" >&2; exit 1; }
+done
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SUITE=${SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")}
+
+deb=$(bash scripts/deb.sh)
+meshd=$PWD/target/release/meshd
+work=$(mktemp -d /var/tmp/meshd-smoke.XXXXXX)
+root=$work/root
+tag=mds$$; NS1=$tag-node; NS2=$tag-peer
+NSPAWN=; INIT=; PEER=
+fails=0
+log() { printf '%s\n' "$*" >&2; }
+ok() { log "  ok: $*"; }
+bad() { log "  FAIL: $*"; fails=$((fails + 1)); }
+cleanup() {
+  set +e
+  if [[ -n $INIT ]]; then kill -s SIGRTMIN+4 "$INIT" 2>/dev/null; fi   # power the container off
+  for _ in $(seq 50); do [[ -n $NSPAWN ]] && kill -0 "$NSPAWN" 2>/dev/null || break; sleep 0.2; done
+  # The container's init dies with everything in its PID namespace.
+  if [[ -n $INIT ]]; then kill -KILL "$INIT" 2>/dev/null; fi
+  if [[ -n $NSPAWN ]]; then kill -KILL "$NSPAWN" 2>/dev/null; wait "$NSPAWN" 2>/dev/null; fi
+  if [[ -n $PEER ]]; then kill -TERM "$PEER" 2>/dev/null; wait "$PEER" 2>/dev/null; fi
+  ip netns del "$NS1" 2>/dev/null; ip netns del "$NS2" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+log "== debootstrap $SUITE (minbase) into $root"
+debootstrap --variant=minbase \
+  --include=systemd,systemd-sysv,dbus,nftables,iproute2,netbase,procps,wireguard-tools \
+  "$SUITE" "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
+  || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+cp "$deb" "$root/tmp/meshd.deb"
+chroot "$root" dpkg -i /tmp/meshd.deb >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; exit 1; }
+chroot "$root" getent passwd meshd >/dev/null && ok "the package created the meshd user" || bad "no meshd user"
+[[ $(stat -c '%a %U' "$root/etc/meshd/private.key") == "600 root" ]] \
+  && ok "the package created /etc/meshd/private.key (0600 root)" || bad "private.key missing or loose"
+
+log "== namespaces: the container's ($NS1, 192.0.2.1) and a peer's ($NS2, 192.0.2.2)"
+ip netns add "$NS1"; ip netns add "$NS2"
+ip link add veth-node netns "$NS1" type veth peer name veth-peer netns "$NS2"
+ip -n "$NS1" addr add 192.0.2.1/24 dev veth-node; ip -n "$NS2" addr add 192.0.2.2/24 dev veth-peer
+for ns in "$NS1" "$NS2"; do ip -n "$ns" link set lo up; done
+ip -n "$NS1" link set veth-node up; ip -n "$NS2" link set veth-peer up
+(umask 077; "$meshd" genkey >"$work/peer.key")
+cat >"$root/etc/meshd/mesh.yaml" <<YAML
+interface: {name: meshd0, listen_port: 51820, metrics: 127.0.0.1:9586}
+admin: {ssh_from: [192.0.2.10/32]}
+nodes:
+  - {name: node, public_key: "$("$meshd" pubkey <"$root/etc/meshd/private.key")", address: 10.100.0.1/24, endpoint: "192.0.2.1:51820"}
+  - {name: peer, public_key: "$("$meshd" pubkey <"$work/peer.key")", address: 10.100.0.2/24, endpoint: "192.0.2.2:51820"}
+policy:
+  - {from: peer, to: node, allow: [icmp, tcp/8080]}
+YAML
+cp "$root/etc/meshd/mesh.yaml" "$work/mesh.yaml"
+ip netns exec "$NS2" unshare --mount --propagation private \
+  sh -c 'mount -t tmpfs -o mode=0755 mds-run /run && exec "$0" "$@"' \
+  "$meshd" run --config "$work/mesh.yaml" --private-key "$work/peer.key" >"$work/peer.log" 2>&1 &
+PEER=$!
+
+log "== boot the container (systemd-nspawn -b) in $NS1"
+systemd-nspawn -D "$root" --network-namespace-path="/run/netns/$NS1" --capability=CAP_NET_ADMIN \
+  --register=no --keep-unit -M "$tag" -b --console=passive >"$work/nspawn.log" 2>&1 &
+NSPAWN=$!
+descends() { local p=$1; while [[ $p -gt 1 ]]; do [[ $p == "$2" ]] && return 0; p=$(awk '/^PPid:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0); done; return 1; }
+for _ in $(seq 150); do
+  for p in $(pgrep -x systemd || true); do descends "$p" "$NSPAWN" && INIT=$p; done
+  [[ -n $INIT ]] && break; sleep 0.2
+done
+[[ -n $INIT ]] || { cat "$work/nspawn.log" >&2; exit 1; }
+in_ct() { nsenter -t "$INIT" -a -- "$@"; }
+state=
+for _ in $(seq 120); do
+  state=$(in_ct systemctl is-system-running 2>/dev/null || true)
+  [[ $state == running || $state == degraded ]] && break; sleep 0.5
+done
+log "  container init $INIT, system $state"
+
+log "== systemctl enable --now meshd"
+in_ct systemctl enable --now meshd 2>&1 | sed 's/^/  /' >&2 || true
+[[ $(in_ct systemctl is-active meshd) == active ]] && ok "meshd.service is active" || bad "meshd.service is not active"
+main=$(in_ct systemctl show meshd -p MainPID --value)
+uid=$(in_ct awk '/^Uid:/ {print $2}' "/proc/$main/status")
+caps=$(in_ct awk '/^CapEff:/ {print $2}' "/proc/$main/status")
+[[ $uid == "$(chroot "$root" id -u meshd)" && $caps == 0000000000001000 ]] \
+  && ok "runs as meshd (uid $uid) with CapEff $caps (CAP_NET_ADMIN only)" || bad "uid $uid, CapEff $caps"
+replies=$(ip netns exec "$NS2" ping -c 5 -i 0.3 -W 2 10.100.0.1 | grep -c 'bytes from' || true)
+((replies >= 4)) && ok "the peer pings the node over the tunnel ($replies/5)" || bad "$replies/5 pings over the tunnel"
+
+log "== systemctl reload: tcp/9090 allowed too"
+sed -i 's|allow: \[icmp, tcp/8080\]|allow: [icmp, tcp/8080, tcp/9090]|' "$root/etc/meshd/mesh.yaml"
+in_ct systemctl reload meshd || bad "systemctl reload failed"
+journal() { in_ct journalctl -u meshd -o cat "$@" 2>/dev/null || true; }
+for _ in $(seq 50); do grep -q '^reloaded .*firewall=replaced' <<<"$(journal)" && break; sleep 0.1; done
+line=$(grep '^reloaded .*firewall=replaced' <<<"$(journal)" | tail -n 1 || true)
+[[ -n $line ]] && ok "journal: $line" || bad "no 'reloaded ... firewall=replaced' line"
+table=$(in_ct nft list table inet meshd)
+grep -q 9090 <<<"$table" && ok "table inet meshd now admits tcp/9090" || bad "no tcp/9090 in the table"
+
+log "== systemctl reload with a broken mesh.yaml"
+cp "$root/etc/meshd/mesh.yaml" "$work/good.yaml"
+echo 'nodes: [' >"$root/etc/meshd/mesh.yaml"
+in_ct systemctl reload meshd || true
+for _ in $(seq 50); do grep -q '^reload refused' <<<"$(journal -p err)" && break; sleep 0.1; done
+line=$(grep '^reload refused' <<<"$(journal -p err)" | tail -n 1 || true)
+[[ -n $line ]] && ok "journalctl -p err: ${line:0:100}..." || bad "no 'reload refused' at priority err"
+cp "$work/good.yaml" "$root/etc/meshd/mesh.yaml"
+[[ $(in_ct systemctl is-active meshd) == active ]] && ok "still active" || bad "not active after a refused reload"
+replies=$(ip netns exec "$NS2" ping -c 3 -i 0.3 -W 2 10.100.0.1 | grep -c 'bytes from' || true)
+((replies >= 2)) && ok "the tunnel still carries pings ($replies/3)" || bad "$replies/3 pings after the refused reload"
+
+log "== kill -9 meshd: Restart=on-failure"
+in_ct kill -9 "$main"
+for _ in $(seq 100); do
+  [[ $(in_ct systemctl show meshd -p NRestarts --value) -ge 1 && $(in_ct systemctl is-active meshd) == active ]] && break
+  sleep 0.1
+done
+[[ $(in_ct systemctl show meshd -p NRestarts --value) -ge 1 && $(in_ct systemctl is-active meshd) == active ]] \
+  && ok "restarted (NRestarts=$(in_ct systemctl show meshd -p NRestarts --value))" || bad "not restarted"
+
+log "== systemctl stop meshd"
+in_ct systemctl stop meshd
+[[ $(in_ct systemctl is-active meshd || true) == inactive ]] && ok "stopped" || bad "not stopped"
+log "== journalctl -u meshd (the service's own lines)"
+in_ct journalctl -u meshd -o short --no-pager | grep ' meshd\[' | sed 's/^/  /' >&2
+if ((fails)); then log "systemd-smoke: $fails failure(s)"; exit 1; fi
+log "systemd-smoke: all ok"
