@@ -191,8 +191,15 @@ fn reload_adds_removes_and_changes_nodes_while_a_stream_runs() {
     std::fs::write(&files.config, &files_after.yaml).unwrap_or_else(|e| panic!("{e}"));
     sighup(&ma);
     for m in [&mb, &mp] {
+        let started = std::time::Instant::now();
         let (ok, text) = reload(m);
         assert!(ok, "{} refused the reload: {text}", m.node);
+        eprintln!(
+            "`meshd reload` on {} took {:?}: {}",
+            m.node,
+            started.elapsed(),
+            text.trim()
+        );
     }
     match ticker.join() {
         Ok(Ok(())) => {}
