@@ -212,11 +212,18 @@ pub fn read() -> Result<Listing, FirewallError> {
 /// Applies the transaction (atomic: all of it or nothing) and reads the table back. The
 /// returned listing is what [`verify`] compares against from then on.
 pub fn apply(ruleset: &Nftables<'_>) -> Result<Listing, FirewallError> {
+    commit(ruleset)?;
+    read()
+}
+
+/// Applies the transaction only (atomic: all of it or nothing): an error means the table is
+/// as it was, unless nft had to be killed at the time limit.
+pub fn commit(ruleset: &Nftables<'_>) -> Result<(), FirewallError> {
     let out = run(&["-j", "-f", "-"], Some(&to_json(ruleset)))?;
     if !out.status.success() {
         return Err(FirewallError::Refused(out.stderr));
     }
-    read()
+    Ok(())
 }
 
 /// Checks that table `inet meshd` is still exactly what [`apply`] installed: catches a

@@ -79,7 +79,7 @@ pub(crate) struct PeersArgs {
 pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub(crate) node: NodeArgs,
-    /// Print only errors (for scripts and the unit's ExecReload).
+    /// Print only errors (for scripts, e.g. `meshd check --quiet && systemctl reload meshd`).
     #[arg(long, short)]
     pub(crate) quiet: bool,
 }

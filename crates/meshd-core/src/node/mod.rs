@@ -176,14 +176,16 @@ impl Node {
             let peer = match kept {
                 Some(old) => Arc::clone(old),
                 None => {
-                    // Past 2^24 new peers in one process, slots wrap around; a stray datagram
-                    // for a long-gone session then fails to decrypt, as it would anyway.
+                    // Past 2^24 new peers in one process, slots wrap around, skipping those
+                    // still in use; a stray datagram for a long-gone session then fails to
+                    // decrypt, as it would anyway.
+                    let next = |slot: usize| if slot >= MAX_SLOT { 0 } else { slot + 1 };
+                    while self.by_slot.contains_key(&next_slot) || by_slot.contains_key(&next_slot)
+                    {
+                        next_slot = next(next_slot);
+                    }
                     let slot = next_slot;
-                    next_slot = if next_slot >= MAX_SLOT {
-                        0
-                    } else {
-                        next_slot + 1
-                    };
+                    next_slot = next(next_slot);
                     // boringtun shifts the slot left by 8 for its session indices. The session
                     // keeps its own per-peer limiter, behind the shared one.
                     let tunn = Tunn::new(

@@ -80,15 +80,7 @@ fn ip(args: &[&str]) -> Result<()> {
 /// `replace`: a route the host already has (its own LAN, say) must not be taken over and then
 /// vanish with the device.
 pub(crate) fn add_route(device: &str, route: IpNet) -> Result<()> {
-    ip(&[
-        family(route),
-        "route",
-        "add",
-        &route.to_string(),
-        "dev",
-        device,
-    ])
-    .with_context(|| {
+    route_command("add", device, route).with_context(|| {
         format!(
             "cannot route {route} (routes of a peer) into {device} \
              (does this host already have a route for {route}?)"
@@ -98,21 +90,16 @@ pub(crate) fn add_route(device: &str, route: IpNet) -> Result<()> {
 
 /// Removes a peer's subnet route from the device (a reload that dropped it).
 pub(crate) fn delete_route(device: &str, route: IpNet) -> Result<()> {
-    ip(&[
-        family(route),
-        "route",
-        "del",
-        &route.to_string(),
-        "dev",
-        device,
-    ])
-    .with_context(|| format!("cannot remove the route {route} from {device}"))
+    route_command("del", device, route)
+        .with_context(|| format!("cannot remove the route {route} from {device}"))
 }
 
-fn family(route: IpNet) -> &'static str {
-    if matches!(route, IpNet::V4(_)) {
+/// `ip -4|-6 route add|del ROUTE dev DEVICE`.
+fn route_command(verb: &str, device: &str, route: IpNet) -> Result<()> {
+    let family = if matches!(route, IpNet::V4(_)) {
         "-4"
     } else {
         "-6"
-    }
+    };
+    ip(&[family, "route", verb, &route.to_string(), "dev", device])
 }

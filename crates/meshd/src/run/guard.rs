@@ -97,20 +97,32 @@ impl Guard {
     }
 
     /// Applies `ruleset` (one transaction: the old table stays if nft refuses the new one)
-    /// and records it as installed. The caller holds the ruleset lock.
+    /// and records it as installed. Once nft took the transaction it is in place, even if
+    /// reading it back fails: then nothing is recorded as installed, so the next check finds
+    /// a difference and applies it again. The caller holds the ruleset lock.
     fn apply(&self, ruleset: &Nftables<'static>) -> Result<(), nft::FirewallError> {
-        match nft::apply(ruleset) {
+        if let Err(e) = nft::commit(ruleset) {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        self.applied.fetch_add(1, Ordering::Relaxed);
+        let listed = nft::read();
+        let mut installed = self.installed.lock().unwrap_or_else(|e| e.into_inner());
+        match listed {
             Ok(listed) => {
-                self.applied.fetch_add(1, Ordering::Relaxed);
-                *self.installed.lock().unwrap_or_else(|e| e.into_inner()) = listed.normalized;
+                *installed = listed.normalized;
+                drop(installed);
                 self.record(listed.dropped, true);
-                Ok(())
             }
             Err(e) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                Err(e)
+                installed.clear();
+                tracing::warn!(
+                    "firewall applied but not read back ({}); checking again soon",
+                    crate::logging::one_line(&e.to_string())
+                );
             }
         }
+        Ok(())
     }
 
     /// Whether `ruleset` is the one in place.

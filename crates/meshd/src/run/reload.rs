@@ -12,16 +12,18 @@
 //! A config that does not parse, a change that needs a restart, or a failure in step 1 or 2
 //! refuses the reload and leaves everything as it was.
 
-use super::datapath::Shared;
 use super::guard::Guard;
 use super::view::View;
 use super::{device, dns, notify};
 use crate::cli::NodeArgs;
 use crate::load;
 use anyhow::Result;
+use ipnet::IpNet;
 use meshd_core::config::Endpoint;
 use meshd_core::diff::{diff, PlanDiff};
 use meshd_core::node::Peer;
+use meshd_core::plan::NodePlan;
+use meshd_firewall::Nftables;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,12 +31,19 @@ use tokio::task::JoinSet;
 
 pub(crate) struct Reloader {
     args: NodeArgs,
-    shared: Arc<Shared>,
     view: Arc<View>,
-    guard: Arc<Guard>,
     /// The tasks that follow DNS endpoints, by peer slot.
     dns: HashMap<usize, tokio::task::AbortHandle>,
     dns_tasks: JoinSet<()>,
+}
+
+/// What a reload is to apply, worked out on a blocking thread (it reads files, waits for the
+/// firewall guard and runs `ip`), with the new routes already added.
+struct Prepared {
+    plan: NodePlan,
+    changes: PlanDiff,
+    ruleset: Nftables<'static>,
+    firewall: bool,
 }
 
 impl Reloader {
@@ -42,13 +51,11 @@ impl Reloader {
     pub(crate) fn new(args: NodeArgs, view: Arc<View>) -> Self {
         let mut reloader = Self {
             args,
-            shared: Arc::clone(&view.shared),
-            guard: Arc::clone(&view.guard),
             view,
             dns: HashMap::new(),
             dns_tasks: JoinSet::new(),
         };
-        let node = reloader.shared.node.load_full();
+        let node = reloader.view.shared.node.load_full();
         let refresh = reloader.view.plan.load().interface.dns_refresh;
         for peer in node.peers() {
             reloader.follow(peer, refresh);
@@ -63,7 +70,7 @@ impl Reloader {
                 host,
                 port,
                 Duration::from_secs(u64::from(refresh)),
-                self.shared.sockets.v6.is_some(),
+                self.view.shared.sockets.v6.is_some(),
             );
             self.dns.insert(peer.slot, self.dns_tasks.spawn(task));
         }
@@ -85,44 +92,37 @@ impl Reloader {
             ),
         }
         let node = &self.view.plan.load().me.name;
-        notify::notify(&format!("READY=1\nSTATUS=node {node}, config reloaded"));
+        let status = if outcome.is_ok() {
+            "config reloaded"
+        } else {
+            "reload refused, running the previous config"
+        };
+        notify::notify(&format!("READY=1\nSTATUS=node {node}, {status}"));
         outcome
     }
 
     async fn reload(&mut self) -> Result<String> {
         let old = self.view.plan.load_full();
-        let (plan, _key) = load::load_plan(&self.args, true)?;
-        let changes = diff(&old, &plan)?;
-        let ruleset = meshd_firewall::ruleset(&plan);
-        let firewall = !self.guard.is_current(&ruleset);
-        let device = plan.interface.name.clone();
-
-        let mut added = Vec::new();
-        for &route in &changes.routes_added {
-            if let Err(e) = device::add_route(&device, route) {
-                undo_routes(&device, &added);
-                return Err(e);
-            }
-            added.push(route);
-        }
-        if firewall {
-            if let Err(e) = self.guard.replace(ruleset).await {
-                undo_routes(&device, &added);
+        let (args, guard) = (self.args.clone(), Arc::clone(&self.view.guard));
+        let prepared = tokio::task::spawn_blocking(move || prepare(&args, &old, &guard)).await??;
+        let device = prepared.plan.interface.name.clone();
+        if prepared.firewall {
+            if let Err(e) = self.view.guard.replace(prepared.ruleset).await {
+                let added = prepared.changes.routes_added;
+                tokio::task::spawn_blocking(move || delete_routes(&device, &added)).await?;
                 return Err(e);
             }
         }
 
-        let node = Arc::new(self.shared.node.load().reloaded(&plan));
-        self.shared.node.store(Arc::clone(&node));
-        self.view.plan.store(Arc::new(plan));
+        let shared = &self.view.shared;
+        let node = Arc::new(shared.node.load().reloaded(&prepared.plan));
+        shared.node.store(Arc::clone(&node));
+        self.view.plan.store(Arc::new(prepared.plan));
 
-        for &route in &changes.routes_removed {
-            if let Err(e) = device::delete_route(&device, route) {
-                tracing::warn!("{e:#}");
-            }
-        }
+        let removed = prepared.changes.routes_removed.clone();
+        tokio::task::spawn_blocking(move || delete_routes(&device, &removed)).await?;
         self.refollow(&node);
-        Ok(summary(&changes, firewall))
+        Ok(summary(&prepared.changes, prepared.firewall))
     }
 
     /// Stops following the names of peers the reload replaced or removed; follows those of
@@ -135,7 +135,13 @@ impl Reloader {
             }
             kept
         });
-        while self.dns_tasks.try_join_next().is_some() {}
+        while let Some(ended) = self.dns_tasks.try_join_next() {
+            if let Err(e) = ended {
+                if !e.is_cancelled() {
+                    tracing::error!("a DNS endpoint follower ended: {e}");
+                }
+            }
+        }
         let refresh = self.view.plan.load().interface.dns_refresh;
         for peer in node.peers() {
             if !self.dns.contains_key(&peer.slot) {
@@ -145,11 +151,33 @@ impl Reloader {
     }
 }
 
-/// Best effort: routes a refused reload added are taken out again.
-fn undo_routes(device: &str, routes: &[ipnet::IpNet]) {
+/// Loads and diffs the new config, builds its firewall and adds its new routes (taken out
+/// again if one fails).
+fn prepare(args: &NodeArgs, old: &NodePlan, guard: &Guard) -> Result<Prepared> {
+    let (plan, _key) = load::load_plan(args, true)?;
+    let changes = diff(old, &plan)?;
+    let ruleset = meshd_firewall::ruleset(&plan);
+    let firewall = !guard.is_current(&ruleset);
+    let device = &plan.interface.name;
+    for (n, &route) in changes.routes_added.iter().enumerate() {
+        if let Err(e) = device::add_route(device, route) {
+            delete_routes(device, &changes.routes_added[..n]);
+            return Err(e);
+        }
+    }
+    Ok(Prepared {
+        plan,
+        changes,
+        ruleset,
+        firewall,
+    })
+}
+
+/// Best effort: a route that cannot be removed is logged.
+fn delete_routes(device: &str, routes: &[IpNet]) {
     for &route in routes {
         if let Err(e) = device::delete_route(device, route) {
-            tracing::warn!("{e:#}");
+            tracing::warn!("{}", crate::logging::one_line(&format!("{e:#}")));
         }
     }
 }
