@@ -9,19 +9,20 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 deb=$(bash scripts/deb.sh)
 fail() { echo "check-deb: $*" >&2; exit 1; }
 
-expected="-rw-r--r-- ./etc/meshd/mesh.yaml
--rwxr-xr-x ./usr/bin/meshd
+expected="-rwxr-xr-x ./usr/bin/meshd
 -rw-r--r-- ./usr/lib/systemd/system/meshd.service
 -rw-r--r-- ./usr/lib/sysusers.d/meshd.conf
 -rw-r--r-- ./usr/share/doc/meshd/README.md
 -rw-r--r-- ./usr/share/doc/meshd/control-protocol.md
 -rw-r--r-- ./usr/share/doc/meshd/copyright
--rw-r--r-- ./usr/share/meshd/grafana-dashboard.json"
+-rw-r--r-- ./usr/share/meshd/grafana-dashboard.json
+-rw-r--r-- ./usr/share/meshd/mesh.example.yaml"
 expected=$(sort <<<"$expected")
 files=$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print $1, $6}' | sort)
 [[ $files == "$expected" ]] || fail "files differ:
 $(diff <(echo "$expected") <(echo "$files") || true)"
-dpkg-deb -c "$deb" | awk '{print $2}' | sort -u | grep -qx root/root || fail "files not owned by root"
+owners=$(dpkg-deb -c "$deb" | awk '{print $2}' | sort -u)
+[[ $owners == root/root ]] || fail "files not all owned by root: $owners"
 
 for field in Package:meshd Architecture:"$(dpkg --print-architecture)" Section:net; do
   [[ $(dpkg-deb -f "$deb" "${field%%:*}") == "${field#*:}" ]] || fail "control ${field%%:*} is not ${field#*:}"
@@ -34,7 +35,7 @@ for dep in libc6 nftables iproute2 netbase procps; do grep -q "$dep" <<<"$depend
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 dpkg-deb -x "$deb" "$work/root"
 dpkg-deb -e "$deb" "$work/control"
-[[ $(cat "$work/control/conffiles") == /etc/meshd/mesh.yaml ]] || fail "conffiles: $(cat "$work/control/conffiles")"
+[[ ! -e $work/control/conffiles ]] || fail "conffiles: $(cat "$work/control/conffiles") (mesh.yaml is postinst's)"
 for s in postinst prerm postrm; do
   [[ -x $work/control/$s ]] || fail "$s is not executable"
   sh -n "$work/control/$s" || fail "$s does not parse"
@@ -44,8 +45,9 @@ unit=$work/root/usr/lib/systemd/system/meshd.service
 grep -qx 'User=meshd' "$unit" || fail "the unit does not run as meshd"
 grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$unit" || fail "the unit does not reload with SIGHUP"
 "$work/root/usr/bin/meshd" --version | grep -q '^meshd ' || fail "the packaged binary does not run"
-score=$(systemd-analyze security --offline=true "$unit" 2>&1 | sed -n 's/.*Overall exposure level for meshd.service: \([0-9.]*\).*/\1/p')
+command -v systemd-analyze >/dev/null || fail "no systemd-analyze (install systemd, or run scripts/setup.sh)"
+score=$(systemd-analyze security --offline=true "$unit" 2>&1 | sed -n 's/.*Overall exposure level for meshd.service: \([0-9.]*\).*/\1/p' || true)
 awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.0) }' || fail "packaged unit exposure ${score:-unknown}"
-"$work/root/usr/bin/meshd" check --config "$work/root/etc/meshd/mesh.yaml" --node db1 >/dev/null \
+"$work/root/usr/bin/meshd" check --config "$work/root/usr/share/meshd/mesh.example.yaml" --node db1 >/dev/null \
   || fail "the packaged mesh.yaml does not validate"
 echo "check-deb: $deb ok ($(du -h "$deb" | cut -f1), exposure $score)"

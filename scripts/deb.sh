@@ -4,10 +4,12 @@
 #   /usr/bin/meshd                             the release binary, debug info stripped
 #   /usr/lib/systemd/system/meshd.service      systemd/meshd.service
 #   /usr/lib/sysusers.d/meshd.conf             the `meshd` system user
-#   /etc/meshd/mesh.yaml                       config/mesh.example.yaml (a conffile)
-#   /usr/share/doc/meshd/                      README.md, control-protocol.md, copyright
+#   /usr/share/meshd/mesh.example.yaml         config/mesh.example.yaml (postinst copies it
+#                                              to /etc/meshd/mesh.yaml if there is none)
 #   /usr/share/meshd/grafana-dashboard.json
-# and the maintainer scripts in packaging/deb (user, key, daemon-reload; nothing started).
+#   /usr/share/doc/meshd/                      README.md, control-protocol.md, copyright
+# and the maintainer scripts in packaging/deb (user, mesh.yaml, key, daemon-reload; nothing
+# started).
 #
 #   bash scripts/deb.sh          prints the path of the .deb on stdout
 set -euo pipefail
@@ -23,13 +25,13 @@ out=target/debian
 stage=$out/meshd_${version}_${arch}
 rm -rf "$stage"
 install -d -m 0755 "$stage/DEBIAN" "$stage/usr/bin" "$stage/usr/lib/systemd/system" \
-    "$stage/usr/lib/sysusers.d" "$stage/etc/meshd" "$stage/usr/share/doc/meshd" \
+    "$stage/usr/lib/sysusers.d" "$stage/usr/share/doc/meshd" \
     "$stage/usr/share/meshd"
 install -m 0755 target/release/meshd "$stage/usr/bin/meshd"
 if command -v strip >/dev/null; then strip --strip-debug "$stage/usr/bin/meshd"; fi
 install -m 0644 systemd/meshd.service "$stage/usr/lib/systemd/system/meshd.service"
 install -m 0644 packaging/sysusers.d-meshd.conf "$stage/usr/lib/sysusers.d/meshd.conf"
-install -m 0644 config/mesh.example.yaml "$stage/etc/meshd/mesh.yaml"
+install -m 0644 config/mesh.example.yaml "$stage/usr/share/meshd/mesh.example.yaml"
 install -m 0644 README.md docs/control-protocol.md "$stage/usr/share/doc/meshd/"
 install -m 0644 config/grafana-dashboard.json "$stage/usr/share/meshd/"
 cat > "$stage/usr/share/doc/meshd/copyright" <<COPYRIGHT
@@ -39,7 +41,6 @@ Upstream-Name: meshd
 Files: *
 License: MIT OR Apache-2.0
 COPYRIGHT
-install -m 0644 packaging/deb/conffiles "$stage/DEBIAN/conffiles"
 install -m 0755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "$stage/DEBIAN/"
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 # The newest glibc symbol version the binary needs is the libc6 it depends on.

@@ -15,7 +15,8 @@ for tool in debootstrap systemd-nspawn nsenter ip; do
   command -v "$tool" >/dev/null || { echo "missing $tool (run scripts/setup.sh)" >&2; exit 1; }
 done
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-SUITE=${SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")}
+# The host's Debian release when it is Debian (the binary's glibc must be there), else bookworm.
+SUITE=${SUITE:-$(. /etc/os-release && if [[ ${ID:-} == debian && -n ${VERSION_CODENAME:-} ]]; then echo "$VERSION_CODENAME"; else echo bookworm; fi)}
 
 deb=$(bash scripts/deb.sh)
 meshd=$PWD/target/release/meshd
@@ -36,7 +37,7 @@ cleanup() {
   if [[ -n $NSPAWN ]]; then kill -KILL "$NSPAWN" 2>/dev/null; wait "$NSPAWN" 2>/dev/null; fi
   if [[ -n $PEER ]]; then kill -TERM "$PEER" 2>/dev/null; wait "$PEER" 2>/dev/null; fi
   ip netns del "$NS1" 2>/dev/null; ip netns del "$NS2" 2>/dev/null
-  rm -rf "$work"
+  rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
 
@@ -48,6 +49,7 @@ debootstrap --variant=minbase \
 cp "$deb" "$root/tmp/meshd.deb"
 chroot "$root" dpkg -i /tmp/meshd.deb >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; exit 1; }
 chroot "$root" getent passwd meshd >/dev/null && ok "the package created the meshd user" || bad "no meshd user"
+[[ -s $root/etc/meshd/mesh.yaml ]] && ok "the package created /etc/meshd/mesh.yaml from the example" || bad "no mesh.yaml"
 [[ $(stat -c '%a %U' "$root/etc/meshd/private.key") == "600 root" ]] \
   && ok "the package created /etc/meshd/private.key (0600 root)" || bad "private.key missing or loose"
 
@@ -84,6 +86,10 @@ for _ in $(seq 150); do
 done
 [[ -n $INIT ]] || { cat "$work/nspawn.log" >&2; exit 1; }
 in_ct() { nsenter -t "$INIT" -a -- "$@"; }
+# Polls a condition (a command) for up to 10 s; its status is the condition's last.
+wait_for() { local _; for _ in $(seq 100); do "$@" && return 0; sleep 0.1; done; "$@"; }
+journal() { in_ct journalctl -u meshd -o cat "$@" 2>/dev/null || true; }
+logged() { local pattern=$1; shift; grep -q "$pattern" <<<"$(journal "$@")"; }
 state=
 for _ in $(seq 120); do
   state=$(in_ct systemctl is-system-running 2>/dev/null || true)
@@ -105,10 +111,8 @@ replies=$(ip netns exec "$NS2" ping -c 5 -i 0.3 -W 2 10.100.0.1 | grep -c 'bytes
 log "== systemctl reload: tcp/9090 allowed too"
 sed -i 's|allow: \[icmp, tcp/8080\]|allow: [icmp, tcp/8080, tcp/9090]|' "$root/etc/meshd/mesh.yaml"
 in_ct systemctl reload meshd || bad "systemctl reload failed"
-journal() { in_ct journalctl -u meshd -o cat "$@" 2>/dev/null || true; }
-for _ in $(seq 50); do grep -q '^reloaded .*firewall=replaced' <<<"$(journal)" && break; sleep 0.1; done
-line=$(grep '^reloaded .*firewall=replaced' <<<"$(journal)" | tail -n 1 || true)
-[[ -n $line ]] && ok "journal: $line" || bad "no 'reloaded ... firewall=replaced' line"
+wait_for logged '^reloaded .*firewall=replaced' \
+  && ok "journal: $(grep '^reloaded' <<<"$(journal)" | tail -n 1)" || bad "no 'reloaded ... firewall=replaced' line"
 table=$(in_ct nft list table inet meshd)
 grep -q 9090 <<<"$table" && ok "table inet meshd now admits tcp/9090" || bad "no tcp/9090 in the table"
 
@@ -116,9 +120,9 @@ log "== systemctl reload with a broken mesh.yaml"
 cp "$root/etc/meshd/mesh.yaml" "$work/good.yaml"
 echo 'nodes: [' >"$root/etc/meshd/mesh.yaml"
 in_ct systemctl reload meshd || true
-for _ in $(seq 50); do grep -q '^reload refused' <<<"$(journal -p err)" && break; sleep 0.1; done
-line=$(grep '^reload refused' <<<"$(journal -p err)" | tail -n 1 || true)
-[[ -n $line ]] && ok "journalctl -p err: ${line:0:100}..." || bad "no 'reload refused' at priority err"
+wait_for logged '^reload refused' -p err \
+  && ok "journalctl -p err: $(grep '^reload refused' <<<"$(journal -p err)" | tail -n 1 | cut -c1-100)..." \
+  || bad "no 'reload refused' at priority err"
 cp "$work/good.yaml" "$root/etc/meshd/mesh.yaml"
 [[ $(in_ct systemctl is-active meshd) == active ]] && ok "still active" || bad "not active after a refused reload"
 replies=$(ip netns exec "$NS2" ping -c 3 -i 0.3 -W 2 10.100.0.1 | grep -c 'bytes from' || true)
@@ -126,17 +130,18 @@ replies=$(ip netns exec "$NS2" ping -c 3 -i 0.3 -W 2 10.100.0.1 | grep -c 'bytes
 
 log "== kill -9 meshd: Restart=on-failure"
 in_ct kill -9 "$main"
-for _ in $(seq 100); do
-  [[ $(in_ct systemctl show meshd -p NRestarts --value) -ge 1 && $(in_ct systemctl is-active meshd) == active ]] && break
-  sleep 0.1
-done
-[[ $(in_ct systemctl show meshd -p NRestarts --value) -ge 1 && $(in_ct systemctl is-active meshd) == active ]] \
-  && ok "restarted (NRestarts=$(in_ct systemctl show meshd -p NRestarts --value))" || bad "not restarted"
+restarted() { [[ $(in_ct systemctl show meshd -p NRestarts --value) -ge 1 && $(in_ct systemctl is-active meshd) == active ]]; }
+wait_for restarted && ok "restarted (NRestarts=$(in_ct systemctl show meshd -p NRestarts --value))" || bad "not restarted"
 
 log "== systemctl stop meshd"
 in_ct systemctl stop meshd
 [[ $(in_ct systemctl is-active meshd || true) == inactive ]] && ok "stopped" || bad "not stopped"
 log "== journalctl -u meshd (the service's own lines)"
-in_ct journalctl -u meshd -o short --no-pager | grep ' meshd\[' | sed 's/^/  /' >&2
+grep ' meshd\[' <<<"$(in_ct journalctl -u meshd -o short --no-pager || true)" | sed 's/^/  /' >&2 || true
+
+log "== dpkg --purge meshd (in the container)"
+in_ct dpkg --purge meshd >"$work/purge.log" 2>&1 || { bad "dpkg --purge failed"; cat "$work/purge.log" >&2; }
+in_ct nft list table inet meshd >/dev/null 2>&1 && bad "table inet meshd left after removal" || ok "removal took table inet meshd away"
+[[ ! -e $root/etc/meshd ]] && ok "purge removed /etc/meshd" || bad "/etc/meshd left after purge: $(ls "$root/etc/meshd")"
 if ((fails)); then log "systemd-smoke: $fails failure(s)"; exit 1; fi
 log "systemd-smoke: all ok"

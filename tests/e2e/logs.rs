@@ -17,12 +17,18 @@ fn one_line_per_event_silent_when_steady_journal_priorities_and_no_secret() {
     let mesh = two_node_mesh(&a, &b);
     let files = mesh.write();
     let opts = MeshdOpts {
-        env: vec![("JOURNAL_STREAM".into(), "8:4242".into())],
+        journal: true,
         log_level: "info".into(),
         ..MeshdOpts::default()
     };
     let mut ma = Meshd::start_with(&a.ns, &files, "a", opts);
-    let mb = Meshd::start(&b.ns, &files, "b");
+    // b inherited a JOURNAL_STREAM that is not its stderr (a shell under a terminal that
+    // systemd started, say): it must log as on a terminal, timestamps and levels.
+    let inherited = MeshdOpts {
+        env: vec![("JOURNAL_STREAM".into(), "8:4242".into())],
+        ..MeshdOpts::default()
+    };
+    let mb = Meshd::start_with(&b.ns, &files, "b", inherited);
     a.ns.assert_reaches(host_of(&overlay_cidr(2, false)));
     ma.wait_for_log("peer up", Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -47,7 +53,17 @@ fn one_line_per_event_silent_when_steady_journal_priorities_and_no_secret() {
 
     let stopped = ma.stop();
     stopped.assert_clean();
-    mb.stop().assert_clean();
+    let b_log = mb.stop();
+    b_log.assert_clean();
+    assert!(
+        b_log
+            .stopped
+            .log
+            .lines()
+            .all(|l| !l.starts_with('<') && l.contains(" INFO ")),
+        "b took an inherited JOURNAL_STREAM for the journal:\n{}",
+        b_log.stopped.log
+    );
     let log = stopped.stopped.log;
     let lines: Vec<&str> = log.lines().collect();
     let expect = [

@@ -277,6 +277,9 @@ pub struct MeshdOpts {
     pub user: Option<u32>,
     /// Another meshd binary than [`meshd_bin`], e.g. a copy that `user` can execute.
     pub bin: Option<PathBuf>,
+    /// Set `JOURNAL_STREAM` to the device and inode of the log file, as systemd does for a
+    /// service whose stderr is the journal.
+    pub journal: bool,
 }
 
 impl Default for MeshdOpts {
@@ -288,6 +291,7 @@ impl Default for MeshdOpts {
             env: Vec::new(),
             user: None,
             bin: None,
+            journal: false,
         }
     }
 }
@@ -450,6 +454,13 @@ impl Meshd {
         cmd.env("MESHD_LOG", &opts.log_level);
         cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         let log = files.dir.join(&format!("meshd-{node}-{}.log", unique_id()));
+        if opts.journal {
+            // Created here to learn its inode; Daemon::spawn truncates the same file.
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::File::create(&log).and_then(|f| f.metadata());
+            let meta = meta.unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+            cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        }
         let daemon = Daemon::spawn(&format!("meshd {node} ({})", ns.name()), cmd, &log);
         Meshd {
             node: node.to_string(),

@@ -62,9 +62,23 @@ pub(crate) fn init() {
     }
 }
 
-/// Whether stderr goes to the journal.
+/// Whether stderr is the journal's stream: `JOURNAL_STREAM` names its device and inode
+/// (systemd.exec(5)); a shell that merely inherited the variable has another stderr.
 fn journal() -> bool {
-    std::env::var_os("JOURNAL_STREAM").is_some()
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(named) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = named.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    let stderr = std::io::stderr().as_fd().try_clone_to_owned();
+    let meta = stderr.and_then(|fd| std::fs::File::from(fd).metadata());
+    meta.is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
 /// The error that ends the process, on stderr. A config report is already one
