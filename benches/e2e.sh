@@ -33,70 +33,22 @@ ROUNDS=${1:-3}
 SECS=${SECS:-10}
 PINGS=${PINGS:-200}
 LINKS=${LINKS:-unshaped 1gbit}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-MESHD=${MESHD_BIN:-$ROOT/target/release/meshd}
-[[ $EUID -eq 0 ]] || { echo "e2e.sh needs root (network namespaces)" >&2; exit 1; }
-[[ -x $MESHD ]] || { echo "build first: cargo build --release -p meshd" >&2; exit 1; }
-for tool in iperf3 wireguard-go wg ip tc nft python3 ping unshare getconf; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install iperf3 wireguard-go" \
-    "wireguard-tools iproute2 nftables python3 iputils-ping util-linux (or run scripts/setup.sh)" >&2; exit 1; }
-done
 for link in $LINKS; do
   case $link in unshaped|1gbit) ;; *) echo "unknown link '$link' (unshaped, 1gbit)" >&2; exit 1;; esac
 done
+TAG=mde$$
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_need iperf3 wireguard-go wg tc nft ping getconf
 BT=$(command -v boringtun-cli || command -v boringtun || true)
 CLK=$(getconf CLK_TCK)
-log() { echo "$*" >&2; }
+WGA=wge${$}a; WGB=wge${$}b; BTA=bte${$}a; BTB=bte${$}b
+bench_cleanup_extra() { rm -f /var/run/wireguard/{$WGA,$WGB,$BTA,$BTB}.sock; }
 
-TAG=mde$$
-A=$TAG-a; B=$TAG-b; WGA=wge${$}a; WGB=wge${$}b; BTA=bte${$}a; BTB=bte${$}b
-WORK=$(mktemp -d /tmp/meshd-e2e.XXXXXX)
-DAEMONS=()  # long-lived: wireguard-go, boringtun, iperf3 server
-MPIDS=()    # the meshd pair currently running
-alive() { [[ -e /proc/$1 ]] && [[ $(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
-stop_pids() { # SIGTERM by PID, wait up to 10 s each, then SIGKILL
-  local p i
-  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "$@"; do
-    for i in $(seq 100); do alive "$p" || break; sleep 0.1; done
-    if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
-    wait "$p" 2>/dev/null || true
-  done
-}
-cleanup() {
-  set +e
-  stop_pids ${MPIDS[@]+"${MPIDS[@]}"} ${DAEMONS[@]+"${DAEMONS[@]}"}
-  # and whatever else still runs in our namespaces (an interrupted iperf3 or ping client)
-  stop_pids $(ip netns pids "$A" 2>/dev/null) $(ip netns pids "$B" 2>/dev/null)
-  ip netns del "$A" 2>/dev/null; ip netns del "$B" 2>/dev/null
-  rm -f /var/run/wireguard/{$WGA,$WGB,$BTA,$BTB}.sock
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --- the namespaces and the underlay --------------------------------------------------------
-ip netns add "$A"; ip netns add "$B"
-ip link add veth-a netns "$A" type veth peer name veth-b netns "$B"
-ip -n "$A" addr add 192.0.2.1/24 dev veth-a; ip -n "$B" addr add 192.0.2.2/24 dev veth-b
-for ns in "$A" "$B"; do ip -n "$ns" link set lo up; done
-ip -n "$A" link set veth-a up; ip -n "$B" link set veth-b up
-
-# --- meshd: overlay 10.100.0.0/24 on udp/51820; `open` lets wireguard-go and iperf3 through ---
-umask 077
-"$MESHD" genkey > "$WORK/a.key"; "$MESHD" genkey > "$WORK/b.key"
-cat > "$WORK/mesh.yaml" <<YAML
-interface: {name: meshd0, listen_port: 51820, mtu: 1420, metrics: "off"}
-admin: {ssh_from: [192.0.2.10/32]}
-nodes:
-  - {name: a, public_key: "$("$MESHD" pubkey < "$WORK/a.key")", address: 10.100.0.1/24, endpoint: "192.0.2.1:51820", open: [udp/51821]}
-  - {name: b, public_key: "$("$MESHD" pubkey < "$WORK/b.key")", address: 10.100.0.2/24, endpoint: "192.0.2.2:51820", open: [udp/51821, tcp/5201]}
-policy:
-  - {from: a, to: b, allow: [any]}
-YAML
-# A private /run per node (its sockets are named after the interface); every step execs, so
-# $! is meshd's own PID.
-PRIVATE_RUN=(unshare --mount --propagation private sh -c 'mount -t tmpfs -o mode=0755 mde-run /run && exec "$0" "$@"')
+# --- the namespaces, the underlay and meshd's config ----------------------------------------
+# meshd: overlay 10.100.0.0/24 on udp/51820; `open` lets wireguard-go and iperf3 through.
+bench_underlay
+bench_mesh off "[udp/51821]" "[udp/51821, tcp/5201]"
 ticks() { # utime+stime (clock ticks) summed over the PIDs
   local t=0 p f
   for p in "$@"; do
@@ -105,40 +57,6 @@ ticks() { # utime+stime (clock ticks) summed over the PIDs
     t=$((t + f[11] + f[12]))                             # fields 14 utime, 15 stime
   done
   echo "$t"
-}
-mem_mb() { # $1 VmHWM|VmRSS, then PIDs → the largest, in MB
-  local field=$1 max=0 p v; shift
-  for p in "$@"; do v=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/status"); ((v > max)) && max=$v; done
-  python3 -c "print(f'{$max/1024:.1f}')"
-}
-start_meshd() { # $1 variant name, then env assignments; sets MPIDS and IDLE
-  local name=$1 n; shift
-  MPIDS=()
-  for n in a b; do
-    local ns=$A; [[ $n == b ]] && ns=$B
-    env "$@" ip netns exec "$ns" "${PRIVATE_RUN[@]}" "$MESHD" run --config "$WORK/mesh.yaml" \
-      --private-key "$WORK/$n.key" 2>"$WORK/$n.log" &
-    MPIDS+=($!)
-  done
-  for _ in $(seq 100); do
-    grep -q ' ready ' "$WORK/a.log" && grep -q ' ready ' "$WORK/b.log" && break
-    alive "${MPIDS[0]}" && alive "${MPIDS[1]}" || break
-    sleep 0.1
-  done
-  if ! grep -q ' ready ' "$WORK/a.log" || ! grep -q ' ready ' "$WORK/b.log"; then
-    log "$name: meshd not ready within 10 s"; tail -n 20 "$WORK/a.log" "$WORK/b.log" >&2; exit 1
-  fi
-  for n in 0 1; do
-    [[ $(readlink "/proc/${MPIDS[$n]}/exe") -ef $MESHD ]] || { log "PID ${MPIDS[$n]} is not meshd"; exit 1; }
-  done
-  IDLE=$(mem_mb VmRSS "${MPIDS[@]}")
-  log "  $name: $(grep -o 'offloads.*' "$WORK/a.log" | head -n 1)"
-  for _ in 1 2 3; do ip netns exec "$A" ping -c 1 -W 3 10.100.0.2 >/dev/null && return 0; done
-  log "$name: no handshake over meshd"; tail -n 20 "$WORK/a.log" "$WORK/b.log" >&2; exit 1
-}
-stop_meshd() { # SIGTERM the pair, wait, then remove the table meshd leaves behind
-  stop_pids "${MPIDS[@]}"; MPIDS=()
-  for ns in "$A" "$B"; do ip netns exec "$ns" "$MESHD" firewall --remove 2>/dev/null; done
 }
 
 # --- wireguard-go (and boringtun-cli): up for the whole bench --------------------------------

@@ -12,61 +12,29 @@
 set -euo pipefail
 ROUNDS=${1:-3}
 SECS=${SECS:-10}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-MESHD=${MESHD_BIN:-$ROOT/target/release/meshd}
-[ -x "$MESHD" ] || { echo "build first: cargo build --release -p meshd" >&2; exit 1; }
-for tool in iperf3 wireguard-go wg ip python3; do
-  command -v $tool >/dev/null || { echo "missing $tool (run scripts/setup.sh)" >&2; exit 1; }
-done
-
 TAG=mdb$$
-A=$TAG-a; B=$TAG-b; WGA=wgb${$}a; WGB=wgb${$}b
-WORK=$(mktemp -d); PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ip netns del $A 2>/dev/null || true; ip netns del $B 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-ip netns add $A; ip netns add $B
-ip link add veth-a netns $A type veth peer name veth-b netns $B
-ip -n $A addr add 192.0.2.1/24 dev veth-a; ip -n $B addr add 192.0.2.2/24 dev veth-b
-for ns in $A $B; do ip -n $ns link set lo up; done
-ip -n $A link set veth-a up; ip -n $B link set veth-b up
-
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_need iperf3 wireguard-go wg
+WGA=wgb${$}a; WGB=wgb${$}b
+bench_cleanup_extra() { rm -f /var/run/wireguard/{$WGA,$WGB}.sock; }
+bench_underlay
 # meshd: overlay 10.100.0.0/24 on udp/51820. Its firewall (default drop) also guards the
 # other paths in these namespaces: `open` lets wireguard-go's port and iperf3 through.
-umask 077
-"$MESHD" genkey > "$WORK/a.key"; "$MESHD" genkey > "$WORK/b.key"
-cat > "$WORK/mesh.yaml" <<YAML
-interface: {name: meshd0, listen_port: 51820, mtu: 1420, metrics: 127.0.0.1:9586}
-admin: {ssh_from: [192.0.2.10/32]}
-nodes:
-  - {name: a, public_key: "$("$MESHD" pubkey < "$WORK/a.key")", address: 10.100.0.1/24, endpoint: "192.0.2.1:51820", open: [udp/51821]}
-  - {name: b, public_key: "$("$MESHD" pubkey < "$WORK/b.key")", address: 10.100.0.2/24, endpoint: "192.0.2.2:51820", open: [udp/51821, tcp/5201]}
-policy:
-  - {from: a, to: b, allow: [any]}
-YAML
-# Each node gets a private /run (a tmpfs in its own mount namespace) for its control and UAPI
-# sockets, which are named after the interface and would collide. `ip netns exec`, `unshare`
-# and `sh -c exec` all exec, so the PID is meshd's own.
-PRIVATE_RUN=(unshare --mount --propagation private sh -c 'mount -t tmpfs -o mode=0755 mdb-run /run && exec "$0" "$@"')
-ip netns exec $A "${PRIVATE_RUN[@]}" "$MESHD" run --config "$WORK/mesh.yaml" --private-key "$WORK/a.key" 2>"$WORK/a.log" & PIDS+=($!)
-ip netns exec $B "${PRIVATE_RUN[@]}" "$MESHD" run --config "$WORK/mesh.yaml" --private-key "$WORK/b.key" 2>"$WORK/b.log" & PIDS+=($!)
+bench_mesh 127.0.0.1:9586 "[udp/51821]" "[udp/51821, tcp/5201]"
+start_meshd meshd
 
 # wireguard-go: overlay 10.100.1.0/24 on udp/51821, MTU 1420 like meshd
 wg genkey > "$WORK/wa.key"; wg genkey > "$WORK/wb.key"
-ip netns exec $A wireguard-go -f $WGA >/dev/null 2>&1 & PIDS+=($!)
-ip netns exec $B wireguard-go -f $WGB >/dev/null 2>&1 & PIDS+=($!)
+ip netns exec $A wireguard-go -f $WGA >/dev/null 2>&1 & DAEMONS+=($!)
+ip netns exec $B wireguard-go -f $WGB >/dev/null 2>&1 & DAEMONS+=($!)
 for i in $(seq 50); do [ -S /var/run/wireguard/$WGA.sock ] && [ -S /var/run/wireguard/$WGB.sock ] && break; sleep 0.1; done
 ip netns exec $A wg set $WGA private-key "$WORK/wa.key" listen-port 51821 peer "$(wg pubkey < "$WORK/wb.key")" endpoint 192.0.2.2:51821 allowed-ips 10.100.1.2/32
 ip netns exec $B wg set $WGB private-key "$WORK/wb.key" listen-port 51821 peer "$(wg pubkey < "$WORK/wa.key")" endpoint 192.0.2.1:51821 allowed-ips 10.100.1.1/32
 ip -n $A addr add 10.100.1.1/24 dev $WGA; ip -n $B addr add 10.100.1.2/24 dev $WGB
 ip -n $A link set $WGA mtu 1420 up; ip -n $B link set $WGB mtu 1420 up
 
-ip netns exec $B iperf3 -s -B 0.0.0.0 >/dev/null 2>&1 & PIDS+=($!)
+ip netns exec $B iperf3 -s -B 0.0.0.0 >/dev/null 2>&1 & DAEMONS+=($!)
 sleep 1
 for target in 192.0.2.2 10.100.0.2 10.100.1.2; do
   ip netns exec $A ping -c 2 -i 0.2 -W 2 $target >/dev/null || { echo "no path to $target" >&2; cat "$WORK"/*.log >&2; exit 1; }
@@ -95,7 +63,6 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 P=$(echo "${R[plain]}" | median); M=$(echo "${R[meshd]}" | median); W=$(echo "${R[wireguard-go]}" | median)
 echo
 echo "single TCP stream, iperf3 ${SECS}s, median of $ROUNDS rounds, $(nproc) cores, $(uname -r)"

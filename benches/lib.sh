@@ -1,0 +1,118 @@
+# shellcheck shell=bash
+# Shared by the benches (sourced, not run): two network namespaces $A and $B over a veth pair
+# (veth-a 192.0.2.1 <-> veth-b 192.0.2.2), a two-node meshd config (overlay 10.100.0.0/24 on
+# udp/51820), starting and stopping a meshd pair, stopping processes by PID, and a cleanup
+# that removes everything the bench made. Nothing touches the host's own network.
+#
+# Before sourcing: TAG (a short unique prefix, e.g. mde$$). Then call
+#   bench_need TOOL...                      root, the built meshd, the tools
+#   bench_underlay                          the namespaces and the veth pair
+#   bench_mesh METRICS OPEN_A OPEN_B        keys and $WORK/mesh.yaml (OPEN_*: YAML lists)
+#   start_meshd NAME [VAR=VALUE...]         the pair, ready and handshaken; sets MPIDS, IDLE
+#   stop_meshd                              stops the pair and removes the table it leaves
+# Long-lived helpers (iperf3 servers, wireguard-go) go in DAEMONS; a script that needs more
+# cleanup defines bench_cleanup_extra.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MESHD=${MESHD_BIN:-$ROOT/target/release/meshd}
+A=$TAG-a; B=$TAG-b
+WORK=$(mktemp -d /tmp/meshd-bench.XXXXXX)
+umask 077  # keys
+DAEMONS=()  # long-lived: iperf3 servers, wireguard-go, ...
+MPIDS=()    # the meshd pair currently running
+log() { echo "$*" >&2; }
+
+bench_need() {
+  [[ $EUID -eq 0 ]] || { log "$(basename "$0") needs root (network namespaces)"; exit 1; }
+  [[ -x $MESHD ]] || { log "build first: cargo build --release -p meshd"; exit 1; }
+  local tool
+  for tool in ip unshare python3 "$@"; do
+    command -v "$tool" >/dev/null || { log "missing $tool (run scripts/setup.sh)"; exit 1; }
+  done
+}
+
+alive() { [[ -e /proc/$1 ]] && [[ $(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
+stop_pids() { # SIGTERM by PID, wait up to 10 s each, then SIGKILL
+  local p i
+  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "$@"; do
+    for i in $(seq 100); do alive "$p" || break; sleep 0.1; done
+    if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+    wait "$p" 2>/dev/null || true
+  done
+}
+bench_cleanup() {
+  set +e
+  stop_pids ${MPIDS[@]+"${MPIDS[@]}"} ${DAEMONS[@]+"${DAEMONS[@]}"}
+  # and whatever else still runs in our namespaces (an interrupted iperf3 or ping client)
+  stop_pids $(ip netns pids "$A" 2>/dev/null) $(ip netns pids "$B" 2>/dev/null)
+  if declare -F bench_cleanup_extra >/dev/null; then bench_cleanup_extra; fi
+  ip netns del "$A" 2>/dev/null; ip netns del "$B" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+bench_underlay() {
+  ip netns add "$A"; ip netns add "$B"
+  ip link add veth-a netns "$A" type veth peer name veth-b netns "$B"
+  ip -n "$A" addr add 192.0.2.1/24 dev veth-a; ip -n "$B" addr add 192.0.2.2/24 dev veth-b
+  local ns
+  for ns in "$A" "$B"; do ip -n "$ns" link set lo up; done
+  ip -n "$A" link set veth-a up; ip -n "$B" link set veth-b up
+}
+
+bench_mesh() { # $1 metrics ("off" or an address), $2 and $3 the `open` lists of a and b
+  "$MESHD" genkey >"$WORK/a.key"; "$MESHD" genkey >"$WORK/b.key"
+  cat >"$WORK/mesh.yaml" <<YAML
+interface: {name: meshd0, listen_port: 51820, mtu: 1420, metrics: "$1"}
+admin: {ssh_from: [192.0.2.10/32]}
+nodes:
+  - {name: a, public_key: "$("$MESHD" pubkey <"$WORK/a.key")", address: 10.100.0.1/24, endpoint: "192.0.2.1:51820", open: $2}
+  - {name: b, public_key: "$("$MESHD" pubkey <"$WORK/b.key")", address: 10.100.0.2/24, endpoint: "192.0.2.2:51820", open: $3}
+policy:
+  - {from: a, to: b, allow: [any]}
+YAML
+}
+
+# A private /run per node (its sockets are named after the interface); every step execs, so
+# $! is meshd's own PID.
+PRIVATE_RUN=(unshare --mount --propagation private sh -c 'mount -t tmpfs -o mode=0755 bench-run /run && exec "$0" "$@"')
+mem_mb() { # $1 VmHWM|VmRSS, then PIDs → the largest, in MB
+  local field=$1 max=0 p v; shift
+  for p in "$@"; do v=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/status"); ((v > max)) && max=$v; done
+  python3 -c "print(f'{$max/1024:.1f}')"
+}
+start_meshd() { # $1 variant name, then env assignments; sets MPIDS and IDLE
+  local name=$1 n ns; shift
+  MPIDS=()
+  for n in a b; do
+    ns=$A; [[ $n == b ]] && ns=$B
+    env "$@" ip netns exec "$ns" "${PRIVATE_RUN[@]}" "$MESHD" run --config "$WORK/mesh.yaml" \
+      --private-key "$WORK/$n.key" 2>"$WORK/$n.log" &
+    MPIDS+=($!)
+  done
+  for _ in $(seq 100); do
+    grep -q ' ready ' "$WORK/a.log" && grep -q ' ready ' "$WORK/b.log" && break
+    alive "${MPIDS[0]}" && alive "${MPIDS[1]}" || break
+    sleep 0.1
+  done
+  if ! grep -q ' ready ' "$WORK/a.log" || ! grep -q ' ready ' "$WORK/b.log"; then
+    log "$name: meshd not ready within 10 s"; tail -n 20 "$WORK/a.log" "$WORK/b.log" >&2; exit 1
+  fi
+  for n in 0 1; do
+    [[ $(readlink "/proc/${MPIDS[$n]}/exe") -ef $MESHD ]] || { log "PID ${MPIDS[$n]} is not meshd"; exit 1; }
+  done
+  IDLE=$(mem_mb VmRSS "${MPIDS[@]}")
+  log "  $name: $(grep -o 'offloads.*' "$WORK/a.log" | head -n 1)"
+  for _ in 1 2 3; do ip netns exec "$A" ping -c 1 -W 3 10.100.0.2 >/dev/null && return 0; done
+  log "$name: no handshake over meshd"; tail -n 20 "$WORK/a.log" "$WORK/b.log" >&2; exit 1
+}
+stop_meshd() { # SIGTERM the pair, wait, then remove the table meshd leaves behind (fail closed)
+  local ns
+  stop_pids "${MPIDS[@]}"; MPIDS=()
+  for ns in "$A" "$B"; do ip netns exec "$ns" "$MESHD" firewall --remove 2>/dev/null || true; done
+}
+median() { # numbers on stdin, one per line or space-separated → their median
+  tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
+}
