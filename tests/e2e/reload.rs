@@ -18,20 +18,34 @@ const PORT: u16 = 51820;
 const METRICS: &str = "127.0.0.1:9586";
 const DATAGRAMS: u32 = 500;
 
+/// One sample of the metrics of the node in `ns` (0 when absent).
+fn metric(ns: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = scrape(ns, METRICS.parse().unwrap_or_else(|_| unreachable!()));
+    sample(&text, name, labels).unwrap_or(0.0)
+}
+
 /// Handshakes the node in `ns` completed with `peer`, either role.
 fn handshakes(ns: &str, peer: &str) -> f64 {
-    let text = scrape(ns, METRICS.parse().unwrap_or_else(|_| unreachable!()));
     ["initiator", "responder"]
         .iter()
         .map(|role| {
-            sample(
-                &text,
+            metric(
+                ns,
                 "meshd_handshakes_total",
                 &[("peer", peer), ("role", role)],
             )
-            .unwrap_or(0.0)
         })
         .sum()
+}
+
+/// (reloads applied, reloads refused, whether the latest was applied) from the metrics.
+fn reloads(ns: &str) -> (f64, f64, f64) {
+    let total = "meshd_config_reloads_total";
+    (
+        metric(ns, total, &[("result", "ok")]),
+        metric(ns, total, &[("result", "refused")]),
+        metric(ns, "meshd_config_last_reload_successful", &[]),
+    )
 }
 
 /// `meshd reload` in the node's namespaces: (success, stdout + stderr).
@@ -154,7 +168,7 @@ fn reload_adds_removes_and_changes_nodes_while_a_stream_runs() {
     ha.ns.assert_reaches(or);
     assert!(connects(ha.ns.name(), op, 7001));
     assert!(
-        ma.log().matches("reload refused").count() == 2,
+        ma.log().matches("reload refused").count() == 2 && reloads(ha.ns.name()) == (0.0, 2.0, 0.0),
         "{}",
         ma.log()
     );
@@ -249,6 +263,7 @@ fn reload_adds_removes_and_changes_nodes_while_a_stream_runs() {
         initiations()
     );
     assert_eq!(initiations(), initiated, "a and b did a new handshake");
+    assert_eq!(reloads(ha.ns.name()), (1.0, 2.0, 1.0), "a's reload metrics");
     assert_eq!(
         handshakes(ha.ns.name(), "b"),
         hs_a,

@@ -23,6 +23,15 @@ pub(crate) struct FirewallStats {
     pub(crate) dropped: BTreeMap<String, u64>,
 }
 
+/// What reloads did: counted by the daemon's reloader.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct ReloadStats {
+    pub(crate) ok: u64,
+    pub(crate) refused: u64,
+    /// Whether the latest reload (if any) was applied; true before the first.
+    pub(crate) last_successful: bool,
+}
+
 /// Label pairs sorted by name, as the prometheus crate's own metrics have them.
 fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
     let mut pairs = pairs.to_vec();
@@ -194,7 +203,11 @@ fn handshake_durations(s: &Snapshot) -> MetricFamily {
 }
 
 /// Every meshd family of SPEC §6 (the process collector's are added by the caller).
-pub(crate) fn families(s: &Snapshot, fw: &FirewallStats) -> Vec<MetricFamily> {
+pub(crate) fn families(
+    s: &Snapshot,
+    fw: &FirewallStats,
+    reloads: &ReloadStats,
+) -> Vec<MetricFamily> {
     let mut out = exporter_families(s);
     out.push(per_peer(
         s,
@@ -287,6 +300,21 @@ pub(crate) fn families(s: &Snapshot, fw: &FirewallStats) -> Vec<MetricFamily> {
             .collect(),
     ));
     out.push(family(
+        "meshd_config_reloads_total",
+        "Reloads of mesh.yaml (SIGHUP, systemctl reload, meshd reload), by result",
+        MetricType::COUNTER,
+        vec![
+            counter(&[("result", "ok")], reloads.ok as f64),
+            counter(&[("result", "refused")], reloads.refused as f64),
+        ],
+    ));
+    out.push(family(
+        "meshd_config_last_reload_successful",
+        "1 if the latest reload was applied (or there was none), 0 if it was refused",
+        MetricType::GAUGE,
+        vec![gauge(&[], f64::from(u8::from(reloads.last_successful)))],
+    ));
+    out.push(family(
         "meshd_build_info",
         "meshd's version",
         MetricType::GAUGE,
@@ -362,7 +390,12 @@ mod tests {
             reasserts: 1,
             dropped: [("mesh_in".to_string(), 7)].into(),
         };
-        encode(&families(&snapshot(), &fw))
+        let reloads = ReloadStats {
+            ok: 3,
+            refused: 1,
+            last_successful: false,
+        };
+        encode(&families(&snapshot(), &fw, &reloads))
     }
 
     #[test]
@@ -383,6 +416,9 @@ mod tests {
             "meshd_firewall_applies_total{result=\"ok\"} 2",
             "meshd_firewall_reasserts_total 1",
             "meshd_firewall_dropped_packets_total{chain=\"mesh_in\"} 7",
+            "meshd_config_reloads_total{result=\"ok\"} 3",
+            "meshd_config_reloads_total{result=\"refused\"} 1",
+            "meshd_config_last_reload_successful 0",
             "# TYPE meshd_handshake_duration_seconds histogram",
         ] {
             assert!(t.contains(line), "missing `{line}` in:\n{t}");

@@ -104,7 +104,11 @@ async fn handle(
                 let (view, registry) = (Arc::clone(view), Arc::clone(registry));
                 let body = tokio::task::spawn_blocking(move || {
                     let mut families = registry.gather();
-                    families.extend(metrics::families(&view.snapshot(), &view.firewall()));
+                    families.extend(metrics::families(
+                        &view.snapshot(),
+                        &view.firewall(),
+                        &view.reloads(),
+                    ));
                     metrics::encode(&families)
                 })
                 .await

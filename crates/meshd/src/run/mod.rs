@@ -22,6 +22,7 @@ use meshd_core::config::Metrics;
 use meshd_core::node::{slot_size, Node};
 use meshd_core::plan::NodePlan;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -114,6 +115,9 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         shared: Arc::clone(&shared),
         guard,
         reload: reload_tx,
+        reloads_ok: AtomicU64::new(0),
+        reloads_refused: AtomicU64::new(0),
+        last_reload_ok: AtomicBool::new(true),
     });
     let mut reloader = reload::Reloader::new(args, Arc::clone(&view));
     if let Some(listener) = metrics {

@@ -25,6 +25,7 @@ use meshd_core::node::Peer;
 use meshd_core::plan::NodePlan;
 use meshd_firewall::Nftables;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -84,6 +85,15 @@ impl Reloader {
             notify::monotonic_usec()
         ));
         let outcome = self.reload().await.map_err(|e| format!("{e:#}"));
+        let counter = if outcome.is_ok() {
+            &self.view.reloads_ok
+        } else {
+            &self.view.reloads_refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.view
+            .last_reload_ok
+            .store(outcome.is_ok(), Ordering::Relaxed);
         match &outcome {
             Ok(summary) => tracing::info!("reloaded {summary}"),
             Err(e) => tracing::error!(

@@ -2,11 +2,11 @@
 
 use super::datapath::Shared;
 use super::guard::Guard;
-use crate::api::metrics::FirewallStats;
+use crate::api::metrics::{FirewallStats, ReloadStats};
 use crate::api::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use meshd_core::plan::NodePlan;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
@@ -19,6 +19,10 @@ pub(crate) struct View {
     /// Where the control socket's `reload` goes: the daemon's main loop, which runs reloads
     /// one at a time and answers with the summary or why the config was refused.
     pub(crate) reload: mpsc::Sender<oneshot::Sender<Result<String, String>>>,
+    /// Reloads applied and refused, and whether the latest was applied.
+    pub(crate) reloads_ok: AtomicU64,
+    pub(crate) reloads_refused: AtomicU64,
+    pub(crate) last_reload_ok: AtomicBool,
 }
 
 impl View {
@@ -39,6 +43,14 @@ impl View {
             .await
             .map_err(|_| "meshd is stopping".to_string())?;
         rx.await.map_err(|_| "meshd is stopping".to_string())?
+    }
+
+    pub(crate) fn reloads(&self) -> ReloadStats {
+        ReloadStats {
+            ok: self.reloads_ok.load(Ordering::Relaxed),
+            refused: self.reloads_refused.load(Ordering::Relaxed),
+            last_successful: self.last_reload_ok.load(Ordering::Relaxed),
+        }
     }
 
     pub(crate) fn firewall(&self) -> FirewallStats {
