@@ -203,6 +203,19 @@ fn handshake_durations(s: &Snapshot) -> MetricFamily {
 }
 
 /// Every meshd family of SPEC §6 (the process collector's are added by the caller).
+/// A counter family with one series per `result` label value.
+fn by_result(name: &str, help: &str, results: [(&str, u64); 2]) -> MetricFamily {
+    family(
+        name,
+        help,
+        MetricType::COUNTER,
+        results
+            .iter()
+            .map(|(result, n)| counter(&[("result", result)], *n as f64))
+            .collect(),
+    )
+}
+
 pub(crate) fn families(
     s: &Snapshot,
     fw: &FirewallStats,
@@ -275,14 +288,10 @@ pub(crate) fn families(
         MetricType::COUNTER,
         |p| p.endpoint_changes as f64,
     ));
-    out.push(family(
+    out.push(by_result(
         "meshd_firewall_applies_total",
         "nft transactions that installed table inet meshd, by result",
-        MetricType::COUNTER,
-        vec![
-            counter(&[("result", "ok")], fw.applies_ok as f64),
-            counter(&[("result", "error")], fw.applies_error as f64),
-        ],
+        [("ok", fw.applies_ok), ("error", fw.applies_error)],
     ));
     out.push(family(
         "meshd_firewall_reasserts_total",
@@ -299,14 +308,10 @@ pub(crate) fn families(
             .map(|(chain, n)| counter(&[("chain", chain)], *n as f64))
             .collect(),
     ));
-    out.push(family(
+    out.push(by_result(
         "meshd_config_reloads_total",
         "Reloads of mesh.yaml (SIGHUP, systemctl reload, meshd reload), by result",
-        MetricType::COUNTER,
-        vec![
-            counter(&[("result", "ok")], reloads.ok as f64),
-            counter(&[("result", "refused")], reloads.refused as f64),
-        ],
+        [("ok", reloads.ok), ("refused", reloads.refused)],
     ));
     out.push(family(
         "meshd_config_last_reload_successful",
