@@ -2,11 +2,9 @@
 
 use crate::config::Endpoint;
 use crate::counters::PeerCounters;
-use crate::key::PublicKey;
 use crate::plan::PeerPlan;
 use boringtun::noise::Tunn;
-use ipnet::IpNet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -27,18 +25,11 @@ pub(crate) struct PeerState {
 /// A peer: what the plan says about it plus its live state.
 pub struct Peer {
     /// Its session slot: the upper 24 bits of the session indices this node hands out for
-    /// it, unique over the life of the process, so it also names the peer across reloads.
+    /// it, not reused while the peer lives, so it also names the peer across reloads.
     pub slot: usize,
-    /// The plan it was made from: a reload keeps the peer only if this is unchanged.
+    /// What the plan says of it (name, key, address, AllowedIPs, configured endpoint, which
+    /// may be a DNS name, keepalive): a reload keeps the peer only if this is unchanged.
     pub plan: PeerPlan,
-    pub name: String,
-    pub public_key: PublicKey,
-    /// The peer's overlay address.
-    pub address: IpAddr,
-    pub allowed_ips: Vec<IpNet>,
-    /// The endpoint as configured (may be a DNS name the daemon resolves).
-    pub configured_endpoint: Option<Endpoint>,
-    pub keepalive: Option<u16>,
     pub counters: PeerCounters,
     pub(crate) state: Mutex<PeerState>,
 }
@@ -61,12 +52,6 @@ impl Peer {
         Self {
             slot,
             plan: plan.clone(),
-            name: plan.name.clone(),
-            public_key: plan.public_key,
-            address: plan.address,
-            allowed_ips: plan.allowed_ips.clone(),
-            configured_endpoint: plan.endpoint.clone(),
-            keepalive: plan.keepalive,
             counters: PeerCounters::default(),
             state: Mutex::new(PeerState {
                 tunn,

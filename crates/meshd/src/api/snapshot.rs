@@ -76,17 +76,17 @@ impl Snapshot {
                 let load =
                     |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
                 PeerSnapshot {
-                    name: p.name.clone(),
-                    public_key: p.public_key.0,
-                    address: p.address,
-                    allowed_ips: p.allowed_ips.clone(),
+                    name: p.plan.name.clone(),
+                    public_key: p.plan.public_key.0,
+                    address: p.plan.address,
+                    allowed_ips: p.plan.allowed_ips.clone(),
                     endpoint: status.endpoint,
                     last_handshake: status
                         .since_last_handshake
                         .and_then(|age| now.checked_sub(age)),
                     since_last_handshake: status.since_last_handshake,
                     last_handshake_duration: status.last_handshake_duration,
-                    keepalive: p.keepalive,
+                    keepalive: p.plan.keepalive,
                     tx: c.tx.snapshot(),
                     rx: c.rx.snapshot(),
                     handshake_initiations: load(&c.handshake_initiations),

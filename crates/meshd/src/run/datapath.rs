@@ -337,7 +337,10 @@ pub(crate) async fn timers(shared: Arc<Shared>) -> anyhow::Result<()> {
 /// otherwise log a line per datagram, so its moves within one tick become one line. Peers
 /// are named by slot; one a reload removed since is named `?`.
 fn log_events(node: &Node, seen_up: &mut HashSet<usize>, events: Vec<Event>) {
-    let name = |slot: usize| node.peer_by_slot(slot).map_or("?", |p| p.name.as_str());
+    let name = |slot: usize| {
+        node.peer_by_slot(slot)
+            .map_or("?", |p| p.plan.name.as_str())
+    };
     let mut moves: HashMap<usize, (Option<SocketAddr>, SocketAddr, usize)> = HashMap::new();
     for event in events {
         match event {

@@ -45,7 +45,7 @@ pub(crate) async fn follow(
                 Some(addr) => {
                     failing = false;
                     if peer.endpoint() != Some(addr) {
-                        tracing::info!("resolved endpoint peer={} {host}={addr}", peer.name);
+                        tracing::info!("resolved endpoint peer={} {host}={addr}", peer.plan.name);
                         peer.set_endpoint(addr);
                     }
                     refresh
@@ -54,7 +54,7 @@ pub(crate) async fn follow(
                     if !failing {
                         tracing::warn!(
                             "endpoint {host} of peer {} has no address this node can reach",
-                            peer.name
+                            peer.plan.name
                         );
                     }
                     failing = true;
@@ -63,7 +63,10 @@ pub(crate) async fn follow(
             },
             Err(e) => {
                 if !failing {
-                    tracing::warn!("cannot resolve endpoint {host} of peer {}: {e}", peer.name);
+                    tracing::warn!(
+                        "cannot resolve endpoint {host} of peer {}: {e}",
+                        peer.plan.name
+                    );
                 }
                 failing = true;
                 RETRY
