@@ -80,8 +80,8 @@ pub struct Node {
     by_key: HashMap<[u8; 32], usize>,
     /// Session slot (the upper 24 bits of our session indices) → index in `peers`.
     by_slot: HashMap<usize, usize>,
-    /// The slot the next new peer gets: slots are never reused, so a datagram for a removed
-    /// peer's session never reaches a new peer's.
+    /// The slot the next new peer gets: slots are not reused (until they wrap around past
+    /// 2^24), so a datagram for a removed peer's session never reaches a new peer's.
     next_slot: usize,
     /// Cryptokey routing: every AllowedIPs prefix → index of its peer.
     routes: PrefixTrie<usize>,
@@ -514,7 +514,7 @@ impl Node {
 /// like the kernel and wireguard-go, start a new handshake once per keepalive interval.
 /// Returns the length of the initiation written into the next slot of `out`, or 0.
 fn retry_expired(peer: &Peer, state: &mut PeerState, now: Instant, out: &mut Batch) -> usize {
-    let Some(interval) = peer.keepalive.map(|k| Duration::from_secs(k.into())) else {
+    let Some(interval) = peer.plan.keepalive.map(|k| Duration::from_secs(k.into())) else {
         return 0;
     };
     if state.endpoint.is_none()

@@ -108,6 +108,13 @@ fn deliver(node: &Node, out: &Batch, from: SocketAddr) -> (Batch, Batch) {
     (to_tun, to_net)
 }
 
+/// What `node` sends for one packet read from its device.
+fn encrypt(node: &Node, packet: &[u8]) -> Batch {
+    let mut out = batch();
+    node.handle_tun_packets(Instant::now(), &one(packet), &mut out);
+    out
+}
+
 fn packets(b: &Batch) -> Vec<Vec<u8>> {
     b.iter().map(|(p, _)| p.to_vec()).collect()
 }
@@ -182,8 +189,7 @@ fn handshake_flushes_queued_packets_and_data_flows_both_ways() {
     let m = mesh();
     let (n0, n1) = connected(&m);
     let back = ipv4([10, 100, 0, 2], [10, 100, 0, 1], b"reply");
-    let mut out = batch();
-    n1.handle_tun_packets(Instant::now(), &one(&back), &mut out);
+    let out = encrypt(&n1, &back);
     assert_eq!(
         out.get(0).map(|(d, a)| (d.len(), a)),
         Some((back.len() + DATA_OVERHEAD, addr(A)))
@@ -253,12 +259,7 @@ fn endpoint_follows_the_latest_authenticated_datagram() {
     let m = mesh();
     let (n0, n1) = connected(&m);
     n1.take_events();
-    let mut out = batch();
-    n0.handle_tun_packets(
-        Instant::now(),
-        &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"moved")),
-        &mut out,
-    );
+    let out = encrypt(&n0, &ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"moved"));
     let roamed = addr("198.51.100.7:40000");
     let (tun, _) = deliver(&n1, &out, roamed);
     assert_eq!(tun.len(), 1);
@@ -288,24 +289,14 @@ fn endpoint_follows_the_latest_authenticated_datagram() {
 fn tampered_and_replayed_datagrams_are_dropped() {
     let m = mesh();
     let (n0, n1) = connected(&m);
-    let mut out = batch();
-    n0.handle_tun_packets(
-        Instant::now(),
-        &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"once")),
-        &mut out,
-    );
+    let out = encrypt(&n0, &ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"once"));
     let (tun, _) = deliver(&n1, &out, addr(A));
     assert_eq!(tun.len(), 1);
     let (tun, _) = deliver(&n1, &out, addr(A));
     assert!(tun.is_empty());
     assert_eq!(n1.drops().get(DropReason::Replay), 1);
 
-    let mut tampered = batch();
-    n0.handle_tun_packets(
-        Instant::now(),
-        &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"twice")),
-        &mut tampered,
-    );
+    let tampered = encrypt(&n0, &ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"twice"));
     let mut bytes = tampered.get(0).map(|(d, _)| d.to_vec()).unwrap_or_default();
     if let Some(last) = bytes.last_mut() {
         *last ^= 1;
@@ -329,12 +320,7 @@ fn a_node_outside_the_policy_cannot_complete_a_handshake() {
     let n0 = m.node(0);
     m.config.policy.pop();
     let n2 = m.node(2);
-    let mut init = batch();
-    n0.handle_tun_packets(
-        Instant::now(),
-        &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 3], b"hi")),
-        &mut init,
-    );
+    let init = encrypt(&n0, &ipv4([10, 100, 0, 1], [10, 100, 0, 3], b"hi"));
     assert_eq!(init.len(), 1);
     let (tun, reply) = deliver(&n2, &init, addr(A));
     assert!(tun.is_empty() && reply.is_empty());
@@ -387,12 +373,7 @@ fn timers_send_initiations_only_where_an_endpoint_is_known() {
 fn under_load_handshakes_get_cookie_replies_until_the_limiter_resets() {
     let m = mesh();
     let (n0, n1) = (m.node(0), m.node(1));
-    let mut init = batch();
-    n0.handle_tun_packets(
-        Instant::now(),
-        &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"x")),
-        &mut init,
-    );
+    let init = encrypt(&n0, &ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"x"));
     let start = Instant::now();
     // Reset the shared limiter at `start`, then flood one second's worth of initiations.
     n1.update_timers(start, &mut batch());
@@ -483,8 +464,7 @@ fn an_inner_packet_with_a_bogus_length_is_malformed() {
     // An IPv4 header whose total-length field says 8 bytes: authentic, but not a packet.
     let mut bogus = ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"........");
     bogus[2..4].copy_from_slice(&8u16.to_be_bytes());
-    let mut out = batch();
-    n0.handle_tun_packets(Instant::now(), &one(&bogus), &mut out);
+    let out = encrypt(&n0, &bogus);
     assert_eq!(out.len(), 1);
     let (tun, _) = deliver(&n1, &out, addr(A));
     assert!(tun.is_empty());
@@ -494,8 +474,7 @@ fn an_inner_packet_with_a_bogus_length_is_malformed() {
 /// n0 sends one packet to n1 over their session; returns the datagram.
 fn data_from_n0(n0: &Node) -> Batch {
     let p = ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"after the reload");
-    let mut out = batch();
-    n0.handle_tun_packets(Instant::now(), &one(&p), &mut out);
+    let out = encrypt(n0, &p);
     assert_eq!(out.len(), 1);
     out
 }
@@ -521,16 +500,10 @@ fn a_reload_keeps_unchanged_sessions_and_forgets_removed_peers() {
 
     // n2 is gone: nothing routes to it, and its handshakes find no peer.
     let to_n2 = ipv4([10, 100, 0, 2], [10, 100, 0, 3], b"to n2");
-    let mut out = batch();
-    reloaded.handle_tun_packets(Instant::now(), &one(&to_n2), &mut out);
+    let out = encrypt(&reloaded, &to_n2);
     assert!(out.is_empty());
     assert_eq!(reloaded.drops().get(DropReason::NoRoute), 1);
-    let mut init = batch();
-    n2.handle_tun_packets(
-        Instant::now(),
-        &one(&ipv4([10, 100, 0, 3], [10, 100, 0, 2], b"hi")),
-        &mut init,
-    );
+    let init = encrypt(&n2, &ipv4([10, 100, 0, 3], [10, 100, 0, 2], b"hi"));
     assert_eq!(init.len(), 1);
     let (tun, replies) = deliver(&reloaded, &init, addr("192.0.2.3:51820"));
     assert!(tun.is_empty() && replies.is_empty());
@@ -548,7 +521,7 @@ fn a_changed_peer_gets_a_new_session_in_a_new_slot() {
     let (old, new) = (&n1.peers()[0], &reloaded.peers()[0]);
     assert!(!Arc::ptr_eq(old, new));
     assert_ne!(old.slot, new.slot);
-    assert_eq!(new.keepalive, Some(25));
+    assert_eq!(new.plan.keepalive, Some(25));
     assert!(reloaded.peer_by_slot(old.slot).is_none());
     assert_eq!(
         reloaded.peer_by_slot(new.slot).map(|p| p.slot),
@@ -561,12 +534,7 @@ fn a_changed_peer_gets_a_new_session_in_a_new_slot() {
     assert_eq!(reloaded.drops().get(DropReason::UnknownPeer), 1);
     // A fresh handshake (n0 restarted, say) makes the new session work.
     let fresh = m.node(0);
-    let mut init2 = batch();
-    fresh.handle_tun_packets(
-        Instant::now(),
-        &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"again")),
-        &mut init2,
-    );
+    let init2 = encrypt(&fresh, &ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"again"));
     let (_, response) = deliver(&reloaded, &init2, addr(A));
     assert_eq!(response.len(), 1);
     let (_, flushed) = deliver(&fresh, &response, addr(B));
