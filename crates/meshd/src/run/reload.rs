@@ -57,15 +57,12 @@ impl Reloader {
             dns_tasks: JoinSet::new(),
         };
         let node = reloader.view.shared.node.load_full();
-        let refresh = reloader.view.plan.load().interface.dns_refresh;
-        for peer in node.peers() {
-            reloader.follow(peer, refresh);
-        }
+        reloader.refollow(&node);
         reloader
     }
 
     fn follow(&mut self, peer: &Arc<Peer>, refresh: u32) {
-        if let Some(Endpoint::Host { host, port }) = peer.configured_endpoint.clone() {
+        if let Some(Endpoint::Host { host, port }) = peer.plan.endpoint.clone() {
             let task = dns::follow(
                 Arc::clone(peer),
                 host,
@@ -85,28 +82,23 @@ impl Reloader {
             notify::monotonic_usec()
         ));
         let outcome = self.reload().await.map_err(|e| format!("{e:#}"));
-        let counter = if outcome.is_ok() {
-            &self.view.reloads_ok
-        } else {
-            &self.view.reloads_refused
+        let view = &self.view;
+        let status = match &outcome {
+            Ok(summary) => {
+                view.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("reloaded {summary}");
+                "config reloaded"
+            }
+            Err(e) => {
+                view.reloads_refused.fetch_add(1, Ordering::Relaxed);
+                let why = crate::logging::one_line(e);
+                tracing::error!("reload refused, running config unchanged: {why}");
+                "reload refused, running the previous config"
+            }
         };
-        counter.fetch_add(1, Ordering::Relaxed);
-        self.view
-            .last_reload_ok
+        view.last_reload_ok
             .store(outcome.is_ok(), Ordering::Relaxed);
-        match &outcome {
-            Ok(summary) => tracing::info!("reloaded {summary}"),
-            Err(e) => tracing::error!(
-                "reload refused, running config unchanged: {}",
-                crate::logging::one_line(e)
-            ),
-        }
-        let node = &self.view.plan.load().me.name;
-        let status = if outcome.is_ok() {
-            "config reloaded"
-        } else {
-            "reload refused, running the previous config"
-        };
+        let node = &view.plan.load().me.name;
         notify::notify(&format!("READY=1\nSTATUS=node {node}, {status}"));
         outcome
     }
@@ -135,8 +127,8 @@ impl Reloader {
         Ok(summary(&prepared.changes, prepared.firewall))
     }
 
-    /// Stops following the names of peers the reload replaced or removed; follows those of
-    /// new peers.
+    /// Stops following the names of peers a reload replaced or removed; follows those of
+    /// new peers (at start: of all peers).
     fn refollow(&mut self, node: &meshd_core::node::Node) {
         self.dns.retain(|slot, task| {
             let kept = node.peer_by_slot(*slot).is_some();
