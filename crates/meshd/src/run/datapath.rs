@@ -1,15 +1,19 @@
-//! The data path: thin async loops that move batches between the kernel and the core.
+//! The data path: one thread that moves batches between the kernel and the core.
 //!
-//! Each direction runs on its own task with its own reused buffers: TUN → encrypt → UDP, and
-//! per socket UDP → decrypt → TUN. A loop waits for data, then drains whatever else is ready
-//! (up to a batch) without waiting, hands it to the core, and writes the results. With
-//! offloads, one TUN read brings a whole TCP segment the kernel did not cut (split here into
+//! It sleeps in one `poll` on the device and the sockets. Whichever is ready gets one batch,
+//! read without waiting into reused buffers: TUN → encrypt → UDP, or UDP → decrypt → TUN.
+//! A plain thread rather than async tasks, and one rather than one per direction: a packet's
+//! arrival wakes the thread that reads it directly, and the answer the kernel queues on the
+//! device inside the write that delivered a packet (a ping's reply, a TCP ack) is read by
+//! the same thread without waking another. Those wake-ups are what the latency a ping sees
+//! through the tunnel is made of (README, Performance). With offloads, one TUN read brings a whole TCP segment the kernel did not cut (split here into
 //! MTU-sized packets), one UDP send carries a run of datagrams to one peer (GSO), one UDP
 //! receive returns what the kernel coalesced (GRO), and one TUN write carries packets of one
-//! flow merged back (GRO). The timer task drives handshakes and keepalives and turns core
+//! flow merged back (GRO). The timer thread drives handshakes and keepalives and turns core
 //! events into log lines.
 
-use super::udp::Sockets;
+use super::udp::{Endpoint, Sockets};
+use super::wait::{poll, readable};
 use arc_swap::ArcSwap;
 use meshd_core::counters::{DropReason, Side};
 use meshd_core::node::{Batch, Event, Node, MAX_DATAGRAM, NO_ADDR};
@@ -17,9 +21,10 @@ use quinn_udp::RecvMeta;
 use std::collections::{HashMap, HashSet};
 use std::io::{ErrorKind, IoSliceMut};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tun_rs::{AsyncDevice, GROTable, VIRTIO_NET_HDR_LEN};
+use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
 
 /// Packets handed to the core at once.
 pub(crate) const BATCH: usize = 128;
@@ -39,7 +44,7 @@ pub(crate) struct Shared {
     /// The node of the running plan; a reload swaps in the next one, and a batch runs on
     /// the one it loaded.
     pub(crate) node: ArcSwap<Node>,
-    pub(crate) device: AsyncDevice,
+    pub(crate) device: SyncDevice,
     /// The device carries virtio headers: read with `recv_multiple`, write with GRO.
     pub(crate) tun_offload: bool,
     pub(crate) sockets: Sockets,
@@ -50,7 +55,7 @@ pub(crate) struct Shared {
 /// (zero-copy when they lie back to back, as full-sized ones do; else through `scratch`). A
 /// datagram the kernel refuses (no route to the endpoint, say) is lost like any UDP
 /// datagram; the session's timers retry handshakes.
-async fn send_all(sockets: &Sockets, out: &Batch, scratch: &mut Vec<u8>) {
+fn send_all(sockets: &Sockets, out: &Batch, scratch: &mut Vec<u8>) {
     let mut i = 0;
     while let Some((first, to)) = out.get(i) {
         let Some(endpoint) = sockets.for_addr(&to) else {
@@ -73,9 +78,9 @@ async fn send_all(sockets: &Sockets, out: &Batch, scratch: &mut Vec<u8>) {
             }
         }
         let sent = if end - i == 1 {
-            endpoint.send(to, first, None).await
+            endpoint.send(to, first, None)
         } else if let Some(run) = out.contiguous(i..end) {
-            endpoint.send(to, run, Some(seg)).await
+            endpoint.send(to, run, Some(seg))
         } else {
             scratch.clear();
             for k in i..end {
@@ -83,7 +88,7 @@ async fn send_all(sockets: &Sockets, out: &Batch, scratch: &mut Vec<u8>) {
                     scratch.extend_from_slice(d);
                 }
             }
-            endpoint.send(to, scratch, Some(seg)).await
+            endpoint.send(to, scratch, Some(seg))
         };
         match sent {
             Ok(()) => {}
@@ -93,7 +98,7 @@ async fn send_all(sockets: &Sockets, out: &Batch, scratch: &mut Vec<u8>) {
                 endpoint.refuse_gso(seg, &e);
                 for k in i..end {
                     if let Some((d, _)) = out.get(k) {
-                        if let Err(e) = endpoint.send(to, d, None).await {
+                        if let Err(e) = endpoint.send(to, d, None) {
                             tracing::debug!(%to, "send failed: {e}");
                         }
                     }
@@ -114,30 +119,69 @@ fn fatal_device_error(e: &std::io::Error) -> bool {
     )
 }
 
-pub(crate) async fn tun_to_net(shared: Arc<Shared>) -> anyhow::Result<()> {
-    if shared.tun_offload {
-        return tun_to_net_offload(shared).await;
+/// Reading the device: the buffers of one batch and what it becomes.
+struct TunReader {
+    /// One read with offload: a virtio header and a segment of up to 64 KiB (unused without).
+    original: Vec<u8>,
+    bufs: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+    /// Packets one read may bring: a segment's worth with offload, else one.
+    per_read: usize,
+    out: Batch,
+    scratch: Vec<u8>,
+}
+
+impl TunReader {
+    fn new(stride: usize, offload: bool) -> Self {
+        Self {
+            original: if offload {
+                vec![0u8; VIRTIO_NET_HDR_LEN + 65_535]
+            } else {
+                Vec::new()
+            },
+            bufs: vec![vec![0u8; stride]; BATCH],
+            sizes: vec![0; BATCH],
+            per_read: if offload { SEGMENTS_PER_READ } else { 1 },
+            out: Batch::new(BATCH, stride),
+            scratch: Vec::new(),
+        }
     }
-    let mut packets = Batch::new(BATCH, shared.stride);
-    let mut out = Batch::new(BATCH, shared.stride);
-    let mut scratch = Vec::new();
-    loop {
-        packets.clear();
-        out.clear();
-        let n = shared.device.recv(packets.next_slot()).await?;
-        packets.commit_packet(n);
-        while !packets.is_full() {
-            match shared.device.try_recv(packets.next_slot()) {
-                Ok(n) => packets.commit_packet(n),
+
+    /// Reads what the device has ready (up to a batch) without waiting, encrypts it and sends
+    /// it.
+    fn drain(&mut self, shared: &Shared) -> std::io::Result<()> {
+        let mut n = 0;
+        while n + self.per_read <= BATCH {
+            match shared.device.recv_multiple(
+                &mut self.original,
+                &mut self.bufs[n..],
+                &mut self.sizes[n..],
+                0,
+            ) {
+                Ok(k) => n += k,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e.into()),
+                Err(e) if fatal_device_error(&e) => return Err(e),
+                Err(e) => {
+                    // What was read so far goes out; `poll` says if more is waiting.
+                    dropped_read(shared, &e);
+                    break;
+                }
             }
         }
+        if n == 0 {
+            return Ok(());
+        }
+        self.out.clear();
+        let packets = self.bufs[..n]
+            .iter()
+            .zip(&self.sizes[..n])
+            .map(|(b, &len)| (&b[..len], NO_ADDR));
         shared
             .node
             .load()
-            .handle_tun_packets(Instant::now(), &packets, &mut out);
-        send_all(&shared.sockets, &out, &mut scratch).await;
+            .handle_tun_packets(Instant::now(), packets, &mut self.out);
+        send_all(&shared.sockets, &self.out, &mut self.scratch);
+        Ok(())
     }
 }
 
@@ -150,49 +194,6 @@ fn dropped_read(shared: &Shared, e: &std::io::Error) {
         .load()
         .drops()
         .add(Side::Outbound, DropReason::TooBig, 1);
-}
-
-async fn tun_to_net_offload(shared: Arc<Shared>) -> anyhow::Result<()> {
-    let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65_535];
-    let mut bufs = vec![vec![0u8; shared.stride]; BATCH];
-    let mut sizes = vec![0usize; BATCH];
-    let mut out = Batch::new(BATCH, shared.stride);
-    let mut scratch = Vec::new();
-    loop {
-        out.clear();
-        let mut n = match shared
-            .device
-            .recv_multiple(&mut original, &mut bufs, &mut sizes, 0)
-            .await
-        {
-            Ok(n) => n,
-            Err(e) if fatal_device_error(&e) => return Err(e.into()),
-            Err(e) => {
-                dropped_read(&shared, &e);
-                continue;
-            }
-        };
-        while n + SEGMENTS_PER_READ <= BATCH {
-            match shared
-                .device
-                .try_recv_multiple(&mut original, &mut bufs[n..], &mut sizes[n..], 0)
-            {
-                Ok(k) => n += k,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if fatal_device_error(&e) => return Err(e.into()),
-                Err(e) => dropped_read(&shared, &e),
-            }
-        }
-        let packets = bufs[..n]
-            .iter()
-            .zip(&sizes[..n])
-            .map(|(b, &len)| (&b[..len], NO_ADDR));
-        shared
-            .node
-            .load()
-            .handle_tun_packets(Instant::now(), packets, &mut out);
-        send_all(&shared.sockets, &out, &mut scratch).await;
-    }
 }
 
 /// Errors of one datagram (an ICMP error reported on the socket), not of the socket.
@@ -223,10 +224,10 @@ impl TunWriter {
         }
     }
 
-    async fn write(&mut self, shared: &Shared, packets: &Batch) {
+    fn write(&mut self, shared: &Shared, packets: &Batch) {
         if !shared.tun_offload {
             for (packet, _) in packets {
-                if let Err(e) = shared.device.send(packet).await {
+                if let Err(e) = shared.device.send(packet) {
                     tracing::debug!("tun write: {e}");
                 }
             }
@@ -252,84 +253,132 @@ impl TunWriter {
         if let Err(e) = shared
             .device
             .send_multiple(&mut self.gro, bufs, VIRTIO_NET_HDR_LEN)
-            .await
         {
             tracing::debug!("tun write: {e}");
         }
     }
 }
 
-pub(crate) async fn net_to_tun(shared: Arc<Shared>, v6: bool) -> anyhow::Result<()> {
-    let endpoint = match (v6, &shared.sockets.v6) {
-        (false, _) => &shared.sockets.v4,
-        (true, Some(s)) => s,
-        (true, None) => return Ok(()),
-    };
-    // With GRO a buffer holds a train of datagrams; without, one datagram, which may be
-    // larger than our own MTU allows: receive whatever UDP can carry rather than truncate it
-    // into a decryption failure. (Pages are only backed once written.)
-    let mut storage = vec![0u8; RECV_BUFS * RECV_BUF];
-    let mut meta = vec![RecvMeta::default(); RECV_BUFS];
-    let mut to_tun = Batch::new(BATCH, MAX_DATAGRAM);
-    let mut to_net = Batch::new(BATCH, shared.stride);
-    let mut writer = TunWriter::new();
-    let mut scratch = Vec::new();
-    let mut spans: Vec<(usize, usize, SocketAddr)> = Vec::with_capacity(BATCH);
-    loop {
+/// Reading one UDP socket: the buffers of one receive and what it becomes.
+struct UdpReader {
+    /// RECV_BUFS buffers of RECV_BUF bytes. With GRO a buffer holds a train of datagrams;
+    /// without, one datagram, which may be larger than our own MTU allows: receive whatever
+    /// UDP can carry rather than truncate it into a decryption failure. (Pages are only
+    /// backed once written.)
+    storage: Vec<u8>,
+    meta: Vec<RecvMeta>,
+    /// Where each datagram lies: (offset, length, sender).
+    spans: Vec<(usize, usize, SocketAddr)>,
+    to_tun: Batch,
+    to_net: Batch,
+    writer: TunWriter,
+    scratch: Vec<u8>,
+}
+
+impl UdpReader {
+    fn new(stride: usize) -> Self {
+        Self {
+            storage: vec![0u8; RECV_BUFS * RECV_BUF],
+            meta: vec![RecvMeta::default(); RECV_BUFS],
+            spans: Vec::with_capacity(BATCH),
+            to_tun: Batch::new(BATCH, MAX_DATAGRAM),
+            to_net: Batch::new(BATCH, stride),
+            writer: TunWriter::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// One receive from `endpoint` without waiting: decrypts what came, writes the packets to
+    /// the device and sends what the core answers (handshake responses, cookies).
+    fn drain(&mut self, shared: &Shared, endpoint: &Endpoint) -> std::io::Result<()> {
         let filled = {
-            let mut slices: Vec<IoSliceMut<'_>> =
-                storage.chunks_mut(RECV_BUF).map(IoSliceMut::new).collect();
-            match endpoint.recv(&mut slices, &mut meta).await {
+            let mut slices: Vec<IoSliceMut<'_>> = self
+                .storage
+                .chunks_mut(RECV_BUF)
+                .map(IoSliceMut::new)
+                .collect();
+            match endpoint.try_recv(&mut slices, &mut self.meta) {
                 Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if transient(&e) => {
                     tracing::debug!("udp receive: {e}");
-                    continue;
+                    return Ok(());
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         };
-        // Where each datagram lies: a GRO buffer holds datagrams `stride` apart.
-        spans.clear();
-        for (i, m) in meta[..filled].iter().enumerate() {
+        // A GRO buffer holds datagrams `stride` apart.
+        self.spans.clear();
+        for (i, m) in self.meta[..filled].iter().enumerate() {
             let (base, len, stride) = (i * RECV_BUF, m.len.min(RECV_BUF), m.stride.max(1));
             let mut off = 0;
             while off < len {
-                spans.push((base + off, stride.min(len - off), m.addr));
+                self.spans.push((base + off, stride.min(len - off), m.addr));
                 off += stride;
             }
         }
         // In batches, so that what one batch decrypts stays within its slots.
-        for chunk in spans.chunks(BATCH) {
-            to_tun.clear();
-            to_net.clear();
+        for chunk in self.spans.chunks(BATCH) {
+            self.to_tun.clear();
+            self.to_net.clear();
             let datagrams = chunk
                 .iter()
-                .map(|&(at, len, from)| (&storage[at..at + len], from));
+                .map(|&(at, len, from)| (&self.storage[at..at + len], from));
             shared.node.load().handle_datagrams(
                 Instant::now(),
                 datagrams,
-                &mut to_tun,
-                &mut to_net,
+                &mut self.to_tun,
+                &mut self.to_net,
             );
-            writer.write(&shared, &to_tun).await;
-            send_all(&shared.sockets, &to_net, &mut scratch).await;
+            self.writer.write(shared, &self.to_tun);
+            send_all(&shared.sockets, &self.to_net, &mut self.scratch);
+        }
+        Ok(())
+    }
+}
+
+/// The data path's thread: sleeps in one `poll` on the device and the sockets, then gives
+/// each one that is ready one batch, in turn, so neither direction starves the other. One
+/// thread, so that a packet's answer (a ping's reply, a TCP ack), which the kernel queues on
+/// the device inside the write that delivered the packet, is read without waking anyone.
+pub(crate) fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let mut tun = TunReader::new(shared.stride, shared.tun_offload);
+    let mut udp4 = UdpReader::new(shared.stride);
+    let mut udp6 = shared
+        .sockets
+        .v6
+        .as_ref()
+        .map(|endpoint| (endpoint, UdpReader::new(shared.stride)));
+    let mut fds = [
+        readable(shared.device.as_raw_fd()),
+        readable(shared.sockets.v4.socket.as_raw_fd()),
+        readable(udp6.as_ref().map_or(-1, |(e, _)| e.socket.as_raw_fd())),
+    ];
+    loop {
+        poll(&mut fds)?;
+        if fds[0].revents != 0 {
+            tun.drain(&shared)?;
+        }
+        if fds[1].revents != 0 {
+            udp4.drain(&shared, &shared.sockets.v4)?;
+        }
+        if let Some((endpoint, udp6)) = udp6.as_mut().filter(|_| fds[2].revents != 0) {
+            udp6.drain(&shared, endpoint)?;
         }
     }
 }
 
-pub(crate) async fn timers(shared: Arc<Shared>) -> anyhow::Result<()> {
+pub(crate) fn timers(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut out = Batch::new(BATCH, shared.stride);
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen_up: HashSet<usize> = HashSet::new();
     let mut scratch = Vec::new();
     loop {
-        tick.tick().await;
         out.clear();
         let node = shared.node.load_full();
         node.update_timers(Instant::now(), &mut out);
-        send_all(&shared.sockets, &out, &mut scratch).await;
+        send_all(&shared.sockets, &out, &mut scratch);
         log_events(&node, &mut seen_up, node.take_events());
+        std::thread::sleep(TICK);
     }
 }
 

@@ -6,11 +6,12 @@ use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 use meshd_core::plan::NodePlan;
 use std::process::Command;
-use tun_rs::{AsyncDevice, DeviceBuilder};
+use tun_rs::{DeviceBuilder, SyncDevice};
 
-/// The device, and whether it carries offload headers (TSO/GSO in, GRO out).
+/// The device (non-blocking: the data path's threads wait for it with `poll`), and whether it
+/// carries offload headers (TSO/GSO in, GRO out).
 pub(crate) struct Device {
-    pub(crate) device: AsyncDevice,
+    pub(crate) device: SyncDevice,
     pub(crate) offload: bool,
 }
 
@@ -18,7 +19,7 @@ pub(crate) struct Device {
 /// room for a few bursts of a fast sender.
 const TX_QUEUE_LEN: u32 = 5000;
 
-fn build(plan: &NodePlan, offload: bool) -> std::io::Result<AsyncDevice> {
+fn build(plan: &NodePlan, offload: bool) -> std::io::Result<SyncDevice> {
     let builder = DeviceBuilder::new()
         .name(&plan.interface.name)
         .mtu(plan.interface.mtu)
@@ -27,7 +28,9 @@ fn build(plan: &NodePlan, offload: bool) -> std::io::Result<AsyncDevice> {
         IpNet::V4(a) => builder.ipv4(a.addr(), a.prefix_len(), None),
         IpNet::V6(a) => builder.ipv6(a.addr(), a.prefix_len()),
     };
-    builder.build_async()
+    let device = builder.build_sync()?;
+    device.set_nonblocking(true)?;
+    Ok(device)
 }
 
 /// Creates the device, with TUN offloads unless `want_offload` is false; a kernel that

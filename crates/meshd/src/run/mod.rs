@@ -12,6 +12,7 @@ mod reload;
 mod sockets;
 mod udp;
 mod view;
+mod wait;
 
 use crate::cli::NodeArgs;
 use crate::load;
@@ -32,23 +33,16 @@ pub(crate) use sockets::control_path;
 pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     let (plan, key) = load::load_plan(args, true)?;
     let key = key.context("no private key")?;
-    // Two workers: one per data-path direction under load; timers and signals fit beside.
-    let runtime = match workers() {
-        1 => tokio::runtime::Builder::new_current_thread()
-            .thread_name("meshd")
-            .enable_all()
-            .build()?,
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .thread_name("meshd")
-            .enable_all()
-            .build()?,
-    };
+    // The runtime carries the control plane (signals, sockets, metrics, reloads, the
+    // firewall's guard); the data path has threads of its own (`spawn_datapath`).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let node = Node::new(&plan, &key);
     drop(key);
     let result = runtime.block_on(serve(args.clone(), plan, node));
-    // Dropping the runtime drops the tasks and with them the last handle on the device,
-    // which the kernel then removes.
+    // The data path's threads hold the device until the process exits, and the kernel
+    // removes it then.
     runtime.shutdown_timeout(Duration::from_secs(1));
     tracing::info!("stopped {}", result?);
     Ok(())
@@ -62,14 +56,24 @@ fn drop_summary(node: &Node) -> String {
     s.trim_end().to_string()
 }
 
-/// Runtime threads for the data path: `MESHD_WORKERS`, default 2 (one per direction under
-/// load); 1 runs everything on one thread.
-fn workers() -> usize {
-    std::env::var("MESHD_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| (1..=64).contains(n))
-        .unwrap_or(2)
+/// Starts one data-path loop on a thread of its own, named `name`; how it ends (an error, or
+/// a panic turned into one) comes back on `ended`.
+fn spawn_datapath(
+    name: &str,
+    ended: &tokio::sync::mpsc::UnboundedSender<Result<()>>,
+    shared: &Arc<Shared>,
+    body: fn(Arc<Shared>) -> Result<()>,
+) -> Result<()> {
+    let (ended, shared, what) = (ended.clone(), Arc::clone(shared), name.to_string());
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(shared)))
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")));
+            let _ = ended.send(outcome.with_context(|| format!("{what} ended")));
+        })
+        .with_context(|| format!("cannot start the {name} thread"))?;
+    Ok(())
 }
 
 /// An offload switch: on unless the environment variable says `off` (for comparing, and as
@@ -103,11 +107,10 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         sockets,
         stride: slot_size(plan.interface.mtu),
     });
+    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    spawn_datapath("meshd-data", &ended_tx, &shared, datapath::run)?;
+    spawn_datapath("meshd-timers", &ended_tx, &shared, datapath::timers)?;
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(datapath::tun_to_net(Arc::clone(&shared)));
-    tasks.spawn(datapath::net_to_tun(Arc::clone(&shared), false));
-    tasks.spawn(datapath::net_to_tun(Arc::clone(&shared), true));
-    tasks.spawn(datapath::timers(Arc::clone(&shared)));
     tasks.spawn(Arc::clone(&guard).watch());
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);
     let view = Arc::new(view::View {
@@ -156,11 +159,15 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
             Some(reply) = reload_rx.recv() => {
                 let _ = reply.send(reloader.run().await);
             }
+            Some(outcome) = ended.recv() => {
+                break outcome.and_then(|()| Err(anyhow::anyhow!("returned")))
+                    .context("data path failed");
+            }
             Some(ended) = tasks.join_next() => {
                 break match ended {
                     Ok(Ok(())) => continue,
-                    Ok(Err(e)) => Err(e.context("data path failed")),
-                    Err(e) => Err(anyhow::anyhow!("data path task ended: {e}")),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(anyhow::anyhow!("task ended: {e}")),
                 };
             }
         }

@@ -2,16 +2,16 @@
 //! offload where the kernel has it: one `sendmsg` carries a run of equal-sized datagrams to one
 //! peer (UDP GSO), and one `recvmmsg` returns datagrams the kernel coalesced (UDP GRO), both
 //! through quinn-udp. Without it (an old kernel, or `MESHD_UDP_OFFLOAD=off`) every datagram
-//! is its own system call, as before.
+//! is its own system call, as before. The sockets are non-blocking; the data path's thread
+//! waits for them with `poll`.
 
+use super::wait::writable;
 use anyhow::{Context, Result};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, IoSliceMut};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
 /// Kernel socket buffers: big enough that a burst of a few thousand datagrams does not drop.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -69,7 +69,7 @@ fn bind(addr: SocketAddr) -> Result<UdpSocket> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    Ok(UdpSocket::from_std(socket.into())?)
+    Ok(socket.into())
 }
 
 /// Lets the kernel fragment a datagram larger than the path MTU, as WireGuard does:
@@ -168,21 +168,14 @@ impl Endpoint {
     }
 
     /// Sends `contents` to `to`: one datagram, or (`segment` set, GSO) datagrams of `segment`
-    /// bytes back to back, the last one possibly shorter.
-    pub(crate) async fn send(
+    /// bytes back to back, the last one possibly shorter. Waits while the socket's buffer is
+    /// full.
+    pub(crate) fn send(
         &self,
         to: SocketAddr,
         contents: &[u8],
         segment: Option<usize>,
     ) -> io::Result<()> {
-        let Some(state) = &self.offload else {
-            return match self.socket.try_send_to(contents, to) {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    self.socket.send_to(contents, to).await.map(|_| ())
-                }
-                other => other.map(|_| ()),
-            };
-        };
         let transmit = Transmit {
             destination: to,
             ecn: None,
@@ -191,56 +184,53 @@ impl Endpoint {
             src_ip: None,
         };
         loop {
-            let sent = self.socket.try_io(Interest::WRITABLE, || {
-                state.try_send((&self.socket).into(), &transmit)
-            });
+            let sent = match &self.offload {
+                Some(state) => state.try_send((&self.socket).into(), &transmit),
+                None => self.socket.send_to(contents, to).map(|_| ()),
+            };
             match sent {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => self.socket.writable().await?,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => writable(&self.socket)?,
                 other => return other,
             }
         }
     }
 
-    /// Receives into `bufs` (several datagrams each, with GRO: `meta[i].stride` apart) and
-    /// returns how many buffers were filled. Without offload, one datagram per buffer: the
-    /// first waited for, the rest whatever is ready.
-    pub(crate) async fn recv(
+    /// Receives what is ready into `bufs` (several datagrams each, with GRO: `meta[i].stride`
+    /// apart) and returns how many buffers were filled; `WouldBlock` if nothing was. Without
+    /// offload, one datagram per buffer.
+    pub(crate) fn try_recv(
         &self,
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> io::Result<usize> {
-        let Some(state) = &self.offload else {
-            let one = |(n, addr)| RecvMeta {
-                addr,
-                len: n,
-                stride: n,
-                ecn: None,
-                dst_ip: None,
-            };
-            let Some(first) = bufs.first_mut() else {
-                return Ok(0);
-            };
-            meta[0] = one(self.socket.recv_from(first).await?);
-            let mut filled = 1;
-            for (buf, m) in bufs.iter_mut().zip(meta.iter_mut()).skip(1) {
-                match self.socket.try_recv_from(buf) {
-                    Ok(got) => *m = one(got),
-                    Err(_) => break, // WouldBlock, or an error the next wait reports
-                }
-                filled += 1;
-            }
-            return Ok(filled);
-        };
-        loop {
-            self.socket.readable().await?;
-            let got = self.socket.try_io(Interest::READABLE, || {
-                state.recv((&self.socket).into(), bufs, meta)
-            });
-            match got {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-                other => return other,
-            }
+        match &self.offload {
+            Some(state) => state.recv((&self.socket).into(), bufs, meta),
+            None => self.recv_one_by_one(bufs, meta),
         }
+    }
+
+    fn recv_one_by_one(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        let one = |(n, addr)| RecvMeta {
+            addr,
+            len: n,
+            stride: n,
+            ecn: None,
+            dst_ip: None,
+        };
+        let mut filled = 0;
+        for (buf, m) in bufs.iter_mut().zip(meta.iter_mut()) {
+            match self.socket.recv_from(buf) {
+                Ok(got) => *m = one(got),
+                Err(e) if filled == 0 => return Err(e),
+                Err(_) => break, // WouldBlock, or an error the next receive reports
+            }
+            filled += 1;
+        }
+        Ok(filled)
     }
 }
 
