@@ -1,8 +1,9 @@
 //! Counters kept by the core and read by status, metrics and logs.
 //!
-//! Every counter is written by one data-path direction only (TUN→network or network→TUN), and
-//! the two directions live on separate cache lines, so counting never makes the two tasks
-//! contend. Readers take relaxed snapshots.
+//! Counters are relaxed atomic adds. The two data-path directions (TUN→network and
+//! network→TUN) live on separate cache lines, so a caller that runs them on separate threads
+//! never makes them contend; meshd runs both on its data-path thread, and its timers thread
+//! adds what handshakes and keepalives send. Readers take relaxed snapshots.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -70,7 +71,7 @@ impl DropReason {
 #[repr(align(64))]
 struct DropRow([AtomicU64; DropReason::ALL.len()]);
 
-/// Drops by reason, one row per data-path direction so that each row has a single writer.
+/// Drops by reason, one row per data-path direction, each on its own cache line.
 #[derive(Debug, Default)]
 pub struct DropCounters {
     outbound: DropRow,

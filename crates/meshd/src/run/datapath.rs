@@ -6,12 +6,13 @@
 //! arrival wakes the thread that reads it directly, and the answer the kernel queues on the
 //! device inside the write that delivered a packet (a ping's reply, a TCP ack) is read by
 //! the same thread without waking another. Those wake-ups are what the latency a ping sees
-//! through the tunnel is made of (README, Performance). With offloads, one TUN read brings a whole TCP segment the kernel did not cut (split here into
-//! MTU-sized packets), one UDP send carries a run of datagrams to one peer (GSO), one UDP
-//! receive returns what the kernel coalesced (GRO), and one TUN write carries packets of one
-//! flow merged back (GRO). The timer thread drives handshakes and keepalives and turns core
+//! through the tunnel is made of (README, Performance). With offloads, one TUN read brings a
+//! whole TCP segment the kernel did not cut (split here into MTU-sized packets), one UDP send
+//! carries a run of datagrams to one peer (GSO), one UDP receive returns what the kernel
+//! coalesced (GRO), and one TUN write carries packets of one flow merged back (GRO). The timer thread drives handshakes and keepalives and turns core
 //! events into log lines.
 
+use super::health::Health;
 use super::udp::{Endpoint, Sockets};
 use super::wait::{poll, readable};
 use arc_swap::ArcSwap;
@@ -19,6 +20,7 @@ use meshd_core::counters::{DropReason, Side};
 use meshd_core::node::{Batch, Event, Node, MAX_DATAGRAM, NO_ADDR};
 use quinn_udp::RecvMeta;
 use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
 use std::io::{ErrorKind, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -49,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) tun_offload: bool,
     pub(crate) sockets: Sockets,
     pub(crate) stride: usize,
+    /// Progress of the data path's threads, for the systemd watchdog.
+    pub(crate) health: Health,
 }
 
 /// Sends every datagram of `out`, runs of equal-sized datagrams to one peer as one GSO send
@@ -147,9 +151,9 @@ impl TunReader {
         }
     }
 
-    /// Reads what the device has ready (up to a batch) without waiting, encrypts it and sends
-    /// it.
-    fn drain(&mut self, shared: &Shared) -> std::io::Result<()> {
+    /// Reads what the device has ready, up to a batch, without waiting; encrypts it and sends
+    /// it. Returns how many packets it read.
+    fn read_batch(&mut self, shared: &Shared) -> std::io::Result<usize> {
         let mut n = 0;
         while n + self.per_read <= BATCH {
             match shared.device.recv_multiple(
@@ -169,7 +173,7 @@ impl TunReader {
             }
         }
         if n == 0 {
-            return Ok(());
+            return Ok(0);
         }
         self.out.clear();
         let packets = self.bufs[..n]
@@ -181,7 +185,7 @@ impl TunReader {
             .load()
             .handle_tun_packets(Instant::now(), packets, &mut self.out);
         send_all(&shared.sockets, &self.out, &mut self.scratch);
-        Ok(())
+        Ok(n)
     }
 }
 
@@ -288,9 +292,10 @@ impl UdpReader {
         }
     }
 
-    /// One receive from `endpoint` without waiting: decrypts what came, writes the packets to
-    /// the device and sends what the core answers (handshake responses, cookies).
-    fn drain(&mut self, shared: &Shared, endpoint: &Endpoint) -> std::io::Result<()> {
+    /// One receive from `endpoint` without waiting (one `recvmmsg`: up to RECV_BUFS buffers,
+    /// each a GRO train of datagrams): decrypts what came, writes the packets to the device
+    /// and sends what the core answers (handshake responses, cookies).
+    fn read_batch(&mut self, shared: &Shared, endpoint: &Endpoint) -> std::io::Result<()> {
         let filled = {
             let mut slices: Vec<IoSliceMut<'_>> = self
                 .storage
@@ -299,7 +304,14 @@ impl UdpReader {
                 .collect();
             match endpoint.try_recv(&mut slices, &mut self.meta) {
                 Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    // `poll` woke us with nothing to read: clear a pending socket error, which
+                    // `poll` would otherwise report again at once.
+                    if let Ok(Some(e)) = endpoint.socket.take_error() {
+                        tracing::debug!("udp socket error: {e}");
+                    }
+                    return Ok(());
+                }
                 Err(e) if transient(&e) => {
                     tracing::debug!("udp receive: {e}");
                     return Ok(());
@@ -341,7 +353,7 @@ impl UdpReader {
 /// each one that is ready one batch, in turn, so neither direction starves the other. One
 /// thread, so that a packet's answer (a ping's reply, a TCP ack), which the kernel queues on
 /// the device inside the write that delivered the packet, is read without waking anyone.
-pub(crate) fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
+pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     let mut tun = TunReader::new(shared.stride, shared.tun_offload);
     let mut udp4 = UdpReader::new(shared.stride);
     let mut udp6 = shared
@@ -355,20 +367,29 @@ pub(crate) fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         readable(udp6.as_ref().map_or(-1, |(e, _)| e.socket.as_raw_fd())),
     ];
     loop {
+        shared.health.data_idle();
         poll(&mut fds)?;
-        if fds[0].revents != 0 {
-            tun.drain(&shared)?;
+        shared.health.data_busy();
+        if fds[0].revents != 0 && tun.read_batch(&shared)? == 0 && failed(&fds[0]) {
+            // Nothing to read and an error or hang-up pending: the device is gone, and
+            // `poll` would report it again at once, forever.
+            anyhow::bail!("the TUN device reports an error or hang-up");
         }
         if fds[1].revents != 0 {
-            udp4.drain(&shared, &shared.sockets.v4)?;
+            udp4.read_batch(&shared, &shared.sockets.v4)?;
         }
         if let Some((endpoint, udp6)) = udp6.as_mut().filter(|_| fds[2].revents != 0) {
-            udp6.drain(&shared, endpoint)?;
+            udp6.read_batch(&shared, endpoint)?;
         }
     }
 }
 
-pub(crate) fn timers(shared: Arc<Shared>) -> anyhow::Result<()> {
+/// An error or hang-up pending on a descriptor `poll` returned.
+fn failed(fd: &libc::pollfd) -> bool {
+    fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+pub(crate) fn timers(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     let mut out = Batch::new(BATCH, shared.stride);
     let mut seen_up: HashSet<usize> = HashSet::new();
     let mut scratch = Vec::new();
@@ -378,6 +399,7 @@ pub(crate) fn timers(shared: Arc<Shared>) -> anyhow::Result<()> {
         node.update_timers(Instant::now(), &mut out);
         send_all(&shared.sockets, &out, &mut scratch);
         log_events(&node, &mut seen_up, node.take_events());
+        shared.health.timers_ran();
         std::thread::sleep(TICK);
     }
 }

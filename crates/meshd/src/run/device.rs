@@ -8,7 +8,7 @@ use meshd_core::plan::NodePlan;
 use std::process::Command;
 use tun_rs::{DeviceBuilder, SyncDevice};
 
-/// The device (non-blocking: the data path's threads wait for it with `poll`), and whether it
+/// The device (non-blocking: the data-path thread waits for it with `poll`), and whether it
 /// carries offload headers (TSO/GSO in, GRO out).
 pub(crate) struct Device {
     pub(crate) device: SyncDevice,

@@ -32,7 +32,7 @@ pub(crate) struct Guard {
 
 impl Guard {
     /// Applies the table; an error here means the tunnel must not come up. nft runs on a
-    /// blocking thread, never on the runtime's workers.
+    /// blocking thread, never on the runtime's own.
     pub(crate) async fn install(ruleset: Nftables<'static>) -> Result<Arc<Self>> {
         let (ruleset, installed) = tokio::task::spawn_blocking(move || {
             let listed = nft::apply(&ruleset);

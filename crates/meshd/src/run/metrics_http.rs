@@ -100,7 +100,7 @@ async fn handle(
                 req.head_only,
             ),
             Route::Metrics => {
-                // Off the runtime's workers, which carry the data path.
+                // Off the runtime's thread, which serves the control plane.
                 let (view, registry) = (Arc::clone(view), Arc::clone(registry));
                 let body = tokio::task::spawn_blocking(move || {
                     let mut families = registry.gather();

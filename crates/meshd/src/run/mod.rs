@@ -6,6 +6,7 @@ mod datapath;
 mod device;
 mod dns;
 mod guard;
+mod health;
 mod metrics_http;
 mod notify;
 mod reload;
@@ -22,6 +23,7 @@ use datapath::Shared;
 use meshd_core::config::Metrics;
 use meshd_core::node::{slot_size, Node};
 use meshd_core::plan::NodePlan;
+use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
@@ -56,24 +58,36 @@ fn drop_summary(node: &Node) -> String {
     s.trim_end().to_string()
 }
 
-/// Starts one data-path loop on a thread of its own, named `name`; how it ends (an error, or
-/// a panic turned into one) comes back on `ended`.
+/// Starts one data-path loop on a thread of its own, named `name`. Such a loop only ends on
+/// an error (or a panic, turned into one), which comes back on `ended`.
 fn spawn_datapath(
     name: &str,
-    ended: &tokio::sync::mpsc::UnboundedSender<Result<()>>,
+    ended: &tokio::sync::mpsc::UnboundedSender<anyhow::Error>,
     shared: &Arc<Shared>,
-    body: fn(Arc<Shared>) -> Result<()>,
+    body: fn(Arc<Shared>) -> Result<Infallible>,
 ) -> Result<()> {
     let (ended, shared, what) = (ended.clone(), Arc::clone(shared), name.to_string());
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(shared)))
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")));
-            let _ = ended.send(outcome.with_context(|| format!("{what} ended")));
+            let error =
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(shared))) {
+                    Ok(Err(e)) => e,
+                    Err(panic) => anyhow::anyhow!("panicked: {}", panic_message(&*panic)),
+                };
+            let _ = ended.send(error.context(format!("{what} ended")));
         })
         .with_context(|| format!("cannot start the {name} thread"))?;
     Ok(())
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// An offload switch: on unless the environment variable says `off` (for comparing, and as
@@ -106,9 +120,10 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         tun_offload: device.offload,
         sockets,
         stride: slot_size(plan.interface.mtu),
+        health: health::Health::default(),
     });
     let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
-    spawn_datapath("meshd-data", &ended_tx, &shared, datapath::run)?;
+    spawn_datapath("meshd-data", &ended_tx, &shared, datapath::serve)?;
     spawn_datapath("meshd-timers", &ended_tx, &shared, datapath::timers)?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Arc::clone(&guard).watch());
@@ -147,7 +162,7 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         plan.me.name, plan.interface.name
     ));
     if let Some(every) = notify::watchdog_interval() {
-        tasks.spawn(notify::watchdog(every));
+        tasks.spawn(notify::watchdog(every, Arc::clone(&shared)));
     }
     let outcome = loop {
         tokio::select! {
@@ -159,10 +174,7 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
             Some(reply) = reload_rx.recv() => {
                 let _ = reply.send(reloader.run().await);
             }
-            Some(outcome) = ended.recv() => {
-                break outcome.and_then(|()| Err(anyhow::anyhow!("returned")))
-                    .context("data path failed");
-            }
+            Some(error) = ended.recv() => break Err(error.context("data path failed")),
             Some(ended) = tasks.join_next() => {
                 break match ended {
                     Ok(Ok(())) => continue,

@@ -3,7 +3,9 @@
 //! `STOPPING=1` on the way out. Without
 //! `NOTIFY_SOCKET` (not under systemd) every call does nothing.
 
+use super::datapath::Shared;
 use std::os::unix::net::UnixDatagram;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where systemd listens, if it does: a path, or `@name` for the abstract namespace.
@@ -54,13 +56,25 @@ pub(crate) fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
-/// Pings the watchdog for as long as the daemon runs. It runs on the same runtime as the
-/// data path, so a runtime that stops making progress stops the pings and systemd restarts
-/// meshd.
-pub(crate) async fn watchdog(every: Duration) -> anyhow::Result<()> {
+/// Pings the watchdog while the daemon makes progress: the control plane's runtime runs this
+/// task, and the data path's `Health` says whether the data path's threads are stuck (one round of the data
+/// thread, or the timers thread, taking longer than `every`). A stuck node stops the pings,
+/// says why once, and systemd restarts it.
+pub(crate) async fn watchdog(every: Duration, shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(every);
+    let mut said = false;
     loop {
         tick.tick().await;
-        notify("WATCHDOG=1");
+        match shared.health.stuck(every) {
+            None => {
+                notify("WATCHDOG=1");
+                said = false;
+            }
+            Some(what) if !said => {
+                tracing::error!("{what} stuck for over {every:?}: no longer feeding the watchdog");
+                said = true;
+            }
+            Some(_) => {}
+        }
     }
 }

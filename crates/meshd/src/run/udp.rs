@@ -12,11 +12,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, IoSliceMut};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// Kernel socket buffers: big enough that a burst of a few thousand datagrams does not drop.
 const SOCKET_BUFFER: usize = 4 << 20;
+/// How long a send waits for room in a full socket buffer.
+const SEND_WAIT: Duration = Duration::from_millis(200);
 
-/// `setsockopt` of one int-valued option (the ones socket2 and tokio have no setter for).
+/// `setsockopt` of one int-valued option (the ones socket2 has no setter for).
 fn set_int(
     socket: &impl std::os::fd::AsRawFd,
     level: libc::c_int,
@@ -189,7 +192,14 @@ impl Endpoint {
                 None => self.socket.send_to(contents, to).map(|_| ()),
             };
             match sent {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => writable(&self.socket)?,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    // The socket's buffer is full: wait for room, but not for ever, since the
+                    // one data-path thread waits with it. Past that the datagram is lost, as
+                    // one the kernel refuses would be.
+                    if !writable(&self.socket, SEND_WAIT)? {
+                        return Err(e);
+                    }
+                }
                 other => return other,
             }
         }

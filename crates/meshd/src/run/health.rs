@@ -1,0 +1,70 @@
+//! Whether the data path's threads are making progress, for the systemd watchdog: the data
+//! thread notes when it starts on what `poll` returned and when it goes back to `poll`, the
+//! timers thread notes each round. Both notes are one relaxed store of the monotonic clock.
+
+use super::notify::monotonic_usec;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// When the data thread started on its current round (µs), or 0 while it waits in `poll`.
+    busy_since: AtomicU64,
+    /// When the timers thread last ran (µs); 0 before it first did.
+    timers_ran: AtomicU64,
+}
+
+impl Health {
+    pub(crate) fn data_busy(&self) {
+        self.busy_since.store(monotonic_usec(), Relaxed);
+    }
+
+    pub(crate) fn data_idle(&self) {
+        self.busy_since.store(0, Relaxed);
+    }
+
+    pub(crate) fn timers_ran(&self) {
+        self.timers_ran.store(monotonic_usec(), Relaxed);
+    }
+
+    /// Which thread, if any, has been stuck for longer than `limit`.
+    pub(crate) fn stuck(&self, limit: Duration) -> Option<&'static str> {
+        self.stuck_at(monotonic_usec(), limit)
+    }
+
+    fn stuck_at(&self, now: u64, limit: Duration) -> Option<&'static str> {
+        let limit = limit.as_micros() as u64;
+        let busy = self.busy_since.load(Relaxed);
+        if busy != 0 && now.saturating_sub(busy) > limit {
+            return Some("data path");
+        }
+        let ran = self.timers_ran.load(Relaxed);
+        if ran != 0 && now.saturating_sub(ran) > limit {
+            return Some("timers");
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000;
+
+    #[test]
+    fn a_thread_stuck_past_the_limit_is_named_and_waiting_is_not_stuck() {
+        let health = Health::default();
+        let limit = Duration::from_secs(15);
+        health.busy_since.store(100 * S, Relaxed);
+        health.timers_ran.store(110 * S, Relaxed);
+        assert_eq!(health.stuck_at(114 * S, limit), None);
+        assert_eq!(health.stuck_at(116 * S, limit), Some("data path"));
+        // Back in poll: waiting for packets, however long, is not being stuck.
+        health.data_idle();
+        assert_eq!(health.stuck_at(116 * S, limit), None);
+        assert_eq!(health.stuck_at(126 * S, limit), Some("timers"));
+        health.timers_ran();
+        assert_eq!(health.stuck(limit), None);
+    }
+}
