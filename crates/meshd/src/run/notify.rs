@@ -56,22 +56,28 @@ pub(crate) fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
+/// A data-path thread is stuck once one round of it has taken this long (or the watchdog's
+/// interval, if longer): far beyond any batch, and beyond a loaded machine's scheduling
+/// delays, which a short watchdog interval must not mistake for a hang.
+const STUCK_AFTER: Duration = Duration::from_secs(5);
+
 /// Pings the watchdog while the daemon makes progress: the control plane's runtime runs this
-/// task, and the data path's `Health` says whether the data path's threads are stuck (one round of the data
-/// thread, or the timers thread, taking longer than `every`). A stuck node stops the pings,
-/// says why once, and systemd restarts it.
+/// task, and the data path's `Health` says whether its threads are stuck (one round of the
+/// data thread, or of the timers thread, taking longer than `STUCK_AFTER`). A stuck node stops
+/// the pings, says why once, and systemd restarts it.
 pub(crate) async fn watchdog(every: Duration, shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(every);
+    let limit = every.max(STUCK_AFTER);
     let mut said = false;
     loop {
         tick.tick().await;
-        match shared.health.stuck(every) {
+        match shared.health.stuck(limit) {
             None => {
                 notify("WATCHDOG=1");
                 said = false;
             }
             Some(what) if !said => {
-                tracing::error!("{what} stuck for over {every:?}: no longer feeding the watchdog");
+                tracing::error!("{what} stuck for over {limit:?}: no longer feeding the watchdog");
                 said = true;
             }
             Some(_) => {}
