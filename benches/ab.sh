@@ -25,13 +25,6 @@ bench_underlay
 bench_mesh off "[]" "[tcp/5201]"
 ip netns exec "$B" iperf3 -s -B 0.0.0.0 >/dev/null 2>&1 & DAEMONS+=($!)
 
-ping_ms() { # median per-reply RTT to $1, ms
-  ip netns exec "$A" ping -c "$PINGS" -i 0.01 -W 1 "$1" 2>/dev/null | { grep -o 'time=[0-9.]*' || true; } | cut -d= -f2 | median
-}
-tcp_mbit() {
-  ip netns exec "$A" iperf3 -c 10.100.0.2 -t "$SECS" -J 2>/dev/null |
-    python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))'
-}
 declare -A RTT TCP
 for round in $(seq "$ROUNDS"); do
   for v in old new plain; do
@@ -41,7 +34,7 @@ for round in $(seq "$ROUNDS"); do
       new) MESHD=$NEW; read -ra extra <<<"${NEW_ENV:-}" ;;
     esac
     start_meshd "$v" ${extra[@]+"${extra[@]}"}
-    rtt=$(ping_ms 10.100.0.2); tcp=$(tcp_mbit)
+    rtt=$(ping_ms 10.100.0.2); tcp=$(tcp_mbit 10.100.0.2)
     stop_meshd
     RTT[$v]+=" $rtt"; TCP[$v]+=" $tcp"
     log "round $round $v: ping $rtt ms, 1 stream $tcp Mbit/s"

@@ -100,12 +100,6 @@ print(round(s["bits_per_second"]/1e6), s["bytes"])' "$out"; return 0
   done
   log "iperf3 to $1 failed:"; cat "$out" >&2; exit 1
 }
-ping_ms() { # median per-reply RTT to $1, ms (a warning on stderr if replies are missing)
-  ip netns exec "$A" ping -c "$PINGS" -i 0.01 -W 1 "$1" 2>/dev/null | { grep -o 'time=[0-9.]*' || true; } |
-    cut -d= -f2 | python3 -c 'import statistics,sys; v=[float(x) for x in sys.stdin]; n=int(sys.argv[1])
-len(v) < n and print(f"  warning: {len(v)} of {n} ping replies from {sys.argv[2]}", file=sys.stderr)
-print(f"{statistics.median(v):.3f}" if v else "")' "$PINGS" "$1"
-}
 measure() { # $1 link, $2 round, $3 path, $4 address, then the daemon PIDs; appends a TSV row
   local link=$1 round=$2 impl=$3 addr=$4 c0 c1 out one four rtt cpu=- peak=-; shift 4
   [[ $# -gt 0 ]] && c0=$(ticks "$@")

@@ -10,6 +10,7 @@
 #   bench_mesh METRICS OPEN_A OPEN_B        keys and $WORK/mesh.yaml (OPEN_*: YAML lists)
 #   start_meshd NAME [VAR=VALUE...]         the pair, ready and handshaken; sets MPIDS, IDLE
 #   stop_meshd                              stops the pair and removes the table it leaves
+#   ping_ms ADDR, tcp_mbit ADDR             ping median ($PINGS), one iperf3 stream ($SECS)
 # Long-lived helpers (iperf3 servers, wireguard-go) go in DAEMONS; a script that needs more
 # cleanup defines bench_cleanup_extra.
 
@@ -112,6 +113,17 @@ stop_meshd() { # SIGTERM the pair, wait, then remove the table meshd leaves behi
   local ns
   stop_pids "${MPIDS[@]}"; MPIDS=()
   for ns in "$A" "$B"; do ip netns exec "$ns" "$MESHD" firewall --remove 2>/dev/null || true; done
+}
+ping_ms() { # median per-reply RTT from $A to $1 over $PINGS pings 10 ms apart, ms (a warning on
+  # stderr if replies are missing; empty if none came)
+  ip netns exec "$A" ping -c "$PINGS" -i 0.01 -W 1 "$1" 2>/dev/null | { grep -o 'time=[0-9.]*' || true; } |
+    cut -d= -f2 | python3 -c 'import statistics,sys; v=[float(x) for x in sys.stdin]; n=int(sys.argv[1])
+len(v) < n and print(f"  warning: {len(v)} of {n} ping replies from {sys.argv[2]}", file=sys.stderr)
+print(f"{statistics.median(v):.3f}" if v else "")' "$PINGS" "$1"
+}
+tcp_mbit() { # one TCP stream from $A to the iperf3 server at $1 for $SECS s → Mbit/s received
+  ip netns exec "$A" iperf3 -c "$1" -t "$SECS" -J 2>/dev/null |
+    python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))'
 }
 median() { # numbers on stdin, one per line or space-separated → their median
   tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'

@@ -40,16 +40,12 @@ for target in 192.0.2.2 10.100.0.2 10.100.1.2; do
   ip netns exec $A ping -c 2 -i 0.2 -W 2 $target >/dev/null || { echo "no path to $target" >&2; cat "$WORK"/*.log >&2; exit 1; }
 done
 
-run() { # $1 target → Mbit/s received
-  ip netns exec $A iperf3 -c "$1" -t "$SECS" -J 2>/dev/null |
-    python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))'
-}
 SCRAPE='while :; do exec 3<>/dev/tcp/127.0.0.1/9586 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3 >/dev/null; exec 3<&-; sleep 0.1; done'
-scraped() { # like run, while both nodes' metrics are scraped every 100 ms
+scraped() { # like tcp_mbit, while both nodes' metrics are scraped every 100 ms
   local s1 s2 v
   ip netns exec $A bash -c "$SCRAPE" & s1=$!
   ip netns exec $B bash -c "$SCRAPE" & s2=$!
-  v=$(run "$1")
+  v=$(tcp_mbit "$1")
   kill $s1 $s2 2>/dev/null; wait $s1 $s2 2>/dev/null || true
   echo "$v"
 }
@@ -57,7 +53,7 @@ declare -A R
 for round in $(seq "$ROUNDS"); do
   for impl in plain meshd wireguard-go "meshd scraped"; do
     case $impl in plain) t=192.0.2.2;; meshd*) t=10.100.0.2;; wireguard-go) t=10.100.1.2;; esac
-    if [ "$impl" = "meshd scraped" ]; then v=$(scraped $t); else v=$(run $t); fi
+    if [ "$impl" = "meshd scraped" ]; then v=$(scraped $t); else v=$(tcp_mbit $t); fi
     R[$impl]="${R[$impl]:-} $v"
     echo "round $round  $impl: $v Mbit/s" >&2
   done

@@ -9,8 +9,8 @@
 //! through the tunnel is made of (README, Performance). With offloads, one TUN read brings a
 //! whole TCP segment the kernel did not cut (split here into MTU-sized packets), one UDP send
 //! carries a run of datagrams to one peer (GSO), one UDP receive returns what the kernel
-//! coalesced (GRO), and one TUN write carries packets of one flow merged back (GRO). The timer thread drives handshakes and keepalives and turns core
-//! events into log lines.
+//! coalesced (GRO), and one TUN write carries packets of one flow merged back (GRO). The timer
+//! thread drives handshakes and keepalives and turns core events into log lines.
 
 use super::health::Health;
 use super::udp::{Endpoint, Sockets};
@@ -349,10 +349,8 @@ impl UdpReader {
     }
 }
 
-/// The data path's thread: sleeps in one `poll` on the device and the sockets, then gives
-/// each one that is ready one batch, in turn, so neither direction starves the other. One
-/// thread, so that a packet's answer (a ping's reply, a TCP ack), which the kernel queues on
-/// the device inside the write that delivered the packet, is read without waking anyone.
+/// The data path's thread (see the module's notes): each descriptor `poll` finds ready gets
+/// one batch, in turn, so neither direction starves the other.
 pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     let mut tun = TunReader::new(shared.stride, shared.tun_offload);
     let mut udp4 = UdpReader::new(shared.stride);

@@ -8,9 +8,13 @@ use std::time::Duration;
 
 /// A `poll` entry waiting for `fd` to be readable; a negative `fd` is skipped by `poll`.
 pub(crate) fn readable(fd: RawFd) -> libc::pollfd {
+    entry(fd, libc::POLLIN)
+}
+
+fn entry(fd: RawFd, events: libc::c_short) -> libc::pollfd {
     libc::pollfd {
         fd,
-        events: libc::POLLIN,
+        events,
         revents: 0,
     }
 }
@@ -41,11 +45,7 @@ fn poll_for(fds: &mut [libc::pollfd], ms: i32) -> io::Result<usize> {
 
 /// Blocks until `fd` is writable or `limit` has passed; returns whether it is writable.
 pub(crate) fn writable(fd: &impl AsRawFd, limit: Duration) -> io::Result<bool> {
-    let mut fds = [libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLOUT,
-        revents: 0,
-    }];
+    let mut fds = [entry(fd.as_raw_fd(), libc::POLLOUT)];
     let ms = limit.as_millis().min(i32::MAX as u128) as i32;
     Ok(poll_for(&mut fds, ms)? > 0)
 }
