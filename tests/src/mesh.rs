@@ -85,6 +85,8 @@ pub struct MeshSpec {
     pub metrics: String,
     /// `interface.dns_refresh` in seconds, when a test wants it shorter than the default.
     pub dns_refresh: Option<u32>,
+    /// `interface.busy_poll` in microseconds, when a test wants other than the default.
+    pub busy_poll: Option<u32>,
     pub nodes: Vec<NodeSpec>,
     pub rules: Vec<RuleSpec>,
 }
@@ -105,6 +107,7 @@ impl MeshSpec {
             icmp_rate: "1000/second".to_string(),
             metrics: "off".to_string(),
             dns_refresh: None,
+            busy_poll: None,
             nodes: Vec::new(),
             rules: Vec::new(),
         }
@@ -171,6 +174,9 @@ impl MeshSpec {
         let _ = writeln!(y, "  metrics: \"{}\"", self.metrics);
         if let Some(secs) = self.dns_refresh {
             let _ = writeln!(y, "  dns_refresh: {secs}");
+        }
+        if let Some(us) = self.busy_poll {
+            let _ = writeln!(y, "  busy_poll: {us}");
         }
         let _ = writeln!(y, "admin:");
         let _ = writeln!(y, "  ssh_from: [{}]", self.ssh_from.join(", "));

@@ -50,6 +50,7 @@ pub fn diff(old: &NodePlan, new: &NodePlan) -> Result<PlanDiff, NeedsRestart> {
         ("interface.mtu", a.mtu != b.mtu),
         ("interface.metrics", a.metrics != b.metrics),
         ("interface.dns_refresh", a.dns_refresh != b.dns_refresh),
+        ("interface.busy_poll", a.busy_poll != b.busy_poll),
         ("this node's address", old.me.address != new.me.address),
         (
             "this node's public key",
@@ -224,6 +225,10 @@ mod tests {
             (
                 "interface.dns_refresh",
                 Box::new(|p| p.interface.dns_refresh = 5),
+            ),
+            (
+                "interface.busy_poll",
+                Box::new(|p| p.interface.busy_poll = 0),
             ),
             (
                 "this node's address",

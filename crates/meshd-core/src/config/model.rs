@@ -35,13 +35,17 @@ pub struct InterfaceConfig {
     /// Seconds between lookups of a DNS endpoint while its peer has no recent handshake.
     /// Default 30.
     pub dns_refresh: u32,
+    /// Microseconds the data path keeps polling (yielding the CPU to anything else that wants
+    /// it) after a round of packets before it sleeps, so that an answer arriving within that
+    /// time costs no wake-up. 0 turns it off. Default 50.
+    pub busy_poll: u32,
 }
 
 impl Default for InterfaceConfig {
     fn default() -> Self {
         use super::parse::{
-            DEFAULT_DNS_REFRESH, DEFAULT_INTERFACE_NAME, DEFAULT_LISTEN_PORT, DEFAULT_METRICS,
-            DEFAULT_MTU,
+            DEFAULT_BUSY_POLL, DEFAULT_DNS_REFRESH, DEFAULT_INTERFACE_NAME, DEFAULT_LISTEN_PORT,
+            DEFAULT_METRICS, DEFAULT_MTU,
         };
         Self {
             name: DEFAULT_INTERFACE_NAME.to_string(),
@@ -49,6 +53,7 @@ impl Default for InterfaceConfig {
             mtu: DEFAULT_MTU,
             metrics: Metrics::Listen(DEFAULT_METRICS),
             dns_refresh: DEFAULT_DNS_REFRESH,
+            busy_poll: DEFAULT_BUSY_POLL,
         }
     }
 }

@@ -30,6 +30,10 @@ pub(super) const DEFAULT_LISTEN_PORT: u16 = 51820;
 pub(super) const DEFAULT_MTU: u16 = 1420;
 /// Seconds between lookups of a DNS endpoint while its peer has no recent handshake.
 pub(super) const DEFAULT_DNS_REFRESH: u32 = 30;
+/// Microseconds the data path keeps polling after each round of packets before it sleeps.
+pub(super) const DEFAULT_BUSY_POLL: u32 = 100;
+/// The longest busy-poll accepted: past a millisecond it is spinning, not lingering.
+pub(super) const MAX_BUSY_POLL: u32 = 1000;
 /// Default Prometheus endpoint.
 pub(super) const DEFAULT_METRICS: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9586);
@@ -44,7 +48,14 @@ pub(super) const MIN_MTU: u16 = 576;
 pub(super) const MIN_MTU_IPV6: u16 = 1280;
 
 const TOP_KEYS: &[&str] = &["interface", "admin", "nodes", "policy"];
-const INTERFACE_KEYS: &[&str] = &["name", "listen_port", "mtu", "metrics", "dns_refresh"];
+const INTERFACE_KEYS: &[&str] = &[
+    "name",
+    "listen_port",
+    "mtu",
+    "metrics",
+    "dns_refresh",
+    "busy_poll",
+];
 const ADMIN_KEYS: &[&str] = &["ssh_from", "icmp_rate"];
 const NODE_KEYS: &[&str] = &[
     "name",
@@ -889,6 +900,11 @@ fn walk_interface(f: Field<'_, '_>, draft: &mut Draft, errs: &mut Errors) {
     if let Some(f) = fields.optional("dns_refresh") {
         if let Some(secs) = expect_int(f, "dns_refresh", 1, 86_400, errs) {
             draft.interface.dns_refresh = u32::try_from(secs).unwrap_or(DEFAULT_DNS_REFRESH);
+        }
+    }
+    if let Some(f) = fields.optional("busy_poll") {
+        if let Some(us) = expect_int(f, "busy_poll", 0, i128::from(MAX_BUSY_POLL), errs) {
+            draft.interface.busy_poll = u32::try_from(us).unwrap_or(DEFAULT_BUSY_POLL);
         }
     }
     if let Some(f) = fields.optional("metrics") {

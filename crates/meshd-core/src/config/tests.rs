@@ -148,6 +148,7 @@ fn spec_example_parses_to_the_expected_model() {
             mtu: 1420,
             metrics: Metrics::Listen(sock("127.0.0.1:9586")),
             dns_refresh: 30,
+            busy_poll: 100,
         },
         admin: AdminConfig {
             ssh_from: vec![net("192.0.2.10/32"), net("192.0.2.11/32")],
@@ -249,6 +250,7 @@ fn defaults_apply_when_sections_are_absent() {
             mtu: 1420,
             metrics: Metrics::Listen(sock("127.0.0.1:9586")),
             dns_refresh: 30,
+            busy_poll: 100,
         }
     );
     assert_eq!(c.admin.ssh_from, vec![]);
@@ -543,7 +545,7 @@ policy:
         "interface.nmae",
         3,
         3,
-        "unknown key `nmae`; expected one of: name, listen_port, mtu, metrics, dns_refresh",
+        "unknown key `nmae`; expected one of: name, listen_port, mtu, metrics, dns_refresh, busy_poll",
     );
     check(
         &errs[2],
@@ -758,6 +760,39 @@ fn interface_name_rules() {
     );
     let c = ok(&two_with("interface:\n  name: wg_mesh.0-a\n"));
     assert_eq!(c.interface.name, "wg_mesh.0-a");
+}
+
+#[test]
+fn busy_poll_is_whole_microseconds_up_to_a_millisecond() {
+    assert_eq!(
+        ok(&two_with("interface:\n  busy_poll: 0\n"))
+            .interface
+            .busy_poll,
+        0
+    );
+    assert_eq!(
+        ok(&two_with("interface:\n  busy_poll: 1000\n"))
+            .interface
+            .busy_poll,
+        1000
+    );
+    for (value, fragment) in [
+        (
+            "1001",
+            "busy_poll 1001 is out of range; it must be between 0 and 1000",
+        ),
+        ("-1", "busy_poll -1 is out of range"),
+        ("50us", "expected an integer, found the string \"50us\""),
+        ("0.5", "expected an integer"),
+    ] {
+        one_err(
+            &two_with(&format!("interface:\n  busy_poll: {value}\n")),
+            "interface.busy_poll",
+            9,
+            14,
+            fragment,
+        );
+    }
 }
 
 #[test]

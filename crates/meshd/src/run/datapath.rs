@@ -1,7 +1,8 @@
 //! The data path: one thread that moves batches between the kernel and the core.
 //!
-//! It sleeps in one `poll` on the device and the sockets. Whichever is ready gets one batch,
-//! read without waiting into reused buffers: TUN → encrypt → UDP, or UDP → decrypt → TUN.
+//! It sleeps in one `poll` on the device and the sockets, after busy-polling for a moment
+//! (`interface.busy_poll`, see `wait.rs`). Whichever is ready gets one batch, read without
+//! waiting into reused buffers: TUN → encrypt → UDP, or UDP → decrypt → TUN.
 //! A plain thread rather than async tasks, and one rather than one per direction: a packet's
 //! arrival wakes the thread that reads it directly, and the answer the kernel queues on the
 //! device inside the write that delivered a packet (a ping's reply, a TCP ack) is read by
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) stride: usize,
     /// Progress of the data path's threads, for the systemd watchdog.
     pub(crate) health: Health,
+    /// How long the data thread busy-polls after a round before it sleeps.
+    pub(crate) busy_poll: Duration,
 }
 
 /// Sends every datagram of `out`, runs of equal-sized datagrams to one peer as one GSO send
@@ -366,7 +369,7 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     ];
     loop {
         shared.health.data_idle();
-        poll(&mut fds)?;
+        poll(&mut fds, shared.busy_poll)?;
         shared.health.data_busy();
         if fds[0].revents != 0 && tun.read_batch(&shared)? == 0 && failed(&fds[0]) {
             // Nothing to read and an error or hang-up pending: the device is gone, and

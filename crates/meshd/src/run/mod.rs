@@ -109,10 +109,11 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
     let guard = guard::Guard::install(meshd_firewall::ruleset(&plan)).await?;
     let device = device::create(&plan, switch("MESHD_TUN_OFFLOAD"))?;
     tracing::info!(
-        "offloads tun={} udp_gso={} udp_gro={}",
+        "offloads tun={} udp_gso={} udp_gro={} busy_poll={}us",
         if device.offload { "on" } else { "off" },
         sockets.v4.gso_segments(),
-        sockets.v4.gro_segments()
+        sockets.v4.gro_segments(),
+        plan.interface.busy_poll
     );
     let shared = Arc::new(Shared {
         node: ArcSwap::from_pointee(node),
@@ -121,6 +122,7 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         sockets,
         stride: slot_size(plan.interface.mtu),
         health: health::Health::default(),
+        busy_poll: Duration::from_micros(plan.interface.busy_poll.into()),
     });
     let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
     spawn_datapath("meshd-data", &ended_tx, &shared, datapath::serve)?;
