@@ -37,6 +37,11 @@ const TICK: Duration = Duration::from_millis(100);
 /// MSS the kernel uses for a 1280-byte IPv6 MTU is 55 packets; more room is drained only
 /// while this much is left.
 const SEGMENTS_PER_READ: usize = 64;
+/// A TUN read within this long of the one before is part of a stream, and the device is read
+/// until it is empty; the first read after a pause stops after what it got (a lone ping, a
+/// request): `poll` says if more is waiting, and a lone packet saves the read that would
+/// only have found the device empty.
+const STREAM_GAP: Duration = Duration::from_millis(1);
 /// The largest UDP payload one GSO send may carry.
 const GSO_BYTES: usize = 65_000;
 /// Receive buffers per UDP read (recvmmsg), each big enough for one GRO train.
@@ -134,6 +139,8 @@ struct TunReader {
     sizes: Vec<usize>,
     /// Packets one read may bring: a segment's worth with offload, else one.
     per_read: usize,
+    /// When the device was last read (see STREAM_GAP).
+    last_read: Option<Instant>,
     out: Batch,
     scratch: Vec<u8>,
 }
@@ -149,6 +156,7 @@ impl TunReader {
             bufs: vec![vec![0u8; stride]; BATCH],
             sizes: vec![0; BATCH],
             per_read: if offload { SEGMENTS_PER_READ } else { 1 },
+            last_read: None,
             out: Batch::new(BATCH, stride),
             scratch: Vec::new(),
         }
@@ -157,6 +165,11 @@ impl TunReader {
     /// Reads what the device has ready, up to a batch, without waiting; encrypts it and sends
     /// it. Returns how many packets it read.
     fn read_batch(&mut self, shared: &Shared) -> std::io::Result<usize> {
+        let now = Instant::now();
+        let streaming = self
+            .last_read
+            .is_some_and(|t| now.saturating_duration_since(t) < STREAM_GAP);
+        self.last_read = Some(now);
         let mut n = 0;
         while n + self.per_read <= BATCH {
             match shared.device.recv_multiple(
@@ -165,7 +178,12 @@ impl TunReader {
                 &mut self.sizes[n..],
                 0,
             ) {
-                Ok(k) => n += k,
+                Ok(k) => {
+                    n += k;
+                    if !streaming {
+                        break;
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if fatal_device_error(&e) => return Err(e),
                 Err(e) => {
@@ -186,7 +204,7 @@ impl TunReader {
         shared
             .node
             .load()
-            .handle_tun_packets(Instant::now(), packets, &mut self.out);
+            .handle_tun_packets(now, packets, &mut self.out);
         send_all(&shared.sockets, &self.out, &mut self.scratch);
         Ok(n)
     }
