@@ -42,6 +42,18 @@ if [[ ! -c /dev/net/tun ]]; then
         exit 1
     fi
 fi
+# Opening the node is what its mode allows; what a process may do with the device is what its
+# CAP_NET_ADMIN allows. Debian's udev makes it 0666 (50-udev-default.rules); a machine that
+# made it without udev may have left it 0600, and then the `meshd` user of the service and of
+# the unprivileged tests cannot open it at all.
+if [[ $(stat -c %a /dev/net/tun) != 666 ]]; then
+    if [[ $EUID -eq 0 ]]; then
+        echo "setup.sh: /dev/net/tun was mode $(stat -c %a /dev/net/tun); making it 0666, as udev does"
+        chmod 0666 /dev/net/tun
+    else
+        echo "setup.sh: /dev/net/tun is mode $(stat -c %a /dev/net/tun), not 0666: the service's unprivileged user cannot open it" >&2
+    fi
+fi
 
 for tool in ip nft wg wireguard-go ping unshare nsenter sysctl systemd-analyze; do
     if ! command -v "$tool" >/dev/null; then

@@ -99,7 +99,8 @@ log "  container init $INIT, system $state"
 
 log "== systemctl enable --now meshd"
 in_ct systemctl enable --now meshd 2>&1 | sed 's/^/  /' >&2 || true
-[[ $(in_ct systemctl is-active meshd) == active ]] && ok "meshd.service is active" || bad "meshd.service is not active"
+if [[ $(in_ct systemctl is-active meshd) == active ]]; then ok "meshd.service is active"
+else bad "meshd.service is not active"; in_ct journalctl -u meshd -o short --no-pager 2>&1 | tail -n 20 | sed 's/^/    /' >&2; exit 1; fi
 main=$(in_ct systemctl show meshd -p MainPID --value)
 uid=$(in_ct awk '/^Uid:/ {print $2}' "/proc/$main/status")
 caps=$(in_ct awk '/^CapEff:/ {print $2}' "/proc/$main/status")
