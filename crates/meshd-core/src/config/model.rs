@@ -37,7 +37,7 @@ pub struct InterfaceConfig {
     pub dns_refresh: u32,
     /// Microseconds the data path keeps polling (yielding the CPU to anything else that wants
     /// it) after a round of packets before it sleeps, so that an answer arriving within that
-    /// time costs no wake-up. 0 turns it off. Default 50.
+    /// time costs no wake-up. 0 turns it off. Default 100.
     pub busy_poll: u32,
 }
 

@@ -110,7 +110,7 @@ mod tests {
         // whatever others took from it at its yields), then asleep until it came.
         let (wall, cpu) = wait_with(Duration::from_millis(40), Duration::from_millis(150))?;
         assert!(wall >= Duration::from_millis(140), "{wall:?}");
-        assert!(cpu >= Duration::from_millis(5), "spun for only {cpu:?}");
+        assert!(cpu >= Duration::from_millis(2), "spun for only {cpu:?}");
         assert!(cpu < Duration::from_millis(120), "did not sleep: {cpu:?}");
         // Without a spin it sleeps at once.
         let (_, cpu) = wait_with(Duration::ZERO, Duration::from_millis(100))?;
