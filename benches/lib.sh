@@ -6,7 +6,7 @@
 #
 # Before sourcing: TAG (a short unique prefix, e.g. mde$$). Then call
 #   bench_need TOOL...                      root, the built meshd, the tools
-#   bench_underlay                          the namespaces and the veth pair
+#   bench_underlay [NS_A NS_B]              the namespaces and the veth pair
 #   bench_mesh METRICS OPEN_A OPEN_B        keys and $WORK/mesh.yaml (OPEN_*: YAML lists)
 #   start_meshd NAME [VAR=VALUE...]         the pair, ready and handshaken; sets MPIDS, IDLE
 #   stop_meshd                              stops the pair and removes the table it leaves
@@ -54,13 +54,13 @@ bench_cleanup() {
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-bench_underlay() {
-  ip netns add "$A"; ip netns add "$B"
-  ip link add veth-a netns "$A" type veth peer name veth-b netns "$B"
-  ip -n "$A" addr add 192.0.2.1/24 dev veth-a; ip -n "$B" addr add 192.0.2.2/24 dev veth-b
-  local ns
-  for ns in "$A" "$B"; do ip -n "$ns" link set lo up; done
-  ip -n "$A" link set veth-a up; ip -n "$B" link set veth-b up
+bench_underlay() { # [NS_A NS_B]: another pair of namespaces than $A and $B
+  local a=${1:-$A} b=${2:-$B} ns
+  ip netns add "$a"; ip netns add "$b"
+  ip link add veth-a netns "$a" type veth peer name veth-b netns "$b"
+  ip -n "$a" addr add 192.0.2.1/24 dev veth-a; ip -n "$b" addr add 192.0.2.2/24 dev veth-b
+  for ns in "$a" "$b"; do ip -n "$ns" link set lo up; done
+  ip -n "$a" link set veth-a up; ip -n "$b" link set veth-b up
 }
 
 bench_mesh() { # $1 metrics ("off" or an address), $2 and $3 the `open` lists of a and b

@@ -31,13 +31,6 @@ MESHD=$OLD bench_need ping
 A2=$TAG-c; B2=$TAG-d
 bench_cleanup_extra() { ip netns del "$A2" 2>/dev/null; ip netns del "$B2" 2>/dev/null; }
 
-underlay() { # $1 $2: the namespaces of one pair
-  ip netns add "$1"; ip netns add "$2"
-  ip link add veth-a netns "$1" type veth peer name veth-b netns "$2"
-  ip -n "$1" addr add 192.0.2.1/24 dev veth-a; ip -n "$2" addr add 192.0.2.2/24 dev veth-b
-  ip -n "$1" link set lo up; ip -n "$2" link set lo up
-  ip -n "$1" link set veth-a up; ip -n "$2" link set veth-b up
-}
 pair() { # $1 old|new, $2 $3 the namespaces, $4 binary, $5 env, $6 extra interface keys
   local v=$1 bin=$4 extra=() n ns
   read -ra extra <<<"$5"
@@ -58,7 +51,7 @@ YAML
     DAEMONS+=($!)
   done
 }
-underlay "$A" "$B"; underlay "$A2" "$B2"
+bench_underlay; bench_underlay "$A2" "$B2"
 pair old "$A" "$B" "$OLD" "${OLD_ENV:-}" "${OLD_CONF:-}"
 pair new "$A2" "$B2" "$NEW" "${NEW_ENV:-}" "${NEW_CONF:-}"
 for ns in "$A" "$A2"; do
