@@ -318,11 +318,10 @@ impl UdpReader {
     /// and sends what the core answers (handshake responses, cookies).
     fn read_batch(&mut self, shared: &Shared, endpoint: &Endpoint) -> std::io::Result<()> {
         let filled = {
-            let mut slices: Vec<IoSliceMut<'_>> = self
-                .storage
-                .chunks_mut(RECV_BUF)
-                .map(IoSliceMut::new)
-                .collect();
+            // On the stack: a receive allocates nothing.
+            let mut chunks = self.storage.chunks_mut(RECV_BUF);
+            let mut slices: [IoSliceMut<'_>; RECV_BUFS] =
+                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
             match endpoint.try_recv(&mut slices, &mut self.meta) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
