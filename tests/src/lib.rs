@@ -13,6 +13,7 @@
 //! - [`wggo`]: wireguard-go peers.
 //! - [`transfer`]: TCP transfers with a checksum and UDP probes, from threads inside namespaces.
 //! - [`nft`]: packet counters inside a namespace.
+//! - [`pmtu`]: forged path MTU errors (ICMP, ICMPv6) and the path MTU a namespace learnt.
 //! - [`probe`]: TCP listeners and single connect attempts (did a SYN-ACK come back?), ping counts.
 //! - [`scrape`]: a running meshd's metrics endpoint and Unix sockets.
 //!
@@ -37,6 +38,7 @@
 pub mod mesh;
 pub mod netns;
 pub mod nft;
+pub mod pmtu;
 pub mod probe;
 pub mod process;
 pub mod scrape;

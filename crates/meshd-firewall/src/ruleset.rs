@@ -30,9 +30,16 @@ const ICMPV6_MLD: [&str; 4] = [
     "mld2-listener-report",
 ];
 
+/// Base chain priorities (nft's `filter` and `raw`): the raw chains run before conntrack.
+const PRIO_FILTER: i32 = 0;
+const PRIO_RAW: i32 = -300;
+
 /// The one table meshd owns.
 pub const TABLE: &str = "meshd";
 const FAMILY: NfFamily = NfFamily::INet;
+
+/// ICMP destination-unreachable code "fragmentation needed" (RFC 1191).
+const ICMP_FRAG_NEEDED: u32 = 4;
 
 /// ICMPv6 messages IPv6 cannot work without (RFC 4890): neighbour discovery, path MTU, errors.
 const ICMPV6_NEEDED: [&str; 8] = [
@@ -210,15 +217,20 @@ impl Builder {
         }
     }
 
+    /// A chain; a base chain (with a hook) at the filter priority.
     fn chain(&mut self, name: &str, hook: Option<(NfHook, NfChainPolicy)>) {
+        self.hooked_chain(name, hook.map(|(h, p)| (h, p, PRIO_FILTER)));
+    }
+
+    fn hooked_chain(&mut self, name: &str, hook: Option<(NfHook, NfChainPolicy, i32)>) {
         self.add(NfListObject::Chain(Chain {
             family: FAMILY,
             table: Cow::Borrowed(TABLE),
             name: Cow::Owned(name.into()),
             _type: hook.map(|_| NfChainType::Filter),
-            hook: hook.map(|(h, _)| h),
-            prio: hook.map(|_| 0),
-            policy: hook.map(|(_, p)| p),
+            hook: hook.map(|(h, _, _)| h),
+            prio: hook.map(|(_, _, prio)| prio),
+            policy: hook.map(|(_, p, _)| p),
             ..Chain::default()
         }));
     }
@@ -340,6 +352,35 @@ pub fn ruleset(plan: &NodePlan) -> Nftables<'static> {
     b.chain("echo_in", None);
     b.chain("forward", Some((NfHook::Forward, NfChainPolicy::Drop)));
     b.chain("output", Some((NfHook::Output, NfChainPolicy::Accept)));
+    b.hooked_chain(
+        "notrack_in",
+        Some((NfHook::Prerouting, NfChainPolicy::Accept, PRIO_RAW)),
+    );
+    b.hooked_chain(
+        "notrack_out",
+        Some((NfHook::Output, NfChainPolicy::Accept, PRIO_RAW)),
+    );
+
+    // The WireGuard port's datagrams skip conntrack, both ways: `input` accepts them on the
+    // port alone, WireGuard authenticates each one, and a conntrack lookup per datagram is
+    // time on every packet's path (README, Performance). Not those from the tunnel: one
+    // forwarded toward a peer's routes stays tracked, or its replies would not match. (A
+    // route lookup to tell local from forwarded would cost what conntrack does.)
+    let port = || Expression::Number(plan.interface.listen_port.into());
+    b.rule(
+        "notrack_in",
+        vec![
+            b.off_mesh_iface(),
+            matches(field("udp", "dport"), port()),
+            Statement::Notrack,
+        ],
+        Some("wireguard"),
+    );
+    b.rule(
+        "notrack_out",
+        vec![matches(field("udp", "sport"), port()), Statement::Notrack],
+        Some("wireguard"),
+    );
 
     // input: the host's own firewall.
     b.rule(
@@ -390,16 +431,29 @@ pub fn ruleset(plan: &NodePlan) -> Nftables<'static> {
         vec![counter(), Statement::Drop(None)],
         Some("over admin.icmp_rate"),
     );
-    b.conntrack("input");
+    // Path MTU errors before conntrack: one about a WireGuard datagram (untracked) is
+    // "invalid" to conntrack, and the path MTU of the underlay must still be learnt.
     b.rule(
         "input",
         vec![
-            matches(
-                field("udp", "dport"),
-                Expression::Number(plan.interface.listen_port.into()),
-            ),
+            matches(field("icmp", "type"), s("destination-unreachable")),
+            matches(field("icmp", "code"), Expression::Number(ICMP_FRAG_NEEDED)),
             accept(),
         ],
+        Some("path mtu"),
+    );
+    b.rule(
+        "input",
+        vec![
+            matches(field("icmpv6", "type"), s("packet-too-big")),
+            accept(),
+        ],
+        Some("path mtu"),
+    );
+    b.conntrack("input");
+    b.rule(
+        "input",
+        vec![matches(field("udp", "dport"), port()), accept()],
         Some("wireguard"),
     );
     for fam in Fam::BOTH {
@@ -529,5 +583,26 @@ pub fn ruleset(plan: &NodePlan) -> Nftables<'static> {
 
 /// The transaction as the JSON `nft -j -f -` takes.
 pub fn to_json(ruleset: &Nftables<'_>) -> String {
-    serde_json::to_string_pretty(ruleset).unwrap_or_default()
+    let mut v = serde_json::to_value(ruleset).unwrap_or_default();
+    notrack_as_object(&mut v);
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+/// The nftables crate (0.6) writes the `notrack` statement as the bare string "notrack",
+/// which nft refuses (every statement of a rule is an object); nft's own form is
+/// `{"notrack": null}`. Only the statements of added rules are touched.
+fn notrack_as_object(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    let Some(objects) = v.get_mut("nftables").and_then(Value::as_array_mut) else {
+        return;
+    };
+    let rules = objects
+        .iter_mut()
+        .filter_map(|o| o.pointer_mut("/add/rule/expr"))
+        .filter_map(Value::as_array_mut);
+    for stmt in rules.flatten() {
+        if stmt.as_str() == Some("notrack") {
+            *stmt = serde_json::json!({ "notrack": null });
+        }
+    }
 }
