@@ -35,8 +35,8 @@ else
     echo "note: not root, skipping systemd-smoke.sh"
 fi
 
-step "cargo test --release --workspace"
+step "cargo test --profile release-tests --workspace"
 if [[ $EUID -ne 0 ]]; then
     echo "note: not root, the end-to-end tests will skip${CI:+ (CI is set: they will fail instead)}"
 fi
-cargo test --release --workspace
+cargo test --profile release-tests --workspace

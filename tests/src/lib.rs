@@ -23,8 +23,8 @@
 //!
 //! ```text
 //! cargo build --release -p meshd
-//! cargo test --release -p meshd-e2e                       # all scenarios
-//! cargo test --release -p meshd-e2e --test roaming -- --nocapture
+//! cargo test --profile release-tests -p meshd-e2e               # all scenarios
+//! cargo test --profile release-tests -p meshd-e2e --test roaming -- --nocapture
 //! ```
 //!
 //! - The meshd binary is `$MESHD_BIN`, else `target/release/meshd`, else `target/debug/meshd`.
