@@ -43,13 +43,32 @@ pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKey> {
 mod tests {
     use super::*;
 
-    fn temp(name: &str, content: &str, mode: u32) -> PathBuf {
+    /// A key file in a directory of its own, removed (with the directory) on drop.
+    struct Temp {
+        dir: PathBuf,
+        file: PathBuf,
+    }
+
+    impl std::ops::Deref for Temp {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.file
+        }
+    }
+
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn temp(name: &str, content: &str, mode: u32) -> Temp {
         let dir = std::env::temp_dir().join(format!("meshd-keyfile-{}-{name}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
-        let p = dir.join("k");
-        let _ = std::fs::write(&p, content);
-        let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode));
-        p
+        let file = dir.join("k");
+        let _ = std::fs::write(&file, content);
+        let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode));
+        Temp { dir, file }
     }
 
     #[test]
