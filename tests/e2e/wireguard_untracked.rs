@@ -10,6 +10,7 @@
 
 use meshd_e2e::pmtu::{learnt_mtu, send_too_big};
 use meshd_e2e::topo::{overlay_cidr, pair, two_node_mesh};
+use meshd_e2e::util::wait_until;
 use meshd_e2e::{host_of, require_root, Meshd};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -64,13 +65,10 @@ fn untracked_port_and_path_mtu(v6: bool) {
     let (victim, peer) = (SocketAddr::new(a.addr, PORT), SocketAddr::new(b.addr, PORT));
     send_too_big(b.ns.name(), victim, peer, MTU).unwrap_or_else(|e| panic!("{e}"));
     let mut learnt = None;
-    for _ in 0..20 {
+    wait_until(Duration::from_secs(2), || {
         learnt = learnt_mtu(&a.ns, b.addr);
-        if learnt.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        learnt.is_some()
+    });
     assert_eq!(
         learnt,
         Some(u32::from(MTU)),

@@ -6,6 +6,7 @@ use crate::netns::Netns;
 use crate::transfer::spawn_in_netns;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// The internet checksum of `data`.
 fn checksum(data: &[u8]) -> u16 {
@@ -75,16 +76,18 @@ pub fn send_too_big(
             SocketAddr::V4(_) => (libc::AF_INET, libc::IPPROTO_ICMP),
             SocketAddr::V6(_) => (libc::AF_INET6, libc::IPPROTO_ICMPV6),
         };
-        // SAFETY: plain socket(2); the fd is closed below.
+        // SAFETY: plain socket(2).
         let fd = unsafe { libc::socket(family, libc::SOCK_RAW, proto) };
         if fd < 0 {
             return Err(format!("raw socket: {}", io::Error::last_os_error()));
         }
+        // SAFETY: a descriptor just opened and owned by nothing else; closed on drop.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let (addr, len) = sockaddr(victim.ip());
         // SAFETY: a valid buffer and a sockaddr of the stated length.
         let rc = unsafe {
             libc::sendto(
-                fd,
+                fd.as_raw_fd(),
                 msg.as_ptr().cast(),
                 msg.len(),
                 0,
@@ -92,10 +95,8 @@ pub fn send_too_big(
                 len,
             )
         };
-        let err = io::Error::last_os_error();
-        // SAFETY: the fd opened above.
-        unsafe { libc::close(fd) };
         if rc < 0 {
+            let err = io::Error::last_os_error();
             return Err(format!("send the ICMP error to {}: {err}", victim.ip()));
         }
         Ok(())
