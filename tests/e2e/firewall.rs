@@ -272,22 +272,32 @@ fn firewall_enforces_policy_fails_closed_and_heals() {
         sa(o_db, 3306),
     );
     // A source only WireGuard may vouch for, arriving over the underlay, is spoofed: dropped
-    // and counted, even towards the WireGuard port that is open to everyone.
+    // and counted. Not on the WireGuard port, open to everyone: meshd authenticates each
+    // datagram there (a forged one is its own counted drop), and the reverse-path check is a
+    // route lookup the tunnel's datagrams do not pay.
     outsider.add_addr("eth0", "10.100.0.2/32");
     let spoof = "mesh source off the tunnel";
     let before = meshd_rule_packets(&db, "input", spoof);
-    for _ in 0..5 {
-        if let Err(e) = udp_send(outsider.name(), o_app, sa(u_db, PORT), b"not wireguard") {
-            panic!("the outsider could not send its spoofed datagram: {e}");
+    // Those to the WireGuard port first: once the later ones are counted, these were judged.
+    for port in [PORT, 9] {
+        for _ in 0..5 {
+            if let Err(e) = udp_send(outsider.name(), o_app, sa(u_db, port), b"not wireguard") {
+                panic!("the outsider could not send its spoofed datagram to {port}: {e}");
+            }
         }
     }
     assert!(
         wait_until(Duration::from_secs(3), || meshd_rule_packets(
             &db, "input", spoof
         ) >= before + 5),
-        "5 datagrams from overlay source {o_app} over the underlay: `{spoof}` counted {} \
-         (was {before})",
+        "5 datagrams from overlay source {o_app} over the underlay to udp/9: `{spoof}` counted \
+         {} (was {before})",
         meshd_rule_packets(&db, "input", spoof)
+    );
+    assert_eq!(
+        meshd_rule_packets(&db, "input", spoof),
+        before + 5,
+        "`{spoof}` also counted the 5 spoofed datagrams to the WireGuard port (udp/{PORT})"
     );
     eprintln!("ok: spoofed overlay source over the underlay dropped and counted");
     outsider.del_addr("eth0", "10.100.0.2/32");
