@@ -1,7 +1,8 @@
 //! Micro-benchmarks of the core's hot paths (criterion): encrypting and decrypting a batch of
 //! full-sized packets through two in-memory nodes with a live session, and AllowedIPs
-//! lookups in a 1,000-peer trie. Each group also times a baseline measured in the same run
-//! (copying the same bytes; a linear scan of the prefixes), so results read as ratios.
+//! lookups in a 1,000-peer trie, warm and with the caches emptied first. Each group also times
+//! a baseline measured in the same run (copying the same bytes; a linear scan of the prefixes;
+//! one load from a cold cache line), so results read as ratios.
 //!
 //!   cargo bench -p meshd-core --bench datapath
 
@@ -154,6 +155,44 @@ fn trie(c: &mut Criterion) {
                 black_box(t.lookup(*a));
             }
         })
+    });
+    g.finish();
+
+    // What the data path meets after a pause: one lookup with the caches emptied first (by
+    // writing 64 MiB, twice the L3 here), against one load from a line the same emptying left
+    // cold. The ratio is roughly how many cache misses a lookup waits for, one after another.
+    let mut evict = vec![0u8; 64 << 20];
+    let line = vec![1u64; 1 << 20];
+    let mut turn = 0usize;
+    let mut g = c.benchmark_group("one AllowedIPs lookup, caches emptied first");
+    g.sample_size(20);
+    g.bench_function("baseline: one load from a cold line", |b| {
+        b.iter_batched(
+            || {
+                turn += 1;
+                evict
+                    .iter_mut()
+                    .step_by(64)
+                    .for_each(|x| *x = x.wrapping_add(1));
+                (turn * 4099) % line.len()
+            },
+            |i| black_box(line[i]),
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("trie", |b| {
+        b.iter_batched(
+            || {
+                turn += 1;
+                evict
+                    .iter_mut()
+                    .step_by(64)
+                    .for_each(|x| *x = x.wrapping_add(1));
+                probes[turn % probes.len()]
+            },
+            |a| black_box(t.lookup(a).copied()),
+            BatchSize::PerIteration,
+        )
     });
     g.finish();
 }
