@@ -15,11 +15,13 @@
 
 mod batch;
 mod peer;
+mod slots;
 
 pub use batch::{Batch, BatchIter, NO_ADDR};
 pub use peer::{Peer, PeerStatus};
 
 use peer::PeerState;
+use slots::SlotIndex;
 
 use crate::counters::{DropCounters, DropReason, Side};
 use crate::key::PrivateKey;
@@ -79,7 +81,7 @@ pub struct Node {
     peers: Vec<Arc<Peer>>,
     by_key: HashMap<[u8; 32], usize>,
     /// Session slot (the upper 24 bits of our session indices) → index in `peers`.
-    by_slot: HashMap<usize, usize>,
+    by_slot: SlotIndex,
     /// The slot the next new peer gets: slots are not reused (until they wrap around past
     /// 2^24), so a datagram for a removed peer's session never reaches a new peer's.
     next_slot: usize,
@@ -147,7 +149,7 @@ impl Node {
             rate_limiter,
             peers: Vec::new(),
             by_key: HashMap::new(),
-            by_slot: HashMap::new(),
+            by_slot: SlotIndex::default(),
             next_slot: 0,
             routes: PrefixTrie::new(),
             drops: Arc::new(DropCounters::default()),
@@ -180,8 +182,7 @@ impl Node {
                     // still in use; a stray datagram for a long-gone session then fails to
                     // decrypt, as it would anyway.
                     let next = |slot: usize| if slot >= MAX_SLOT { 0 } else { slot + 1 };
-                    while self.by_slot.contains_key(&next_slot) || by_slot.contains_key(&next_slot)
-                    {
+                    while self.by_slot.contains(next_slot) || by_slot.contains_key(&next_slot) {
                         next_slot = next(next_slot);
                     }
                     let slot = next_slot;
@@ -212,7 +213,7 @@ impl Node {
             rate_limiter: Arc::clone(&self.rate_limiter),
             peers,
             by_key,
-            by_slot,
+            by_slot: SlotIndex::new(by_slot.into_iter().collect()),
             next_slot,
             routes,
             drops: Arc::clone(&self.drops),
@@ -227,7 +228,7 @@ impl Node {
 
     /// The peer in session slot `slot`, as events name it; `None` once it was reloaded away.
     pub fn peer_by_slot(&self, slot: usize) -> Option<&Arc<Peer>> {
-        self.by_slot.get(&slot).map(|&i| &self.peers[i])
+        self.index_of_slot(slot).map(|i| &self.peers[i])
     }
 
     pub fn drops(&self) -> &DropCounters {
@@ -321,7 +322,16 @@ impl Node {
             Packet::PacketCookieReply(p) => p.receiver_idx,
             Packet::PacketData(p) => p.receiver_idx,
         };
-        self.by_slot.get(&((index >> 8) as usize)).copied()
+        self.index_of_slot((index >> 8) as usize)
+    }
+
+    /// The index in `peers` of the peer in session slot `slot`. Until a reload adds peers, a
+    /// peer's slot is its index: that costs no lookup beyond the peer, needed next anyway.
+    fn index_of_slot(&self, slot: usize) -> Option<usize> {
+        if self.peers.get(slot).is_some_and(|p| p.slot == slot) {
+            return Some(slot);
+        }
+        self.by_slot.get(slot)
     }
 
     /// Inbound: decrypts `datagrams` received from the network. Inner packets whose source
