@@ -162,9 +162,9 @@ impl TunReader {
         }
     }
 
-    /// Reads what the device has ready, up to a batch, without waiting; encrypts it and sends
-    /// it. Returns how many packets it read.
-    fn read_batch(&mut self, shared: &Shared) -> std::io::Result<usize> {
+    /// Reads what the device has ready, up to a batch, without waiting; encrypts it on `node`
+    /// and sends it. Returns how many packets it read.
+    fn read_batch(&mut self, shared: &Shared, node: &Node) -> std::io::Result<usize> {
         let now = Instant::now();
         let streaming = self
             .last_read
@@ -201,10 +201,7 @@ impl TunReader {
             .iter()
             .zip(&self.sizes[..n])
             .map(|(b, &len)| (&b[..len], NO_ADDR));
-        shared
-            .node
-            .load()
-            .handle_tun_packets(now, packets, &mut self.out);
+        node.handle_tun_packets(now, packets, &mut self.out);
         send_all(&shared.sockets, &self.out, &mut self.scratch);
         Ok(n)
     }
@@ -314,9 +311,14 @@ impl UdpReader {
     }
 
     /// One receive from `endpoint` without waiting (one `recvmmsg`: up to RECV_BUFS buffers,
-    /// each a GRO train of datagrams): decrypts what came, writes the packets to the device
-    /// and sends what the core answers (handshake responses, cookies).
-    fn read_batch(&mut self, shared: &Shared, endpoint: &Endpoint) -> std::io::Result<()> {
+    /// each a GRO train of datagrams): decrypts what came on `node`, writes the packets to the
+    /// device and sends what the core answers (handshake responses, cookies).
+    fn read_batch(
+        &mut self,
+        shared: &Shared,
+        node: &Node,
+        endpoint: &Endpoint,
+    ) -> std::io::Result<()> {
         let filled = {
             // On the stack: a receive allocates nothing.
             let mut chunks = self.storage.chunks_mut(RECV_BUF);
@@ -356,7 +358,7 @@ impl UdpReader {
             let datagrams = chunk
                 .iter()
                 .map(|&(at, len, from)| (&self.storage[at..at + len], from));
-            shared.node.load().handle_datagrams(
+            node.handle_datagrams(
                 Instant::now(),
                 datagrams,
                 &mut self.to_tun,
@@ -384,20 +386,26 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
         readable(shared.sockets.v4.socket.as_raw_fd()),
         readable(udp6.as_ref().map_or(-1, |(e, _)| e.socket.as_raw_fd())),
     ];
+    // The running node, kept here and swapped when a reload stores another: one load of the
+    // current pointer per round, where `ArcSwap::load` would also touch its thread-local and
+    // global debt lists, cold lines after a pause (README, Performance). A round runs on the
+    // node it found.
+    let mut current = arc_swap::Cache::new(&shared.node);
     loop {
         shared.health.data_idle();
         poll(&mut fds, shared.busy_poll)?;
         shared.health.data_busy();
-        if fds[0].revents != 0 && tun.read_batch(&shared)? == 0 && failed(&fds[0]) {
+        let node = current.load();
+        if fds[0].revents != 0 && tun.read_batch(&shared, node)? == 0 && failed(&fds[0]) {
             // Nothing to read and an error or hang-up pending: the device is gone, and
             // `poll` would report it again at once, forever.
             anyhow::bail!("the TUN device reports an error or hang-up");
         }
         if fds[1].revents != 0 {
-            udp4.read_batch(&shared, &shared.sockets.v4)?;
+            udp4.read_batch(&shared, node, &shared.sockets.v4)?;
         }
         if let Some((endpoint, udp6)) = udp6.as_mut().filter(|_| fds[2].revents != 0) {
-            udp6.read_batch(&shared, endpoint)?;
+            udp6.read_batch(&shared, node, endpoint)?;
         }
     }
 }
