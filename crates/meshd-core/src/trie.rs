@@ -263,6 +263,24 @@ mod tests {
         assert_eq!(t.lookup(ip("fe80::1")), Some(&"v6"));
     }
 
+    /// Deterministic pseudo-random numbers.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
+    /// The brute-force longest match the trie must agree with.
+    fn longest_match(list: &[(IpNet, usize)], a: IpAddr) -> Option<&usize> {
+        list.iter()
+            .filter(|(p, _)| p.contains(&a))
+            .max_by_key(|(p, _)| p.prefix_len())
+            .map(|(_, v)| v)
+    }
+
     #[test]
     fn a_node_only_where_a_prefix_is_or_two_part_ways() {
         let mut t = PrefixTrie::new();
@@ -302,13 +320,7 @@ mod tests {
 
     #[test]
     fn ipv6_and_any_insertion_order_match_a_linear_scan() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         // Few distinct top bits, so that prefixes nest and part ways at every depth.
         let base = 0x2001_0db8_u128 << 96;
         let mut addr = || {
@@ -340,25 +352,14 @@ mod tests {
                 _ => addr().into(),
             };
             let a = IpAddr::V6(a);
-            let want = list
-                .iter()
-                .filter(|(p, _)| p.contains(&a))
-                .max_by_key(|(p, _)| p.prefix_len())
-                .map(|(_, v)| v);
-            assert_eq!(t.lookup(a), want, "{a}");
+            assert_eq!(t.lookup(a), longest_match(&list, a), "{a}");
         }
     }
 
     #[test]
     fn matches_a_linear_scan_on_many_prefixes() {
         // Deterministic pseudo-random prefixes, checked against a brute-force longest match.
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let mut t = PrefixTrie::new();
         let mut list: Vec<(IpNet, usize)> = Vec::new();
         for i in 0..500 {
@@ -377,12 +378,7 @@ mod tests {
             let a = IpAddr::V4(std::net::Ipv4Addr::from(
                 (next() as u32) & 0x0fff_ffff | 0x0a00_0000,
             ));
-            let want = list
-                .iter()
-                .filter(|(p, _)| p.contains(&a))
-                .max_by_key(|(p, _)| p.prefix_len())
-                .map(|(_, v)| v);
-            assert_eq!(t.lookup(a), want, "{a}");
+            assert_eq!(t.lookup(a), longest_match(&list, a), "{a}");
         }
     }
 }
