@@ -188,7 +188,7 @@ impl TunReader {
                 Err(e) if fatal_device_error(&e) => return Err(e),
                 Err(e) => {
                     // What was read so far goes out; `poll` says if more is waiting.
-                    dropped_read(shared, &e);
+                    dropped_read(node, &e);
                     break;
                 }
             }
@@ -209,13 +209,9 @@ impl TunReader {
 
 /// A TUN read that lost its packet (a segment the buffers could not hold, say): counted as
 /// `too_big`, never silent.
-fn dropped_read(shared: &Shared, e: &std::io::Error) {
+fn dropped_read(node: &Node, e: &std::io::Error) {
     tracing::debug!("tun read: {e}");
-    shared
-        .node
-        .load()
-        .drops()
-        .add(Side::Outbound, DropReason::TooBig, 1);
+    node.drops().add(Side::Outbound, DropReason::TooBig, 1);
 }
 
 /// Errors of one datagram (an ICMP error reported on the socket), not of the socket.
