@@ -61,9 +61,10 @@ impl<T> Family<T> {
         self.nodes.len() - 1
     }
 
-    /// Stores `value` at the prefix `key`/`len`; returns the value it replaces.
+    /// Stores `value` at the prefix `key`/`len` (bits past `len` are ignored: every
+    /// comparison below stops at `len`, and `Node::new` clears them); returns the value it
+    /// replaces.
     fn insert(&mut self, key: u128, len: u8, value: T) -> Option<T> {
-        let key = key & mask(len);
         let mut at = 0usize;
         loop {
             // Here the node's prefix contains the new one.
@@ -259,6 +260,13 @@ mod tests {
         assert_eq!(t.lookup(ip("10.255.1.1")), Some(&"ten"));
         assert_eq!(t.insert(net("10.0.0.0/8"), "TEN"), Some("ten"));
         assert_eq!(t.len(), 1);
+        // Host bits given to a family's insert directly are ignored too, at a fork and a leaf.
+        let (word, _) = bits(ip("10.1.2.3"));
+        assert_eq!(t.v4.insert(word, 16, "ten-one"), None);
+        assert_eq!(t.v4.insert(word | 0xff << 96, 24, "ten-one-two"), None);
+        assert_eq!(t.lookup(ip("10.1.200.1")), Some(&"ten-one"));
+        assert_eq!(t.lookup(ip("10.1.2.200")), Some(&"ten-one-two"));
+        assert_eq!(t.lookup(ip("10.2.0.1")), Some(&"TEN"));
         t.insert(net("::/0"), "v6");
         assert_eq!(t.lookup(ip("fe80::1")), Some(&"v6"));
     }
