@@ -25,9 +25,9 @@ fn main() {
 
 /// rustc 1.90 or later, and no linker of someone else's choosing.
 fn rustc_links_with_lld() -> bool {
-    if std::env::var_os("RUSTFLAGS").is_some_and(|f| f.to_string_lossy().contains("link"))
-        || std::env::var_os("CARGO_ENCODED_RUSTFLAGS")
-            .is_some_and(|f| f.to_string_lossy().contains("link"))
+    // Cargo passes a build script the flags it will give rustc, RUSTFLAGS and config alike.
+    if std::env::var_os("CARGO_ENCODED_RUSTFLAGS")
+        .is_some_and(|f| f.to_string_lossy().contains("link"))
         || std::env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some()
     {
         return false;
