@@ -1,13 +1,28 @@
 //! (e) Roaming: node a's underlay address changes in the middle of a 100 MB transfer a -> b. The
-//! transfer completes intact, and b follows a to its new address and logs it.
+//! transfer completes intact, and b follows a to its new address and logs it. Each end sends
+//! through a socket connected to the other's endpoint; a's, left with a source address that is
+//! gone, is replaced by one from the new address, and b connects one to a's new endpoint.
 
 use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
 use meshd_e2e::transfer::{TcpTransfer, TransferOpts};
+use meshd_e2e::netns::Netns;
 use meshd_e2e::{host_of, require_root, MeshSpec, Meshd, MB};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 const PORT: u16 = 51820;
+
+/// The UDP sockets on PORT connected somewhere, as (local, peer) addresses.
+fn connected(ns: &Netns) -> Vec<(String, String)> {
+    let out = ns.exec_ok(&["ss", "-Huan", "state", "established", "sport", "=", ":51820"]);
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // Recv-Q Send-Q Local Peer (no state column when one state is asked for)
+            (f.len() >= 4).then(|| (f[2].to_string(), f[3].to_string()))
+        })
+        .collect()
+}
 
 #[test]
 fn endpoint_follows_the_peer_mid_transfer() {
@@ -24,6 +39,9 @@ fn endpoint_follows_the_peer_mid_transfer() {
     let mut mb = Meshd::start(&b.ns, &files, "b");
     let ob = host_of(&overlay_cidr(2, false));
     a.ns.assert_reaches(ob);
+    let (ea, eb) = (endpoint(a.addr, PORT), endpoint(b.addr, PORT));
+    assert_eq!(connected(&a.ns), [(ea.clone(), eb.clone())], "a's connected sockets");
+    assert_eq!(connected(&b.ns), [(eb.clone(), ea)], "b's connected sockets");
 
     let bytes = 100 * MB;
     let mut o = TransferOpts::bytes(bytes);
@@ -51,6 +69,13 @@ fn endpoint_follows_the_peer_mid_transfer() {
     if let Err(e) = mb.wait_for_log("endpoint changed", Duration::from_secs(10)) {
         panic!("b did not log the endpoint change: {e}");
     }
+    let moved = format!("192.0.2.11:{PORT}");
+    assert_eq!(connected(&a.ns), [(moved.clone(), eb.clone())], "a's connected sockets");
+    assert!(
+        connected(&b.ns).contains(&(eb, moved)),
+        "b has no socket connected to a's new endpoint: {:?}",
+        connected(&b.ns)
+    );
     let (sa, sb) = (ma.stop(), mb.stop());
     sa.assert_clean();
     sb.assert_clean();

@@ -1,6 +1,7 @@
 //! The data path: one thread that moves batches between the kernel and the core.
 //!
-//! It sleeps in one `poll` on the device and the sockets, after busy-polling for a moment
+//! It sleeps in one `epoll_wait` on the device and the sockets (the listening ones and one
+//! connected to each peer endpoint, `connected.rs`), after busy-polling for a moment
 //! (`interface.busy_poll`, see `wait.rs`). Whichever is ready gets one batch, read without
 //! waiting into reused buffers: TUN → encrypt → UDP, or UDP → decrypt → TUN.
 //! A plain thread rather than async tasks, and one rather than one per direction: a packet's
@@ -13,9 +14,10 @@
 //! coalesced (GRO), and one TUN write carries packets of one flow merged back (GRO). The timer
 //! thread drives handshakes and keepalives and turns core events into log lines.
 
+use super::connected::Connected;
 use super::health::Health;
 use super::udp::{Endpoint, Sockets};
-use super::wait::{poll, readable};
+use super::wait::Poller;
 use arc_swap::ArcSwap;
 use meshd_core::counters::{DropReason, Side};
 use meshd_core::node::{Batch, Event, Node, MAX_DATAGRAM, NO_ADDR};
@@ -25,6 +27,7 @@ use std::convert::Infallible;
 use std::io::{ErrorKind, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tun_rs::{GROTable, SyncDevice, VIRTIO_NET_HDR_LEN};
@@ -61,16 +64,25 @@ pub(crate) struct Shared {
     pub(crate) health: Health,
     /// How long the data thread busy-polls after a round before it sleeps.
     pub(crate) busy_poll: Duration,
+    /// The data thread connects a socket to each endpoint it sends to (`connected.rs`).
+    pub(crate) connect_peers: bool,
 }
 
 /// Sends every datagram of `out`, runs of equal-sized datagrams to one peer as one GSO send
-/// (zero-copy when they lie back to back, as full-sized ones do; else through `scratch`). A
-/// datagram the kernel refuses (no route to the endpoint, say) is lost like any UDP
-/// datagram; the session's timers retry handshakes.
-fn send_all(sockets: &Sockets, out: &Batch, scratch: &mut Vec<u8>) {
+/// (zero-copy when they lie back to back, as full-sized ones do; else through `scratch`), each
+/// through the socket connected to its endpoint when `links` has one (the data thread), else
+/// through the listening socket (the timers thread). A datagram the kernel refuses (no route
+/// to the endpoint, say) is lost like any UDP datagram; the session's timers retry handshakes.
+fn send_all(
+    sockets: &Sockets,
+    mut links: Option<&mut Connected>,
+    out: &Batch,
+    scratch: &mut Vec<u8>,
+) {
     let mut i = 0;
     while let Some((first, to)) = out.get(i) {
-        let Some(endpoint) = sockets.for_addr(&to) else {
+        let link = links.as_deref_mut().and_then(|l| l.get(to));
+        let Some(endpoint) = link.as_deref().or_else(|| sockets.for_addr(&to)) else {
             tracing::debug!(%to, "no socket for this address family");
             i += 1;
             continue;
@@ -89,36 +101,71 @@ fn send_all(sockets: &Sockets, out: &Batch, scratch: &mut Vec<u8>) {
                 _ => break,
             }
         }
-        let sent = if end - i == 1 {
-            endpoint.send(to, first, None)
-        } else if let Some(run) = out.contiguous(i..end) {
-            endpoint.send(to, run, Some(seg))
-        } else {
-            scratch.clear();
-            for k in i..end {
-                if let Some((d, _)) = out.get(k) {
-                    scratch.extend_from_slice(d);
-                }
-            }
-            endpoint.send(to, scratch, Some(seg))
+        let run = Run {
+            out,
+            range: i..end,
+            to,
+            seg,
         };
-        match sent {
-            Ok(()) => {}
-            Err(e) if end - i > 1 => {
-                // The kernel refuses a GSO train whose segments exceed the path MTU (it would
-                // fragment each one alone): send this run, and such runs from now on, singly.
-                endpoint.refuse_gso(seg, &e);
-                for k in i..end {
-                    if let Some((d, _)) = out.get(k) {
-                        if let Err(e) = endpoint.send(to, d, None) {
-                            tracing::debug!(%to, "send failed: {e}");
-                        }
+        match (run.send(endpoint, scratch), sockets.for_addr(&to)) {
+            (Ok(()), _) => {}
+            (Err(e), Some(listening)) if link.is_some() => {
+                // The connected socket failed: its source address or route is gone, or it
+                // reports a port unreachable the peer sent earlier. The listening socket
+                // sends the run; unless it was only that report, the next send to this
+                // endpoint connects a new socket.
+                tracing::debug!(%to, "send on the connected socket failed: {e}");
+                if run.send(listening, scratch).is_ok() && e.kind() != ErrorKind::ConnectionRefused
+                {
+                    if let Some(links) = links.as_deref_mut() {
+                        links.remove(to);
                     }
                 }
             }
-            Err(e) => tracing::debug!(%to, "send failed: {e}"),
+            (Err(e), _) => tracing::debug!(%to, "send failed: {e}"),
         }
         i = end;
+    }
+}
+
+/// Datagrams `range` of a batch, all to `to` and `seg` bytes long but the last.
+struct Run<'a> {
+    out: &'a Batch,
+    range: std::ops::Range<usize>,
+    to: SocketAddr,
+    seg: usize,
+}
+
+impl Run<'_> {
+    /// Sends the run through `endpoint`: one datagram, or a GSO train; a train the kernel
+    /// refuses goes again one by one. The error is the last send's.
+    fn send(&self, endpoint: &Endpoint, scratch: &mut Vec<u8>) -> std::io::Result<()> {
+        let (out, to, seg) = (self.out, self.to, self.seg);
+        let datagram = |k: usize| out.get(k).map_or(&[][..], |(d, _)| d);
+        if self.range.len() == 1 {
+            return endpoint.send(to, datagram(self.range.start), None);
+        }
+        let sent = if let Some(run) = out.contiguous(self.range.clone()) {
+            endpoint.send(to, run, Some(seg))
+        } else {
+            scratch.clear();
+            for k in self.range.clone() {
+                scratch.extend_from_slice(datagram(k));
+            }
+            endpoint.send(to, scratch, Some(seg))
+        };
+        let Err(e) = sent else { return Ok(()) };
+        // The kernel refuses a GSO train whose segments exceed the path MTU (it would fragment
+        // each one alone): send this run, and such runs from now on, singly.
+        endpoint.refuse_gso(seg, &e);
+        let mut last = Ok(());
+        for k in self.range.clone() {
+            if let Err(e) = endpoint.send(to, datagram(k), None) {
+                tracing::debug!(%to, "send failed: {e}");
+                last = Err(e);
+            }
+        }
+        last
     }
 }
 
@@ -164,7 +211,12 @@ impl TunReader {
 
     /// Reads what the device has ready, up to a batch, without waiting; encrypts it on `node`
     /// and sends it. Returns how many packets it read.
-    fn read_batch(&mut self, shared: &Shared, node: &Node) -> std::io::Result<usize> {
+    fn read_batch(
+        &mut self,
+        shared: &Shared,
+        node: &Node,
+        links: &mut Connected,
+    ) -> std::io::Result<usize> {
         let now = Instant::now();
         let streaming = self
             .last_read
@@ -202,7 +254,7 @@ impl TunReader {
             .zip(&self.sizes[..n])
             .map(|(b, &len)| (&b[..len], NO_ADDR));
         node.handle_tun_packets(now, packets, &mut self.out);
-        send_all(&shared.sockets, &self.out, &mut self.scratch);
+        send_all(&shared.sockets, Some(links), &self.out, &mut self.scratch);
         Ok(n)
     }
 }
@@ -314,6 +366,7 @@ impl UdpReader {
         shared: &Shared,
         node: &Node,
         endpoint: &Endpoint,
+        links: &mut Connected,
     ) -> std::io::Result<()> {
         let filled = {
             // On the stack: a receive allocates nothing.
@@ -361,7 +414,12 @@ impl UdpReader {
                 &mut self.to_net,
             );
             self.writer.write(shared, &self.to_tun);
-            send_all(&shared.sockets, &self.to_net, &mut self.scratch);
+            send_all(
+                &shared.sockets,
+                Some(&mut *links),
+                &self.to_net,
+                &mut self.scratch,
+            );
         }
         Ok(())
     }
@@ -371,44 +429,76 @@ impl UdpReader {
 /// one batch, in turn, so neither direction starves the other.
 pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     let mut tun = TunReader::new(shared.stride, shared.tun_offload);
-    let mut udp4 = UdpReader::new(shared.stride);
-    let mut udp6 = shared
-        .sockets
-        .v6
-        .as_ref()
-        .map(|endpoint| (endpoint, UdpReader::new(shared.stride)));
-    let mut fds = [
-        readable(shared.device.as_raw_fd()),
-        readable(shared.sockets.v4.socket.as_raw_fd()),
-        readable(udp6.as_ref().map_or(-1, |(e, _)| e.socket.as_raw_fd())),
-    ];
+    // One reader for every socket: they are read one after the other.
+    let mut udp = UdpReader::new(shared.stride);
+    let sockets = &shared.sockets;
+    let mut links = Connected::new(sockets.port, sockets.offload, shared.connect_peers);
+    // Tokens: the device, the listening sockets, then the connected ones (`polled`, in
+    // that order).
+    const TUN: u64 = 0;
+    const V4: u64 = 1;
+    const V6: u64 = 2;
+    const LINKS: u64 = 3;
+    let mut poller = Poller::new()?;
+    poller.add(shared.device.as_raw_fd(), TUN)?;
+    poller.add(sockets.v4.socket.as_raw_fd(), V4)?;
+    if let Some(v6) = &sockets.v6 {
+        poller.add(v6.socket.as_raw_fd(), V6)?;
+    }
+    let mut polled: Vec<Rc<Endpoint>> = Vec::new();
+    let mut ready: Vec<(u64, u32)> = Vec::with_capacity(16);
     // The running node, kept here and swapped when a reload stores another: one load of the
     // current pointer per round, where `ArcSwap::load` would also touch its thread-local and
     // global debt lists, cold lines after a pause (README, Performance). A round runs on the
     // node it found.
     let mut current = arc_swap::Cache::new(&shared.node);
     loop {
+        if links.take_changed() {
+            for endpoint in polled.drain(..) {
+                poller.delete(endpoint.socket.as_raw_fd())?;
+            }
+            polled.extend(links.endpoints().cloned());
+            for (k, endpoint) in polled.iter().enumerate() {
+                poller.add(endpoint.socket.as_raw_fd(), LINKS + k as u64)?;
+            }
+        }
         shared.health.data_idle();
-        poll(&mut fds, shared.busy_poll)?;
+        ready.clear();
+        ready.extend(poller.wait(shared.busy_poll)?);
         shared.health.data_busy();
         let node = current.load();
-        if fds[0].revents != 0 && tun.read_batch(&shared, node)? == 0 && failed(&fds[0]) {
-            // Nothing to read and an error or hang-up pending: the device is gone, and
-            // `poll` would report it again at once, forever.
-            anyhow::bail!("the TUN device reports an error or hang-up");
-        }
-        if fds[1].revents != 0 {
-            udp4.read_batch(&shared, node, &shared.sockets.v4)?;
-        }
-        if let Some((endpoint, udp6)) = udp6.as_mut().filter(|_| fds[2].revents != 0) {
-            udp6.read_batch(&shared, node, endpoint)?;
+        for &(token, events) in &ready {
+            match token {
+                TUN => {
+                    let failed = events & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
+                    if tun.read_batch(&shared, node, &mut links)? == 0 && failed {
+                        // Nothing to read and an error or hang-up pending: the device is
+                        // gone, and it would be reported again at once, forever.
+                        anyhow::bail!("the TUN device reports an error or hang-up");
+                    }
+                }
+                V4 => udp.read_batch(&shared, node, &sockets.v4, &mut links)?,
+                V6 => {
+                    if let Some(v6) = &sockets.v6 {
+                        udp.read_batch(&shared, node, v6, &mut links)?;
+                    }
+                }
+                k => {
+                    let Some(endpoint) = polled.get((k - LINKS) as usize) else {
+                        continue;
+                    };
+                    if let Err(e) = udp.read_batch(&shared, node, endpoint, &mut links) {
+                        // A connected socket failing is no reason to stop: drop it; the
+                        // listening socket still receives from that endpoint.
+                        tracing::debug!("receive on a connected socket: {e}");
+                        if let Some(to) = endpoint.peer() {
+                            links.remove(to);
+                        }
+                    }
+                }
+            }
         }
     }
-}
-
-/// An error or hang-up pending on a descriptor `poll` returned.
-fn failed(fd: &libc::pollfd) -> bool {
-    fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 pub(crate) fn timers(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
@@ -419,7 +509,7 @@ pub(crate) fn timers(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
         out.clear();
         let node = shared.node.load_full();
         node.update_timers(Instant::now(), &mut out);
-        send_all(&shared.sockets, &out, &mut scratch);
+        send_all(&shared.sockets, None, &out, &mut scratch);
         log_events(&node, &mut seen_up, node.take_events());
         shared.health.timers_ran();
         std::thread::sleep(TICK);

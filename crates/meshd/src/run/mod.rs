@@ -2,6 +2,7 @@
 //! (key, config, plan, sockets) is checked before the device exists, so a refused start leaves
 //! nothing behind.
 
+mod connected;
 mod datapath;
 mod device;
 mod dns;
@@ -123,6 +124,7 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         stride: slot_size(plan.interface.mtu),
         health: health::Health::default(),
         busy_poll: Duration::from_micros(plan.interface.busy_poll.into()),
+        connect_peers: switch("MESHD_CONNECTED_SOCKETS"),
     });
     let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
     spawn_datapath("meshd-data", &ended_tx, &shared, datapath::serve)?;

@@ -4,6 +4,12 @@
 //! through quinn-udp. Without it (an old kernel, or `MESHD_UDP_OFFLOAD=off`) every datagram
 //! is its own system call, as before. The sockets are non-blocking; the data path's thread
 //! waits for them with `poll`.
+//!
+//! Beside the two listening sockets, the data path connects a socket to each peer endpoint it
+//! sends to (`connected.rs`): same port, `SO_REUSEPORT`, so that the kernel neither looks up
+//! a route for each datagram sent nor, on the way in, a route and a socket for each datagram
+//! received (early demux). The listening sockets are bound without `SO_REUSEPORT`, so that
+//! anything already on the port makes the bind fail, and take it on once bound.
 
 use super::wait::writable;
 use anyhow::{Context, Result};
@@ -52,7 +58,8 @@ fn force_buffer(socket: &Socket, option: libc::c_int) -> io::Result<()> {
     )
 }
 
-fn bind(addr: SocketAddr) -> Result<UdpSocket> {
+/// A non-blocking UDP socket with big buffers (IPv6 only for an IPv6 address), not bound yet.
+fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
     let domain = if addr.is_ipv4() {
         Domain::IPV4
     } else {
@@ -71,7 +78,17 @@ fn bind(addr: SocketAddr) -> Result<UdpSocket> {
         let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     }
     socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// A listening socket on `addr`. It is bound alone, so that a port in use (another meshd on
+/// it, say) is an error, then lets the connected sockets join it on the same port.
+fn bind(addr: SocketAddr) -> Result<UdpSocket> {
+    let socket = new_socket(addr)?;
     socket.bind(&addr.into())?;
+    socket
+        .set_reuse_port(true)
+        .context("cannot set SO_REUSEPORT")?;
     Ok(socket.into())
 }
 
@@ -111,9 +128,25 @@ pub(crate) struct Endpoint {
     /// segment plus headers, so only fragmentation gets it through): runs of datagrams this
     /// big or bigger go one by one from then on.
     gso_refused: AtomicUsize,
+    /// The address a connected socket is connected to.
+    peer: Option<SocketAddr>,
 }
 
 impl Endpoint {
+    /// A socket on `port` connected to `to`: the kernel gives it what `to` sends to the port,
+    /// and sends through it take the route found at connect time.
+    pub(crate) fn connected(port: u16, to: SocketAddr, offload: bool) -> io::Result<Self> {
+        let local = match to {
+            SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+        };
+        let socket = new_socket(local)?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&local.into())?;
+        socket.connect(&to.into())?;
+        Ok(Self::new(socket.into(), offload, to.is_ipv6()))
+    }
+
     fn new(socket: UdpSocket, want_offload: bool, v6: bool) -> Self {
         let offload = if want_offload {
             match UdpSocketState::new((&socket).into()) {
@@ -129,11 +162,18 @@ impl Endpoint {
         } else {
             None
         };
+        let peer = socket.peer_addr().ok();
         Self {
             socket,
             offload,
             gso_refused: AtomicUsize::new(usize::MAX),
+            peer,
         }
+    }
+
+    /// The address a connected socket is connected to.
+    pub(crate) fn peer(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     /// Datagrams of `segment` bytes one send may carry.
@@ -172,7 +212,8 @@ impl Endpoint {
 
     /// Sends `contents` to `to`: one datagram, or (`segment` set, GSO) datagrams of `segment`
     /// bytes back to back, the last one possibly shorter. Waits while the socket's buffer is
-    /// full (at most SEND_WAIT).
+    /// full (at most SEND_WAIT). On a connected socket, `to` must be its peer: a lone datagram
+    /// goes without an address, to use the route the socket keeps.
     pub(crate) fn send(
         &self,
         to: SocketAddr,
@@ -192,6 +233,7 @@ impl Endpoint {
                 // quinn-udp's `sendmsg` carries an IP_TOS control message on every send, and
                 // a lone ping's round trip measured 16 µs less without (README, Performance).
                 (Some(state), Some(_)) => state.try_send((&self.socket).into(), &transmit),
+                _ if self.peer == Some(to) => self.socket.send(contents).map(|_| ()),
                 _ => self.socket.send_to(contents, to).map(|_| ()),
             };
             match sent {
@@ -251,6 +293,9 @@ impl Endpoint {
 pub(crate) struct Sockets {
     pub(crate) v4: Endpoint,
     pub(crate) v6: Option<Endpoint>,
+    pub(crate) port: u16,
+    /// Segmentation offload asked for (each socket has it if its kernel does).
+    pub(crate) offload: bool,
 }
 
 impl Sockets {
@@ -267,6 +312,8 @@ impl Sockets {
         Ok(Self {
             v4: Endpoint::new(v4, offload, false),
             v6,
+            port,
+            offload,
         })
     }
 

@@ -1,8 +1,8 @@
-//! Waiting for non-blocking descriptors, the way the data path's thread sleeps: `poll(2)`. A
-//! thread blocked here is woken straight by the kernel when a packet arrives, with no event
-//! loop between it and the read that follows.
+//! Waiting for non-blocking descriptors, the way the data path's thread sleeps: `epoll`
+//! ([`Poller`]). A thread blocked here is woken straight by the kernel when a packet arrives,
+//! with no event loop between it and the read that follows.
 //!
-//! Before it sleeps, the data path may busy-poll for a moment ([`poll`]'s `spin`): on a
+//! Before it sleeps, the data path may busy-poll for a moment ([`Poller::wait`]'s `spin`): on a
 //! virtual machine a wake-up costs more than the work a ping or a small request takes (the
 //! idle vCPU has halted, and the host must wake it), and an answer often comes within tens of
 //! microseconds of a packet going out. The spin yields the CPU at every turn, so anything else
@@ -12,37 +12,12 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-/// A `poll` entry waiting for `fd` to be readable; a negative `fd` is skipped by `poll`.
-pub(crate) fn readable(fd: RawFd) -> libc::pollfd {
-    entry(fd, libc::POLLIN)
-}
-
 fn entry(fd: RawFd, events: libc::c_short) -> libc::pollfd {
     libc::pollfd {
         fd,
         events,
         revents: 0,
     }
-}
-
-/// Blocks until one of `fds` is ready or has an error or hang-up pending; `revents` says
-/// which. For the first `spin` it does not sleep but looks again and again, yielding the CPU
-/// in between.
-pub(crate) fn poll(fds: &mut [libc::pollfd], spin: Duration) -> io::Result<()> {
-    if !spin.is_zero() {
-        let start = Instant::now();
-        loop {
-            if poll_for(fds, 0)? > 0 {
-                return Ok(());
-            }
-            if start.elapsed() >= spin {
-                break;
-            }
-            // SAFETY: no arguments; it cannot fail on Linux.
-            unsafe { libc::sched_yield() };
-        }
-    }
-    poll_for(fds, -1).map(|_| ())
 }
 
 /// `poll` for at most `ms` milliseconds (-1: no limit); returns how many are ready.
@@ -59,6 +34,108 @@ fn poll_for(fds: &mut [libc::pollfd], ms: i32) -> io::Result<usize> {
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
+        }
+    }
+}
+
+/// An epoll set the data path waits on: what a wake-up costs does not grow with the number of
+/// descriptors in it (one per connected socket), as it would with `poll`, which looks at every
+/// descriptor again on each wake-up and hooks and unhooks itself on each one per sleep.
+/// Level-triggered, as `poll` is: what is left unread is reported again.
+pub(crate) struct Poller {
+    epoll: std::os::fd::OwnedFd,
+    events: Vec<libc::epoll_event>,
+}
+
+impl Poller {
+    pub(crate) fn new() -> io::Result<Self> {
+        // SAFETY: no pointers; the result is checked.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor just made and owned by nothing else.
+        let epoll = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(Self {
+            epoll,
+            events: Vec::with_capacity(16),
+        })
+    }
+
+    /// Waits for `fd` to be readable (or to report an error or hang-up), reported as `token`.
+    pub(crate) fn add(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        self.control(libc::EPOLL_CTL_ADD, fd, &mut event)?;
+        self.events.push(event);
+        Ok(())
+    }
+
+    /// No longer waits for `fd`.
+    pub(crate) fn delete(&mut self, fd: RawFd) -> io::Result<()> {
+        let mut event = libc::epoll_event { events: 0, u64: 0 };
+        self.control(libc::EPOLL_CTL_DEL, fd, &mut event)?;
+        self.events.pop();
+        Ok(())
+    }
+
+    fn control(&self, op: libc::c_int, fd: RawFd, event: &mut libc::epoll_event) -> io::Result<()> {
+        // SAFETY: a valid epoll descriptor and a pointer to a live event.
+        if unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, event) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Blocks until something is ready or has an error or hang-up pending; returns (token,
+    /// events) of what is. For the first `spin` it does not sleep but looks again and again,
+    /// yielding the CPU in between.
+    pub(crate) fn wait(
+        &mut self,
+        spin: Duration,
+    ) -> io::Result<impl Iterator<Item = (u64, u32)> + '_> {
+        let mut n = 0;
+        if !spin.is_zero() {
+            let start = Instant::now();
+            loop {
+                n = self.wait_for(0)?;
+                if n > 0 || start.elapsed() >= spin {
+                    break;
+                }
+                // SAFETY: no arguments; it cannot fail on Linux.
+                unsafe { libc::sched_yield() };
+            }
+        }
+        if n == 0 {
+            n = self.wait_for(-1)?;
+        }
+        Ok(self.events[..n].iter().map(|e| (e.u64, e.events)))
+    }
+
+    fn wait_for(&mut self, ms: i32) -> io::Result<usize> {
+        let max = self.events.len().max(1);
+        if self.events.is_empty() {
+            self.events.push(libc::epoll_event { events: 0, u64: 0 });
+        }
+        loop {
+            // SAFETY: a valid epoll descriptor and room for `max` events.
+            let rc = unsafe {
+                libc::epoll_wait(
+                    self.epoll.as_raw_fd(),
+                    self.events.as_mut_ptr(),
+                    max as i32,
+                    ms,
+                )
+            };
+            if rc >= 0 {
+                return Ok(rc as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
         }
     }
 }
@@ -95,11 +172,12 @@ mod tests {
             std::thread::sleep(after);
             UdpSocket::bind("127.0.0.1:0")?.send_to(b"x", to)
         });
-        let mut fds = [readable(rx.as_raw_fd())];
+        let mut poller = Poller::new()?;
+        poller.add(rx.as_raw_fd(), 7)?;
         let (start, cpu) = (Instant::now(), thread_cpu());
-        poll(&mut fds, spin)?;
+        let ready: Vec<_> = poller.wait(spin)?.collect();
         let took = (start.elapsed(), thread_cpu() - cpu);
-        assert_eq!(fds[0].revents, libc::POLLIN);
+        assert_eq!(ready, [(7, libc::EPOLLIN as u32)]);
         assert!(matches!(sender.join(), Ok(Ok(1))));
         Ok(took)
     }
@@ -134,15 +212,24 @@ mod tests {
             std::thread::sleep(Duration::from_millis(100));
             UdpSocket::bind("127.0.0.1:0")?.send_to(b"x", to)
         });
-        let mut fds = [
-            readable(idle.as_raw_fd()),
-            readable(-1),
-            readable(rx.as_raw_fd()),
-        ];
+        let gone = UdpSocket::bind("127.0.0.1:0")?;
+        let mut poller = Poller::new()?;
+        poller.add(idle.as_raw_fd(), 0)?;
+        poller.add(gone.as_raw_fd(), 1)?;
+        poller.add(rx.as_raw_fd(), 2)?;
+        poller.delete(gone.as_raw_fd())?;
+        gone.send_to(b"y", gone.local_addr()?)?;
         let start = Instant::now();
-        poll(&mut fds, Duration::ZERO)?;
+        let ready: Vec<_> = poller.wait(Duration::ZERO)?.collect();
         assert!(start.elapsed() >= Duration::from_millis(90));
-        assert_eq!(fds.map(|p| p.revents), [0, 0, libc::POLLIN]);
+        assert_eq!(
+            ready,
+            [(2, libc::EPOLLIN as u32)],
+            "deleted or idle reported"
+        );
+        // Level-triggered: unread, it is reported again.
+        let again: Vec<_> = poller.wait(Duration::ZERO)?.collect();
+        assert_eq!(again, [(2, libc::EPOLLIN as u32)]);
         assert!(matches!(sender.join(), Ok(Ok(1))));
         assert!(writable(&rx, Duration::from_secs(5))?);
         Ok(())
@@ -160,13 +247,10 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_descriptor_is_an_error_not_a_spin() {
-        let mut fds = [readable(i32::MAX)];
-        assert_eq!(
-            poll(&mut fds, Duration::ZERO)
-                .err()
-                .and_then(|e| e.raw_os_error()),
-            Some(libc::EBADF)
-        );
+    fn a_closed_descriptor_is_refused_not_waited_for() -> io::Result<()> {
+        let mut poller = Poller::new()?;
+        let refused = poller.add(i32::MAX, 0).err().and_then(|e| e.raw_os_error());
+        assert_eq!(refused, Some(libc::EBADF));
+        Ok(())
     }
 }
