@@ -3,9 +3,9 @@
 //! through a socket connected to the other's endpoint; a's, left with a source address that is
 //! gone, is replaced by one from the new address, and b connects one to a's new endpoint.
 
+use meshd_e2e::netns::Netns;
 use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
 use meshd_e2e::transfer::{TcpTransfer, TransferOpts};
-use meshd_e2e::netns::Netns;
 use meshd_e2e::{host_of, require_root, MeshSpec, Meshd, MB};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,7 +14,15 @@ const PORT: u16 = 51820;
 
 /// The UDP sockets on PORT connected somewhere, as (local, peer) addresses.
 fn connected(ns: &Netns) -> Vec<(String, String)> {
-    let out = ns.exec_ok(&["ss", "-Huan", "state", "established", "sport", "=", ":51820"]);
+    let out = ns.exec_ok(&[
+        "ss",
+        "-Huan",
+        "state",
+        "established",
+        "sport",
+        "=",
+        ":51820",
+    ]);
     out.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
@@ -40,8 +48,16 @@ fn endpoint_follows_the_peer_mid_transfer() {
     let ob = host_of(&overlay_cidr(2, false));
     a.ns.assert_reaches(ob);
     let (ea, eb) = (endpoint(a.addr, PORT), endpoint(b.addr, PORT));
-    assert_eq!(connected(&a.ns), [(ea.clone(), eb.clone())], "a's connected sockets");
-    assert_eq!(connected(&b.ns), [(eb.clone(), ea)], "b's connected sockets");
+    assert_eq!(
+        connected(&a.ns),
+        [(ea.clone(), eb.clone())],
+        "a's connected sockets"
+    );
+    assert_eq!(
+        connected(&b.ns),
+        [(eb.clone(), ea)],
+        "b's connected sockets"
+    );
 
     let bytes = 100 * MB;
     let mut o = TransferOpts::bytes(bytes);
@@ -70,7 +86,11 @@ fn endpoint_follows_the_peer_mid_transfer() {
         panic!("b did not log the endpoint change: {e}");
     }
     let moved = format!("192.0.2.11:{PORT}");
-    assert_eq!(connected(&a.ns), [(moved.clone(), eb.clone())], "a's connected sockets");
+    assert_eq!(
+        connected(&a.ns),
+        [(moved.clone(), eb.clone())],
+        "a's connected sockets"
+    );
     assert!(
         connected(&b.ns).contains(&(eb, moved)),
         "b has no socket connected to a's new endpoint: {:?}",
