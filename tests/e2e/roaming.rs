@@ -3,7 +3,6 @@
 //! through a socket connected to the other's endpoint; a's, left with a source address that is
 //! gone, is replaced by one from the new address, and b connects one to a's new endpoint.
 
-use meshd_e2e::netns::Netns;
 use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
 use meshd_e2e::transfer::{TcpTransfer, TransferOpts};
 use meshd_e2e::{host_of, require_root, MeshSpec, Meshd, MB};
@@ -11,26 +10,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 const PORT: u16 = 51820;
-
-/// The UDP sockets on PORT connected somewhere, as (local, peer) addresses.
-fn connected(ns: &Netns) -> Vec<(String, String)> {
-    let out = ns.exec_ok(&[
-        "ss",
-        "-Huan",
-        "state",
-        "established",
-        "sport",
-        "=",
-        ":51820",
-    ]);
-    out.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // Recv-Q Send-Q Local Peer (no state column when one state is asked for)
-            (f.len() >= 4).then(|| (f[2].to_string(), f[3].to_string()))
-        })
-        .collect()
-}
 
 #[test]
 fn endpoint_follows_the_peer_mid_transfer() {
@@ -49,12 +28,12 @@ fn endpoint_follows_the_peer_mid_transfer() {
     a.ns.assert_reaches(ob);
     let (ea, eb) = (endpoint(a.addr, PORT), endpoint(b.addr, PORT));
     assert_eq!(
-        connected(&a.ns),
+        a.ns.connected_udp(PORT),
         [(ea.clone(), eb.clone())],
         "a's connected sockets"
     );
     assert_eq!(
-        connected(&b.ns),
+        b.ns.connected_udp(PORT),
         [(eb.clone(), ea)],
         "b's connected sockets"
     );
@@ -87,14 +66,14 @@ fn endpoint_follows_the_peer_mid_transfer() {
     }
     let moved = format!("192.0.2.11:{PORT}");
     assert_eq!(
-        connected(&a.ns),
+        a.ns.connected_udp(PORT),
         [(moved.clone(), eb.clone())],
         "a's connected sockets"
     );
     assert!(
-        connected(&b.ns).contains(&(eb, moved)),
+        b.ns.connected_udp(PORT).contains(&(eb, moved)),
         "b has no socket connected to a's new endpoint: {:?}",
-        connected(&b.ns)
+        b.ns.connected_udp(PORT)
     );
     let (sa, sb) = (ma.stop(), mb.stop());
     sa.assert_clean();

@@ -121,6 +121,20 @@ impl Netns {
         self.ip_output(&["link", "show", dev]).status.success()
     }
 
+    /// The UDP sockets on local `port` connected somewhere, as (local, peer) addresses the way
+    /// `ss` prints them.
+    pub fn connected_udp(&self, port: u16) -> Vec<(String, String)> {
+        let sport = format!(":{port}");
+        let out = self.exec_ok(&["ss", "-Huan", "state", "established", "sport", "=", &sport]);
+        out.lines()
+            .filter_map(|l| {
+                // Recv-Q Send-Q Local Peer (no state column when one state is asked for)
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 4).then(|| (f[2].to_string(), f[3].to_string()))
+            })
+            .collect()
+    }
+
     /// Names of the TUN devices in the namespace.
     pub fn tun_devices(&self) -> Vec<String> {
         let out = self.ip_output(&["-o", "link", "show", "type", "tun"]);

@@ -5,8 +5,11 @@
 //! round trip on this project's bench VM (README, Performance). Receiving works the same on
 //! any socket, so which endpoints have one never changes what a datagram means.
 //!
-//! The data path's thread owns this table: it makes a socket the first time it sends to an
-//! endpoint, polls the sockets beside the listening ones, and drops one whose sends fail (its
+//! The data path's thread owns this table: it makes a socket the first time it sends packets
+//! from the device to an endpoint (a peer's current one, which only the peer's authenticated
+//! packets move), never for what it answers to a datagram (a cookie reply goes to whatever
+//! address an initiation claims to come from, and a flood of them must not churn the table),
+//! waits on the sockets beside the listening ones, and drops one whose sends fail (its
 //! source address gone, say) so that the next send connects afresh. The table is bounded; past
 //! the bound the endpoint least recently sent to gives up its socket, and an endpoint the
 //! kernel refuses a socket for goes through the listening socket, as all do with
@@ -58,15 +61,16 @@ impl Connected {
         }
     }
 
-    /// The socket to send to `to` through, connected on first use; `None`: use the listening
-    /// socket.
-    pub(crate) fn get(&mut self, to: SocketAddr) -> Option<Rc<Endpoint>> {
+    /// The socket to send to `to` through, connected first if `connect` (see the module's
+    /// notes); `None`: use the listening socket.
+    pub(crate) fn get(&mut self, to: SocketAddr, connect: bool) -> Option<Rc<Endpoint>> {
         if !self.enabled {
             return None;
         }
         self.round += 1;
         let at = match self.links.binary_search_by(|l| l.to.cmp(&to)) {
             Ok(at) => at,
+            Err(_) if !connect => return None,
             Err(at) => {
                 if self.refused.contains(&to) {
                     return None;
@@ -182,7 +186,9 @@ mod tests {
         let (peer, peer_addr) = remote([127, 0, 0, 2])?;
         let (other, _) = remote([127, 0, 0, 3])?;
         let mut links = Connected::new(port, true, true);
-        let link = some(links.get(peer_addr), "connected socket")?;
+        assert!(links.get(peer_addr, false).is_none(), "connected an answer");
+        assert!(!links.take_changed());
+        let link = some(links.get(peer_addr, true), "connected socket")?;
         assert!(links.take_changed());
         assert!(!links.take_changed());
         assert_eq!(link.peer(), Some(peer_addr));
@@ -204,8 +210,8 @@ mod tests {
             "the connected socket got another's datagram"
         );
 
-        // The same endpoint again: the same socket, no change to the poll set.
-        let again = some(links.get(peer_addr), "connected socket")?;
+        // The same endpoint again, for an answer too: the same socket, no change to the set.
+        let again = some(links.get(peer_addr, false), "connected socket")?;
         assert!(Rc::ptr_eq(&link, &again));
         assert!(!links.take_changed());
 
@@ -223,7 +229,7 @@ mod tests {
         let (_sockets, port) = listening()?;
         let mut links = Connected::new(port, false, true);
         let (_peer, peer_addr) = remote([127, 0, 0, 2])?;
-        assert!(links.get(peer_addr).is_some());
+        assert!(links.get(peer_addr, true).is_some());
         assert!(
             Sockets::bind(port, true).is_err(),
             "a second meshd could listen on the port"
@@ -246,7 +252,7 @@ mod tests {
             (0, "first again"),
             (2, "third"),
         ] {
-            some(links.get(addrs[k]), what)?;
+            some(links.get(addrs[k], true), what)?;
         }
         assert_eq!(links.len(), 2);
         let kept: Vec<_> = links.endpoints().map(|e| e.peer()).collect();
@@ -260,14 +266,14 @@ mod tests {
         let (_sockets, port) = listening()?;
         let (_peer, peer_addr) = remote([127, 0, 0, 2])?;
         let mut off = Connected::new(port, true, false);
-        assert!(off.get(peer_addr).is_none());
+        assert!(off.get(peer_addr, true).is_none());
         assert!(!off.take_changed());
         // A port held by a socket without SO_REUSEPORT: no connected socket can join it.
         let stranger = UdpSocket::bind("0.0.0.0:0")?;
         let taken = stranger.local_addr()?.port();
         let mut refused = Connected::new(taken, true, true);
-        assert!(refused.get(peer_addr).is_none());
-        assert!(refused.get(peer_addr).is_none(), "tried again");
+        assert!(refused.get(peer_addr, true).is_none());
+        assert!(refused.get(peer_addr, true).is_none(), "tried again");
         assert_eq!(refused.len(), 0);
         Ok(())
     }

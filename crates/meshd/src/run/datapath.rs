@@ -70,18 +70,20 @@ pub(crate) struct Shared {
 
 /// Sends every datagram of `out`, runs of equal-sized datagrams to one peer as one GSO send
 /// (zero-copy when they lie back to back, as full-sized ones do; else through `scratch`), each
-/// through the socket connected to its endpoint when `links` has one (the data thread), else
-/// through the listening socket (the timers thread). A datagram the kernel refuses (no route
+/// through the socket connected to its endpoint when `links` has one (the data thread; with
+/// `connect`, packets from the device, made if there is none yet), else through the listening
+/// socket (the timers thread). A datagram the kernel refuses (no route
 /// to the endpoint, say) is lost like any UDP datagram; the session's timers retry handshakes.
 fn send_all(
     sockets: &Sockets,
     mut links: Option<&mut Connected>,
+    connect: bool,
     out: &Batch,
     scratch: &mut Vec<u8>,
 ) {
     let mut i = 0;
     while let Some((first, to)) = out.get(i) {
-        let link = links.as_deref_mut().and_then(|l| l.get(to));
+        let link = links.as_deref_mut().and_then(|l| l.get(to, connect));
         let Some(endpoint) = link.as_deref().or_else(|| sockets.for_addr(&to)) else {
             tracing::debug!(%to, "no socket for this address family");
             i += 1;
@@ -254,7 +256,13 @@ impl TunReader {
             .zip(&self.sizes[..n])
             .map(|(b, &len)| (&b[..len], NO_ADDR));
         node.handle_tun_packets(now, packets, &mut self.out);
-        send_all(&shared.sockets, Some(links), &self.out, &mut self.scratch);
+        send_all(
+            &shared.sockets,
+            Some(links),
+            true,
+            &self.out,
+            &mut self.scratch,
+        );
         Ok(n)
     }
 }
@@ -417,6 +425,7 @@ impl UdpReader {
             send_all(
                 &shared.sockets,
                 Some(&mut *links),
+                false,
                 &self.to_net,
                 &mut self.scratch,
             );
@@ -509,7 +518,7 @@ pub(crate) fn timers(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
         out.clear();
         let node = shared.node.load_full();
         node.update_timers(Instant::now(), &mut out);
-        send_all(&shared.sockets, None, &out, &mut scratch);
+        send_all(&shared.sockets, None, false, &out, &mut scratch);
         log_events(&node, &mut seen_up, node.take_events());
         shared.health.timers_ran();
         std::thread::sleep(TICK);
