@@ -10,17 +10,22 @@
 //! packets move), never for what it answers to a datagram (a cookie reply goes to whatever
 //! address an initiation claims to come from, and a flood of them must not churn the table),
 //! waits on the sockets beside the listening ones, and drops one whose sends fail (its
-//! source address gone, say) so that the next send connects afresh. The table is bounded; past
-//! the bound the endpoint least recently sent to gives up its socket, and an endpoint the
-//! kernel refuses a socket for goes through the listening socket, as all do with
-//! `MESHD_CONNECTED_SOCKETS=off`.
+//! source address gone, say), or whose peer is seen sending to another of this host's
+//! addresses (its source address is stale), so that the next send connects afresh. The table
+//! is bounded; past the bound the endpoint least recently sent to gives up its socket (what
+//! was queued on a socket dropped is lost, as a datagram can be). An endpoint the kernel
+//! refuses a socket for goes through the listening socket for a second before the next try,
+//! as all do with `MESHD_CONNECTED_SOCKETS=off`.
 
-use super::udp::Endpoint;
-use std::net::SocketAddr;
+use super::udp::{Endpoint, Sockets};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 /// The most connected sockets one node keeps.
 pub(crate) const MAX_LINKS: usize = 256;
+/// How long an endpoint the kernel refused a socket for goes without one.
+const RETRY: Duration = Duration::from_secs(1);
 
 struct Link {
     to: SocketAddr,
@@ -30,28 +35,24 @@ struct Link {
 }
 
 pub(crate) struct Connected {
-    port: u16,
-    offload: bool,
     enabled: bool,
     max: usize,
     /// Sorted by address.
     links: Vec<Link>,
-    /// Endpoints the kernel refused a socket for (bounded like `links`), not tried again.
-    refused: Vec<SocketAddr>,
+    /// Endpoints the kernel refused a socket for, and when (bounded like `links`).
+    refused: Vec<(SocketAddr, Instant)>,
     round: u64,
     /// The set of sockets changed since `take_changed` last said so.
     changed: bool,
 }
 
 impl Connected {
-    pub(crate) fn new(port: u16, offload: bool, enabled: bool) -> Self {
-        Self::with_max(port, offload, enabled, MAX_LINKS)
+    pub(crate) fn new(enabled: bool) -> Self {
+        Self::with_max(enabled, MAX_LINKS)
     }
 
-    fn with_max(port: u16, offload: bool, enabled: bool, max: usize) -> Self {
+    fn with_max(enabled: bool, max: usize) -> Self {
         Self {
-            port,
-            offload,
             enabled,
             max,
             links: Vec::new(),
@@ -61,9 +62,15 @@ impl Connected {
         }
     }
 
-    /// The socket to send to `to` through, connected first if `connect` (see the module's
-    /// notes); `None`: use the listening socket.
-    pub(crate) fn get(&mut self, to: SocketAddr, connect: bool) -> Option<Rc<Endpoint>> {
+    /// The socket to send to `to` through, connected first (like the listening socket of its
+    /// family in `sockets`) if `connect` (see the module's notes); `None`: use the listening
+    /// socket.
+    pub(crate) fn get(
+        &mut self,
+        to: SocketAddr,
+        connect: bool,
+        sockets: &Sockets,
+    ) -> Option<Rc<Endpoint>> {
         if !self.enabled {
             return None;
         }
@@ -72,17 +79,18 @@ impl Connected {
             Ok(at) => at,
             Err(_) if !connect => return None,
             Err(at) => {
-                if self.refused.contains(&to) {
-                    return None;
+                if let Some(i) = self.refused.iter().position(|&(a, _)| a == to) {
+                    if self.refused[i].1.elapsed() < RETRY {
+                        return None;
+                    }
+                    self.refused.remove(i);
                 }
-                let endpoint = match Endpoint::connected(self.port, to, self.offload) {
+                let listening = sockets.for_addr(&to)?;
+                let endpoint = match Endpoint::connected(sockets.port, to, listening) {
                     Ok(endpoint) => Rc::new(endpoint),
                     Err(e) => {
                         tracing::debug!(%to, "no connected socket: {e}");
-                        if self.refused.len() >= self.max {
-                            self.refused.remove(0);
-                        }
-                        self.refused.push(to);
+                        self.refuse(to);
                         return None;
                     }
                 };
@@ -118,12 +126,39 @@ impl Connected {
         }
     }
 
-    /// Whether the set of sockets changed since the last call (the poll set must follow).
+    /// Drops the socket to `to` and goes without one for a while (it cannot be waited on).
+    pub(crate) fn refuse(&mut self, to: SocketAddr) {
+        self.remove(to);
+        if self.refused.len() >= self.max {
+            self.refused.remove(0);
+        }
+        self.refused.push((to, Instant::now()));
+    }
+
+    /// A datagram from `from` came to a listening socket, sent to `local`: if `from` has a
+    /// socket whose source address is another, that address is stale (the peer answers the
+    /// host's new one): drop it.
+    pub(crate) fn saw_on_listening(&mut self, from: SocketAddr, local: Option<IpAddr>) {
+        if self.links.is_empty() {
+            return;
+        }
+        let Ok(at) = self.links.binary_search_by(|l| l.to.cmp(&from)) else {
+            return;
+        };
+        let source = self.links[at].endpoint.local_ip();
+        if local.is_some() && source.is_some() && local != source {
+            tracing::debug!(%from, "connected socket's source address is stale");
+            self.links.remove(at);
+            self.changed = true;
+        }
+    }
+
+    /// Whether the set of sockets changed since the last call (the epoll set must follow).
     pub(crate) fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
     }
 
-    /// The sockets, to poll.
+    /// The sockets, to wait on.
     pub(crate) fn endpoints(&self) -> impl Iterator<Item = &Rc<Endpoint>> {
         self.links.iter().map(|l| &l.endpoint)
     }
@@ -185,10 +220,13 @@ mod tests {
         let (sockets, port) = listening()?;
         let (peer, peer_addr) = remote([127, 0, 0, 2])?;
         let (other, _) = remote([127, 0, 0, 3])?;
-        let mut links = Connected::new(port, true, true);
-        assert!(links.get(peer_addr, false).is_none(), "connected an answer");
+        let mut links = Connected::new(true);
+        assert!(
+            links.get(peer_addr, false, &sockets).is_none(),
+            "connected an answer"
+        );
         assert!(!links.take_changed());
-        let link = some(links.get(peer_addr, true), "connected socket")?;
+        let link = some(links.get(peer_addr, true, &sockets), "connected socket")?;
         assert!(links.take_changed());
         assert!(!links.take_changed());
         assert_eq!(link.peer(), Some(peer_addr));
@@ -211,7 +249,7 @@ mod tests {
         );
 
         // The same endpoint again, for an answer too: the same socket, no change to the set.
-        let again = some(links.get(peer_addr, false), "connected socket")?;
+        let again = some(links.get(peer_addr, false, &sockets), "connected socket")?;
         assert!(Rc::ptr_eq(&link, &again));
         assert!(!links.take_changed());
 
@@ -226,10 +264,10 @@ mod tests {
 
     #[test]
     fn the_port_stays_refused_to_a_second_listener() -> io::Result<()> {
-        let (_sockets, port) = listening()?;
-        let mut links = Connected::new(port, false, true);
+        let (sockets, port) = listening()?;
+        let mut links = Connected::new(true);
         let (_peer, peer_addr) = remote([127, 0, 0, 2])?;
-        assert!(links.get(peer_addr, true).is_some());
+        assert!(links.get(peer_addr, true, &sockets).is_some());
         assert!(
             Sockets::bind(port, true).is_err(),
             "a second meshd could listen on the port"
@@ -240,8 +278,8 @@ mod tests {
 
     #[test]
     fn past_the_bound_the_endpoint_least_recently_sent_to_gives_up_its_socket() -> io::Result<()> {
-        let (_sockets, port) = listening()?;
-        let mut links = Connected::with_max(port, false, true, 2);
+        let (sockets, _) = listening()?;
+        let mut links = Connected::with_max(true, 2);
         let ends = (2..5)
             .map(|i| remote([127, 0, 0, i]))
             .collect::<io::Result<Vec<_>>>()?;
@@ -252,7 +290,7 @@ mod tests {
             (0, "first again"),
             (2, "third"),
         ] {
-            some(links.get(addrs[k], true), what)?;
+            some(links.get(addrs[k], true, &sockets), what)?;
         }
         assert_eq!(links.len(), 2);
         let kept: Vec<_> = links.endpoints().map(|e| e.peer()).collect();
@@ -262,19 +300,27 @@ mod tests {
     }
 
     #[test]
-    fn switched_off_or_refused_means_the_listening_socket() -> io::Result<()> {
-        let (_sockets, port) = listening()?;
+    fn switched_off_or_refused_means_the_listening_socket_for_a_while() -> io::Result<()> {
+        let (sockets, _) = listening()?;
         let (_peer, peer_addr) = remote([127, 0, 0, 2])?;
-        let mut off = Connected::new(port, true, false);
-        assert!(off.get(peer_addr, true).is_none());
+        let mut off = Connected::new(false);
+        assert!(off.get(peer_addr, true, &sockets).is_none());
         assert!(!off.take_changed());
-        // A port held by a socket without SO_REUSEPORT: no connected socket can join it.
-        let stranger = UdpSocket::bind("0.0.0.0:0")?;
-        let taken = stranger.local_addr()?.port();
-        let mut refused = Connected::new(taken, true, true);
-        assert!(refused.get(peer_addr, true).is_none());
-        assert!(refused.get(peer_addr, true).is_none(), "tried again");
-        assert_eq!(refused.len(), 0);
+        // A listening socket without SO_REUSEPORT: no connected socket can join its port.
+        let listening = socket2::SockRef::from(&sockets.v4.socket);
+        listening.set_reuse_port(false)?;
+        let mut links = Connected::new(true);
+        assert!(links.get(peer_addr, true, &sockets).is_none());
+        listening.set_reuse_port(true)?;
+        assert!(
+            links.get(peer_addr, true, &sockets).is_none(),
+            "tried again at once"
+        );
+        std::thread::sleep(RETRY + Duration::from_millis(100));
+        assert!(
+            links.get(peer_addr, true, &sockets).is_some(),
+            "never tried again"
+        );
         Ok(())
     }
 }

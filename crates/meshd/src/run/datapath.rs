@@ -42,7 +42,7 @@ const TICK: Duration = Duration::from_millis(100);
 const SEGMENTS_PER_READ: usize = 64;
 /// A TUN read within this long of the one before is part of a stream, and the device is read
 /// until it is empty; the first read after a pause stops after what it got (a lone ping, a
-/// request): `poll` says if more is waiting, and a lone packet saves the read that would
+/// request): `epoll` says if more is waiting, and a lone packet saves the read that would
 /// only have found the device empty.
 const STREAM_GAP: Duration = Duration::from_millis(1);
 /// The largest UDP payload one GSO send may carry.
@@ -83,14 +83,20 @@ fn send_all(
 ) {
     let mut i = 0;
     while let Some((first, to)) = out.get(i) {
-        let link = links.as_deref_mut().and_then(|l| l.get(to, connect));
+        let link = links
+            .as_deref_mut()
+            .and_then(|l| l.get(to, connect, sockets));
         let Some(endpoint) = link.as_deref().or_else(|| sockets.for_addr(&to)) else {
             tracing::debug!(%to, "no socket for this address family");
             i += 1;
             continue;
         };
         let seg = first.len().max(1);
-        let max = endpoint.gso_segments_for(seg).min(GSO_BYTES / seg).max(1);
+        let max = match out.get(i + 1) {
+            // Only a run has a GSO limit to look up (a lone packet spares the cold line).
+            Some((_, a)) if a == to => endpoint.gso_segments_for(seg).min(GSO_BYTES / seg).max(1),
+            _ => 1,
+        };
         let mut end = i + 1;
         while end - i < max {
             match out.get(end) {
@@ -111,11 +117,12 @@ fn send_all(
         };
         match (run.send(endpoint, scratch), sockets.for_addr(&to)) {
             (Ok(()), _) => {}
-            (Err(e), Some(listening)) if link.is_some() => {
+            (Err(e), Some(listening)) if link.is_some() && e.kind() != ErrorKind::WouldBlock => {
                 // The connected socket failed: its source address or route is gone, or it
                 // reports a port unreachable the peer sent earlier. The listening socket
                 // sends the run; unless it was only that report, the next send to this
-                // endpoint connects a new socket.
+                // endpoint connects a new socket. (A buffer that stayed full is congestion,
+                // which another socket would not relieve: the run is lost, as below.)
                 tracing::debug!(%to, "send on the connected socket failed: {e}");
                 if run.send(listening, scratch).is_ok() && e.kind() != ErrorKind::ConnectionRefused
                 {
@@ -157,6 +164,14 @@ impl Run<'_> {
             endpoint.send(to, scratch, Some(seg))
         };
         let Err(e) = sent else { return Ok(()) };
+        if matches!(
+            e.kind(),
+            ErrorKind::ConnectionRefused | ErrorKind::WouldBlock
+        ) {
+            // A port unreachable reported on a connected socket (the train was not sent), or
+            // a buffer that stayed full: nothing to do with GSO.
+            return Err(e);
+        }
         // The kernel refuses a GSO train whose segments exceed the path MTU (it would fragment
         // each one alone): send this run, and such runs from now on, singly.
         endpoint.refuse_gso(seg, &e);
@@ -241,7 +256,7 @@ impl TunReader {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if fatal_device_error(&e) => return Err(e),
                 Err(e) => {
-                    // What was read so far goes out; `poll` says if more is waiting.
+                    // What was read so far goes out; `epoll` says if more is waiting.
                     dropped_read(node, &e);
                     break;
                 }
@@ -384,8 +399,8 @@ impl UdpReader {
             match endpoint.try_recv(&mut slices, &mut self.meta) {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    // `poll` woke us with nothing to read: clear a pending socket error, which
-                    // `poll` would otherwise report again at once.
+                    // Woken with nothing to read: clear a pending socket error, which `epoll`
+                    // would otherwise report again at once.
                     if let Ok(Some(e)) = endpoint.socket.take_error() {
                         tracing::debug!("udp socket error: {e}");
                     }
@@ -398,6 +413,13 @@ impl UdpReader {
                 Err(e) => return Err(e),
             }
         };
+        if endpoint.peer().is_none() {
+            // A listening socket: a peer with a connected socket sending here instead is
+            // sending to another of this host's addresses.
+            for m in &self.meta[..filled] {
+                links.saw_on_listening(m.addr, m.dst_ip);
+            }
+        }
         // A GRO buffer holds datagrams `stride` apart.
         self.spans.clear();
         for (i, m) in self.meta[..filled].iter().enumerate() {
@@ -434,14 +456,14 @@ impl UdpReader {
     }
 }
 
-/// The data path's thread (see the module's notes): each descriptor `poll` finds ready gets
+/// The data path's thread (see the module's notes): each descriptor `epoll` finds ready gets
 /// one batch, in turn, so neither direction starves the other.
 pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     let mut tun = TunReader::new(shared.stride, shared.tun_offload);
     // One reader for every socket: they are read one after the other.
     let mut udp = UdpReader::new(shared.stride);
     let sockets = &shared.sockets;
-    let mut links = Connected::new(sockets.port, sockets.offload, shared.connect_peers);
+    let mut links = Connected::new(shared.connect_peers);
     // Tokens: the device, the listening sockets, then the connected ones (`polled`, in
     // that order).
     const TUN: u64 = 0;
@@ -464,11 +486,25 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     loop {
         if links.take_changed() {
             for endpoint in polled.drain(..) {
-                poller.delete(endpoint.socket.as_raw_fd())?;
+                if let Err(e) = poller.delete(endpoint.socket.as_raw_fd()) {
+                    // Closing it (once dropped) takes it out all the same.
+                    tracing::debug!("epoll delete: {e}");
+                }
             }
             polled.extend(links.endpoints().cloned());
-            for (k, endpoint) in polled.iter().enumerate() {
-                poller.add(endpoint.socket.as_raw_fd(), LINKS + k as u64)?;
+            let mut k = 0;
+            while let Some(endpoint) = polled.get(k) {
+                if let Err(e) = poller.add(endpoint.socket.as_raw_fd(), LINKS + k as u64) {
+                    // Past the kernel's limit of watches, say: that endpoint goes through the
+                    // listening socket for a while.
+                    tracing::debug!("epoll add: {e}");
+                    if let Some(to) = endpoint.peer() {
+                        links.refuse(to);
+                    }
+                    polled.remove(k);
+                    continue;
+                }
+                k += 1;
             }
         }
         shared.health.data_idle();

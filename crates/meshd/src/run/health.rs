@@ -1,5 +1,5 @@
 //! Whether the data path's threads are making progress, for the systemd watchdog: the data
-//! thread notes when it starts on what `poll` returned and when it goes back to `poll`, the
+//! thread notes when it starts on what `epoll` returned and when it goes back to waiting, the
 //! timers thread notes each round. Both notes are one relaxed store of the monotonic clock.
 
 use super::notify::monotonic_usec;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub(crate) struct Health {
-    /// When the data thread started on its current round (µs), or 0 while it waits in `poll`.
+    /// When the data thread started on its current round (µs), or 0 while it waits for packets.
     busy_since: AtomicU64,
     /// When the timers thread last ran (µs); 0 before it first did.
     timers_ran: AtomicU64,
@@ -60,7 +60,7 @@ mod tests {
         health.timers_ran.store(110 * S, Relaxed);
         assert_eq!(health.stuck_at(114 * S, limit), None);
         assert_eq!(health.stuck_at(116 * S, limit), Some("data path"));
-        // Back in poll: waiting for packets, however long, is not being stuck.
+        // Back to waiting: waiting for packets, however long, is not being stuck.
         health.data_idle();
         assert_eq!(health.stuck_at(116 * S, limit), None);
         assert_eq!(health.stuck_at(126 * S, limit), Some("timers"));

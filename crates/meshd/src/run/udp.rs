@@ -3,7 +3,7 @@
 //! peer (UDP GSO), and one `recvmmsg` returns datagrams the kernel coalesced (UDP GRO), both
 //! through quinn-udp. Without it (an old kernel, or `MESHD_UDP_OFFLOAD=off`) every datagram
 //! is its own system call, as before. The sockets are non-blocking; the data path's thread
-//! waits for them with `poll`.
+//! waits for them with `epoll`.
 //!
 //! Beside the two listening sockets, the data path connects a socket to each peer endpoint it
 //! sends to (`connected.rs`): same port, `SO_REUSEPORT`, so that the kernel neither looks up
@@ -16,8 +16,9 @@ use anyhow::{Context, Result};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, IoSliceMut};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Kernel socket buffers: big enough that a burst of a few thousand datagrams does not drop.
@@ -127,15 +128,18 @@ pub(crate) struct Endpoint {
     /// The smallest segment size a GSO send was refused for (the path MTU is smaller than
     /// segment plus headers, so only fragmentation gets it through): runs of datagrams this
     /// big or bigger go one by one from then on.
-    gso_refused: AtomicUsize,
-    /// The address a connected socket is connected to.
+    /// Shared by a listening socket and the connected ones of its family.
+    gso_refused: Arc<AtomicUsize>,
+    /// The address a connected socket is connected to, and its source address.
     peer: Option<SocketAddr>,
+    local: Option<IpAddr>,
 }
 
 impl Endpoint {
     /// A socket on `port` connected to `to`: the kernel gives it what `to` sends to the port,
-    /// and sends through it take the route found at connect time.
-    pub(crate) fn connected(port: u16, to: SocketAddr, offload: bool) -> io::Result<Self> {
+    /// and sends through it take the route found at connect time. It has offload if
+    /// `listening` (of `to`'s family) has, and shares what that one learns of GSO refusals.
+    pub(crate) fn connected(port: u16, to: SocketAddr, listening: &Endpoint) -> io::Result<Self> {
         let local = match to {
             SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
             SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
@@ -144,7 +148,22 @@ impl Endpoint {
         socket.set_reuse_port(true)?;
         socket.bind(&local.into())?;
         socket.connect(&to.into())?;
-        Ok(Self::new(socket.into(), offload, to.is_ipv6()))
+        let socket: UdpSocket = socket.into();
+        let offload = match listening.offload {
+            Some(_) => Some(UdpSocketState::new((&socket).into())?),
+            None => None,
+        };
+        if offload.is_some() {
+            allow_fragmentation(&socket, to.is_ipv6());
+        }
+        let local = socket.local_addr().ok().map(|a| a.ip());
+        Ok(Self {
+            socket,
+            offload,
+            gso_refused: Arc::clone(&listening.gso_refused),
+            peer: Some(to),
+            local,
+        })
     }
 
     fn new(socket: UdpSocket, want_offload: bool, v6: bool) -> Self {
@@ -162,18 +181,23 @@ impl Endpoint {
         } else {
             None
         };
-        let peer = socket.peer_addr().ok();
         Self {
             socket,
             offload,
-            gso_refused: AtomicUsize::new(usize::MAX),
-            peer,
+            gso_refused: Arc::new(AtomicUsize::new(usize::MAX)),
+            peer: None,
+            local: None,
         }
     }
 
     /// The address a connected socket is connected to.
     pub(crate) fn peer(&self) -> Option<SocketAddr> {
         self.peer
+    }
+
+    /// The source address a connected socket sends from.
+    pub(crate) fn local_ip(&self) -> Option<IpAddr> {
+        self.local
     }
 
     /// Datagrams of `segment` bytes one send may carry.
@@ -294,8 +318,6 @@ pub(crate) struct Sockets {
     pub(crate) v4: Endpoint,
     pub(crate) v6: Option<Endpoint>,
     pub(crate) port: u16,
-    /// Segmentation offload asked for (each socket has it if its kernel does).
-    pub(crate) offload: bool,
 }
 
 impl Sockets {
@@ -313,7 +335,6 @@ impl Sockets {
             v4: Endpoint::new(v4, offload, false),
             v6,
             port,
-            offload,
         })
     }
 
