@@ -5,7 +5,8 @@
 # README's latency experiments were measured this way.
 #
 #   sudo benches/ab.sh OLD_BINARY NEW_BINARY [ROUNDS]      (default 5 rounds)
-#   env: SECS (default 3), PINGS (default 300), OLD_ENV / NEW_ENV (VAR=VALUE ..., for meshd)
+#   env: SECS (default 3), PINGS (default 300), OLD_ENV / NEW_ENV (VAR=VALUE ..., for meshd),
+#        SHAPE (a tbf rate for both veth ends, e.g. 1gbit, as e2e.sh's shaped link)
 #
 # e.g. the one binary with and without its TUN offload:
 #   NEW_ENV=MESHD_TUN_OFFLOAD=off sudo benches/ab.sh target/release/meshd target/release/meshd
@@ -22,6 +23,10 @@ TAG=mab$$
 for bin in "$OLD" "$NEW"; do [[ -x $bin ]] || { log "not an executable: $bin"; exit 1; }; done
 MESHD=$OLD bench_need iperf3 ping
 bench_underlay
+if [[ -n ${SHAPE:-} ]]; then
+  ip netns exec "$A" tc qdisc replace dev veth-a root tbf rate "$SHAPE" burst 256kb latency 10ms
+  ip netns exec "$B" tc qdisc replace dev veth-b root tbf rate "$SHAPE" burst 256kb latency 10ms
+fi
 bench_mesh off "[]" "[tcp/5201]"
 ip netns exec "$B" iperf3 -s -B 0.0.0.0 >/dev/null 2>&1 & DAEMONS+=($!)
 

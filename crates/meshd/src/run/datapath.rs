@@ -510,6 +510,8 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
         shared.health.data_idle();
         ready.clear();
         ready.extend(poller.wait(shared.busy_poll)?);
+        // In token order, as the loop over `poll`'s array went: the device first.
+        ready.sort_unstable_by_key(|&(token, _)| token);
         shared.health.data_busy();
         let node = current.load();
         for &(token, events) in &ready {
