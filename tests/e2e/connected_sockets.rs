@@ -4,33 +4,25 @@
 //! datagrams cannot make it open sockets; `MESHD_CONNECTED_SOCKETS=off` uses the listening
 //! sockets only.
 
-use meshd_e2e::topo::{endpoint, overlay_cidr, pair, Host};
-use meshd_e2e::{host_of, require_root, MeshFiles, MeshSpec, Meshd, MeshdOpts};
+use meshd_e2e::topo::{endpoint, overlay_cidr, pair, two_node_mesh};
+use meshd_e2e::{host_of, require_root, MeshSpec, Meshd, MeshdOpts};
 use std::time::Duration;
 
 const PORT: u16 = 51820;
-
-/// Two hosts a and b on one veth, and a mesh of them with `rules` (from, to, allow).
-fn two_nodes(rules: &[(&str, &str, &[&str])]) -> (Host, Host, MeshFiles) {
-    let (a, b) = pair(false);
-    let mut mesh = MeshSpec::new();
-    mesh.node("a", &overlay_cidr(1, false), Some(&endpoint(a.addr, PORT)));
-    mesh.node("b", &overlay_cidr(2, false), Some(&endpoint(b.addr, PORT)));
-    for &(from, to, allow) in rules {
-        mesh.rule(from, to, allow);
-    }
-    let files = mesh.write();
-    (a, b, files)
-}
 
 #[test]
 fn only_packets_from_the_device_connect_a_socket() {
     if !require_root() {
         return;
     }
+    let (a, b) = pair(false);
+    let mut mesh = MeshSpec::new();
+    mesh.node("a", &overlay_cidr(1, false), Some(&endpoint(a.addr, PORT)));
+    mesh.node("b", &overlay_cidr(2, false), Some(&endpoint(b.addr, PORT)));
     // a may reach b's tcp/5001 only: a datagram to b's udp/9 is dropped by b's firewall, and b
     // sends nothing back from its device.
-    let (a, b, files) = two_nodes(&[("a", "b", &["tcp/5001"])]);
+    mesh.rule("a", "b", &["tcp/5001"]);
+    let files = mesh.write();
     let ma = Meshd::start(&a.ns, &files, "a");
     let mut mb = Meshd::start(&b.ns, &files, "b");
     let ob = host_of(&overlay_cidr(2, false));
@@ -64,7 +56,8 @@ fn switched_off_everything_goes_through_the_listening_sockets() {
     if !require_root() {
         return;
     }
-    let (a, b, files) = two_nodes(&[("a", "b", &["any"]), ("b", "a", &["any"])]);
+    let (a, b) = pair(false);
+    let files = two_node_mesh(&a, &b).write();
     let off = || MeshdOpts {
         env: vec![("MESHD_CONNECTED_SOCKETS".into(), "off".into())],
         ..MeshdOpts::default()
