@@ -115,23 +115,27 @@ fn send_all(
             to,
             seg,
         };
-        match (run.send(endpoint, scratch), sockets.for_addr(&to)) {
-            (Ok(()), _) => {}
-            (Err(e), Some(listening)) if link.is_some() && e.kind() != ErrorKind::WouldBlock => {
-                // The connected socket failed: its source address or route is gone, or it
-                // reports a port unreachable the peer sent earlier. The listening socket
-                // sends the run; unless it was only that report, the next send to this
-                // endpoint connects a new socket. (A buffer that stayed full is congestion,
-                // which another socket would not relieve: the run is lost, as below.)
-                tracing::debug!(%to, "send on the connected socket failed: {e}");
-                if run.send(listening, scratch).is_ok() && e.kind() != ErrorKind::ConnectionRefused
-                {
-                    if let Some(links) = links.as_deref_mut() {
-                        links.remove(to);
+        if let Err(e) = run.send(endpoint, scratch) {
+            // Only a failed send looks up the listening socket to fall back on.
+            match sockets.for_addr(&to) {
+                Some(listening) if link.is_some() && e.kind() != ErrorKind::WouldBlock => {
+                    // The connected socket failed: its source address or route is gone, or
+                    // it reports a port unreachable the peer sent earlier. The listening
+                    // socket sends the run; unless it was only that report, the next send to
+                    // this endpoint connects a new socket. (A buffer that stayed full is
+                    // congestion, which another socket would not relieve: the run is lost, as
+                    // below.)
+                    tracing::debug!(%to, "send on the connected socket failed: {e}");
+                    if run.send(listening, scratch).is_ok()
+                        && e.kind() != ErrorKind::ConnectionRefused
+                    {
+                        if let Some(links) = links.as_deref_mut() {
+                            links.remove(to);
+                        }
                     }
                 }
+                _ => tracing::debug!(%to, "send failed: {e}"),
             }
-            (Err(e), _) => tracing::debug!(%to, "send failed: {e}"),
         }
         i = end;
     }

@@ -121,6 +121,14 @@ fn allow_fragmentation(socket: &UdpSocket, v6: bool) {
     }
 }
 
+/// quinn-udp's state for `socket` (which turns GSO and GRO on), with fragmentation allowed
+/// again (see [`allow_fragmentation`]).
+fn offload_state(socket: &UdpSocket, v6: bool) -> io::Result<UdpSocketState> {
+    let state = UdpSocketState::new(socket.into())?;
+    allow_fragmentation(socket, v6);
+    Ok(state)
+}
+
 /// One bound socket, with quinn-udp's state when segmentation offload is in use.
 pub(crate) struct Endpoint {
     pub(crate) socket: UdpSocket,
@@ -150,12 +158,9 @@ impl Endpoint {
         socket.connect(&to.into())?;
         let socket: UdpSocket = socket.into();
         let offload = match listening.offload {
-            Some(_) => Some(UdpSocketState::new((&socket).into())?),
+            Some(_) => Some(offload_state(&socket, to.is_ipv6())?),
             None => None,
         };
-        if offload.is_some() {
-            allow_fragmentation(&socket, to.is_ipv6());
-        }
         let local = socket.local_addr().ok().map(|a| a.ip());
         Ok(Self {
             socket,
@@ -168,11 +173,8 @@ impl Endpoint {
 
     fn new(socket: UdpSocket, want_offload: bool, v6: bool) -> Self {
         let offload = if want_offload {
-            match UdpSocketState::new((&socket).into()) {
-                Ok(state) => {
-                    allow_fragmentation(&socket, v6);
-                    Some(state)
-                }
+            match offload_state(&socket, v6) {
+                Ok(state) => Some(state),
                 Err(e) => {
                     tracing::warn!("UDP offload unavailable ({e}): one datagram per system call");
                     None

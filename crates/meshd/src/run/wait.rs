@@ -44,6 +44,9 @@ fn poll_for(fds: &mut [libc::pollfd], ms: i32) -> io::Result<usize> {
 /// Level-triggered, as `poll` is: what is left unread is reported again.
 pub(crate) struct Poller {
     epoll: std::os::fd::OwnedFd,
+    /// How many descriptors are in the set: the most one wait can report.
+    registered: usize,
+    /// Where a wait's events land, grown to `registered` (at least one) before each.
     events: Vec<libc::epoll_event>,
 }
 
@@ -58,6 +61,7 @@ impl Poller {
         let epoll = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         Ok(Self {
             epoll,
+            registered: 0,
             events: Vec::with_capacity(16),
         })
     }
@@ -69,7 +73,7 @@ impl Poller {
             u64: token,
         };
         self.control(libc::EPOLL_CTL_ADD, fd, &mut event)?;
-        self.events.push(event);
+        self.registered += 1;
         Ok(())
     }
 
@@ -77,7 +81,7 @@ impl Poller {
     pub(crate) fn delete(&mut self, fd: RawFd) -> io::Result<()> {
         let mut event = libc::epoll_event { events: 0, u64: 0 };
         self.control(libc::EPOLL_CTL_DEL, fd, &mut event)?;
-        self.events.pop();
+        self.registered = self.registered.saturating_sub(1);
         Ok(())
     }
 
@@ -115,9 +119,10 @@ impl Poller {
     }
 
     fn wait_for(&mut self, ms: i32) -> io::Result<usize> {
-        let max = self.events.len().max(1);
-        if self.events.is_empty() {
-            self.events.push(libc::epoll_event { events: 0, u64: 0 });
+        let max = self.registered.max(1);
+        if self.events.len() < max {
+            self.events
+                .resize(max, libc::epoll_event { events: 0, u64: 0 });
         }
         loop {
             // SAFETY: a valid epoll descriptor and room for `max` events.
@@ -232,6 +237,29 @@ mod tests {
         assert_eq!(again, [(2, libc::EPOLLIN as u32)]);
         assert!(matches!(sender.join(), Ok(Ok(1))));
         assert!(writable(&rx, Duration::from_secs(5))?);
+        Ok(())
+    }
+
+    #[test]
+    fn every_ready_descriptor_is_reported_however_many_there_are() -> io::Result<()> {
+        // More than the buffer starts with, all ready at once: one wait reports them all;
+        // once most are deleted, only the rest.
+        let sockets = (0..40)
+            .map(|_| UdpSocket::bind("127.0.0.1:0"))
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut poller = Poller::new()?;
+        for (token, socket) in (0u64..).zip(&sockets) {
+            poller.add(socket.as_raw_fd(), token)?;
+            socket.send_to(b"x", socket.local_addr()?)?;
+        }
+        let mut ready: Vec<u64> = poller.wait(Duration::ZERO)?.map(|(t, _)| t).collect();
+        ready.sort_unstable();
+        assert_eq!(ready, (0..40).collect::<Vec<_>>());
+        for socket in &sockets[1..] {
+            poller.delete(socket.as_raw_fd())?;
+        }
+        let ready: Vec<u64> = poller.wait(Duration::ZERO)?.map(|(t, _)| t).collect();
+        assert_eq!(ready, [0]);
         Ok(())
     }
 
