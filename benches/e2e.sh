@@ -21,6 +21,10 @@
 #                          and boringtun stay up for the whole bench, so theirs is cumulative)
 #   idle RSS               max VmRSS of the two daemons right after start, before traffic, MB
 #   vs plain / vs wg-go    1-stream median over plain's / wireguard-go's
+#   CPU steal              share of the VM's CPU time the hypervisor gave to others while a
+#                          path was measured (/proc/stat): a line per link, median and max. A
+#                          run with more than a few percent measured the neighbours as much as
+#                          the paths; compare runs only at a similar steal.
 # The meshd variants share one config and key pair; only one pair can run at a time (one
 # firewall table per namespace), so each is started for its measurement and stopped after,
 # and its table (which meshd leaves behind on purpose, fail closed) is removed, so the other
@@ -100,8 +104,14 @@ print(round(s["bits_per_second"]/1e6), s["bytes"])' "$out"; return 0
   done
   log "iperf3 to $1 failed:"; cat "$out" >&2; exit 1
 }
+cpu_stat() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $9}' /proc/stat; }  # all, steal
+steal_pct() { # two cpu_stat readings → % of the CPU time between them that was stolen
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[1] - x[1]
+    printf "%.1f", d > 0 ? (y[2] - x[2]) * 100 / d : 0 }'
+}
 measure() { # $1 link, $2 round, $3 path, $4 address, then the daemon PIDs; appends a TSV row
-  local link=$1 round=$2 impl=$3 addr=$4 c0 c1 out one four rtt cpu=- peak=-; shift 4
+  local link=$1 round=$2 impl=$3 addr=$4 c0 c1 out one four rtt cpu=- peak=- s0 steal; shift 4
+  s0=$(cpu_stat)
   [[ $# -gt 0 ]] && c0=$(ticks "$@")
   out=$(iperf "$addr" 1); read -r -a one <<<"$out"
   if [[ $# -gt 0 ]]; then
@@ -112,9 +122,10 @@ measure() { # $1 link, $2 round, $3 path, $4 address, then the daemon PIDs; appe
   rtt=$(ping_ms "$addr")
   [[ -n $rtt ]] || { log "$impl: no ping replies from $addr"; exit 1; }
   [[ $# -gt 0 ]] && peak=$(mem_mb VmHWM "$@")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$link" "$round" "$impl" "${one[0]}" "${four[0]}" \
-    "$rtt" "$cpu" "$peak" "${IDLE:--}" >>"$WORK/results.tsv"
-  log "  $link round $round  $impl: ${one[0]} Mbit/s, 4 streams ${four[0]}, ping $rtt ms, CPU $cpu s/GB, peak $peak MB"
+  steal=$(steal_pct "$s0" "$(cpu_stat)")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$link" "$round" "$impl" "${one[0]}" "${four[0]}" \
+    "$rtt" "$cpu" "$peak" "${IDLE:--}" "$steal" >>"$WORK/results.tsv"
+  log "  $link round $round  $impl: ${one[0]} Mbit/s, 4 streams ${four[0]}, ping $rtt ms, CPU $cpu s/GB, peak $peak MB, steal $steal%"
 }
 
 shape() { # $1 link: both veth ends back to their default qdisc, then tbf for "1gbit"
@@ -153,7 +164,7 @@ python3 - "$WORK/results.tsv" "$LINKS" "${IMPLS[@]}" <<'PY'
 import statistics, sys
 path, links, impls = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
-COL = {"t1": 3, "t4": 4, "rtt": 5, "cpu": 6, "peak": 7, "idle": 8}
+COL = {"t1": 3, "t4": 4, "rtt": 5, "cpu": 6, "peak": 7, "idle": 8, "steal": 9}
 def vals(link, impl, col):
     return [float(r[COL[col]]) for r in rows if r[0] == link and r[2] == impl and r[COL[col]] != "-"]
 def med(link, impl, col):
@@ -176,6 +187,10 @@ for link in links:
               f"| {f(t1 / W if t1 and W else None, '.2f')}{'x' if t1 and W else ''} |")
     print("\n1-stream Mbit/s per round: " + "; ".join(
         f"{i} " + ",".join(f"{v:.0f}" for v in vals(link, i, "t1")) for i in impls))
+    steal = [float(r[COL["steal"]]) for r in rows if r[0] == link]
+    if steal:
+        print(f"\nCPU steal while measured: median {statistics.median(steal):.1f}%, "
+              f"max {max(steal):.1f}% (per path and round: the hypervisor running others)")
     if link == "1gbit":
         M, Mrtt, Mcpu = med(link, "meshd", "t1"), med(link, "meshd", "rtt"), med(link, "meshd", "cpu")
         print("\n| Metric | Standard | Encrypted (meshd) | Impact |\n|---|---|---|---|")
