@@ -107,7 +107,7 @@ print(round(s["bits_per_second"]/1e6), s["bytes"])' "$out"; return 0
 cpu_stat() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $9}' /proc/stat; }  # all, steal
 steal_pct() { # two cpu_stat readings → % of the CPU time between them that was stolen
   awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[1] - x[1]
-    printf "%.1f", d > 0 ? (y[2] - x[2]) * 100 / d : 0 }'
+    printf "%.1f", (d > 0 ? (y[2] - x[2]) * 100 / d : 0) }'
 }
 measure() { # $1 link, $2 round, $3 path, $4 address, then the daemon PIDs; appends a TSV row
   local link=$1 round=$2 impl=$3 addr=$4 c0 c1 out one four rtt cpu=- peak=- s0 steal; shift 4
@@ -187,7 +187,7 @@ for link in links:
               f"| {f(t1 / W if t1 and W else None, '.2f')}{'x' if t1 and W else ''} |")
     print("\n1-stream Mbit/s per round: " + "; ".join(
         f"{i} " + ",".join(f"{v:.0f}" for v in vals(link, i, "t1")) for i in impls))
-    steal = [float(r[COL["steal"]]) for r in rows if r[0] == link]
+    steal = [float(r[COL["steal"]]) for r in rows if r[0] == link and r[COL["steal"]] not in ("", "-")]
     if steal:
         print(f"\nCPU steal while measured: median {statistics.median(steal):.1f}%, "
               f"max {max(steal):.1f}% (per path and round: the hypervisor running others)")
