@@ -84,6 +84,17 @@ mem_mb() { # $1 VmHWM|VmRSS, then PIDs → the largest, in MB
   for p in "$@"; do v=$(awk -v f="$field:" '$1 == f {print $2}' "/proc/$p/status"); ((v > max)) && max=$v; done
   python3 -c "print(f'{$max/1024:.1f}')"
 }
+both_ready() { grep -q ' ready ' "$WORK/a.log" && grep -q ' ready ' "$WORK/b.log"; }
+wait_ready() { # $1 seconds, $2 what to name in the error: waits for both nodes of MPIDS to log ready
+  local _
+  for _ in $(seq $(($1 * 10))); do
+    both_ready && return 0
+    alive "${MPIDS[0]}" && alive "${MPIDS[1]}" || break
+    sleep 0.1
+  done
+  both_ready && return 0
+  log "$2: meshd not ready within $1 s"; tail -n 20 "$WORK/a.log" "$WORK/b.log" >&2; exit 1
+}
 start_meshd() { # $1 variant name, then env assignments; sets MPIDS and IDLE
   local name=$1 n ns; shift
   MPIDS=()
@@ -93,14 +104,7 @@ start_meshd() { # $1 variant name, then env assignments; sets MPIDS and IDLE
       --private-key "$WORK/$n.key" 2>"$WORK/$n.log" &
     MPIDS+=($!)
   done
-  for _ in $(seq 100); do
-    grep -q ' ready ' "$WORK/a.log" && grep -q ' ready ' "$WORK/b.log" && break
-    alive "${MPIDS[0]}" && alive "${MPIDS[1]}" || break
-    sleep 0.1
-  done
-  if ! grep -q ' ready ' "$WORK/a.log" || ! grep -q ' ready ' "$WORK/b.log"; then
-    log "$name: meshd not ready within 10 s"; tail -n 20 "$WORK/a.log" "$WORK/b.log" >&2; exit 1
-  fi
+  wait_ready 10 "$name"
   for n in 0 1; do
     [[ $(readlink "/proc/${MPIDS[$n]}/exe") -ef $MESHD ]] || { log "PID ${MPIDS[$n]} is not meshd"; exit 1; }
   done

@@ -25,14 +25,7 @@ ip netns exec "$A" "${PRIVATE_RUN[@]}" valgrind --tool=callgrind --separate-thre
   --instr-atstart=no --callgrind-out-file="$WORK/cg.out" "$MESHD" run \
   --config "$WORK/mesh.yaml" --private-key "$WORK/a.key" 2>"$WORK/a.log" &
 MPIDS+=($!)
-for _ in $(seq 600); do
-  grep -q ' ready ' "$WORK/a.log" && grep -q ' ready ' "$WORK/b.log" && break
-  alive "${MPIDS[0]}" && alive "${MPIDS[1]}" || break
-  sleep 0.1
-done
-if ! grep -q ' ready ' "$WORK/a.log" || ! grep -q ' ready ' "$WORK/b.log"; then
-  log "meshd not ready within 60 s"; tail -n 20 "$WORK/a.log" "$WORK/b.log" >&2; exit 1
-fi
+wait_ready 60 "callgrind"
 up=
 for _ in 1 2 3 4 5; do ip netns exec "$A" ping -c 1 -W 5 10.100.0.2 >/dev/null && { up=1; break; }; done
 [[ $up ]] || { log "no handshake over meshd"; tail -n 20 "$WORK/a.log" "$WORK/b.log" >&2; exit 1; }
