@@ -7,7 +7,10 @@
 use std::process::Command;
 
 fn main() {
-    let order = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("hot-symbols.txt");
+    // Read at run time, not with env!: a build script compiled in one checkout is reused, its
+    // fingerprint blind to the path, by another checkout sharing the target directory.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let order = std::path::Path::new(&manifest_dir).join("hot-symbols.txt");
     println!("cargo:rerun-if-changed={}", order.display());
     println!("cargo:rerun-if-env-changed=MESHD_NO_SYMBOL_ORDER");
     let target = std::env::var("TARGET").unwrap_or_default();
