@@ -177,6 +177,7 @@ else
 fi
 show "ip netns exec db1 iperf3 -s -1 -p 3306 & ip netns exec app1 iperf3 -c 10.100.0.1 -p 3306 -t 3"
 ip netns exec "$(ns db1)" iperf3 -s -1 -p 3306 >/dev/null 2>&1 &
+iperf_server=$!
 sleep 0.5
 if ip netns exec "$(ns app1)" iperf3 -c 10.100.0.1 -p 3306 -t 3 -f m --connect-timeout 5000 \
     >"$work/iperf.txt" 2>&1; then
@@ -186,6 +187,9 @@ else
     cat "$work/iperf.txt"
     bad "the TCP transfer app1 -> db1 failed"
 fi
+# The firewall section's listener takes tcp/3306 on db1: the server must be gone first.
+kill "$iperf_server" 2>/dev/null || true
+wait "$iperf_server" 2>/dev/null || true
 section "Segmentation: outsider has no rule with db1"
 show "ip netns exec outsider ping -c 3 -W 1 10.100.0.1"
 if ip netns exec "$(ns outsider)" ping -n -c 3 -i 0.3 -W 1 10.100.0.1; then
@@ -249,7 +253,15 @@ threading.Event().wait()
 listeners=()
 listen db1 3306 22
 listen app1 3306 22 8080
-sleep 0.5
+listening() { # NODE PORT...: true when every port has a listener in the node's namespace
+    local n=$1 p
+    shift
+    for p; do ip netns exec "$(ns "$n")" ss -Hltn "sport = :$p" | grep -q . || return 1; done
+}
+for _ in $(seq 50); do
+    listening db1 3306 22 && listening app1 3306 22 8080 && break
+    sleep 0.1
+done
 # connects FROM IP PORT: true when the TCP handshake completes within 2 s.
 connects() {
     ip netns exec "$(ns "$1")" timeout 2 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null
