@@ -187,7 +187,7 @@ for link in links:
               f"| {f(t1 / W if t1 and W else None, '.2f')}{'x' if t1 and W else ''} |")
     print("\n1-stream Mbit/s per round: " + "; ".join(
         f"{i} " + ",".join(f"{v:.0f}" for v in vals(link, i, "t1")) for i in impls))
-    steal = [float(r[COL["steal"]]) for r in rows if r[0] == link and r[COL["steal"]] not in ("", "-")]
+    steal = [float(r[COL["steal"]]) for r in rows if r[0] == link]
     if steal:
         print(f"\nCPU steal while measured: median {statistics.median(steal):.1f}%, "
               f"max {max(steal):.1f}% (per path and round: the hypervisor running others)")

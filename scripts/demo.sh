@@ -232,8 +232,9 @@ else
 fi
 
 # Listeners that accept anything: only a firewall keeps a connection from being made.
-listen() { # NODE PORT...: accept and close every connection, in the node's namespace
-    local n=$1
+listen() { # NODE PORT...: accept and close every connection, in the node's namespace; waits
+    # until every port listens
+    local n=$1 _
     shift
     ip netns exec "$(ns "$n")" python3 -c '
 import socket, sys, threading
@@ -249,19 +250,17 @@ for p in sys.argv[1:]:
 threading.Event().wait()
 ' "$@" >/dev/null 2>&1 &
     listeners+=("$!")
+    for _ in $(seq 50); do listening "$n" "$@" && return 0; sleep 0.1; done
+    bad "$n: no listener on tcp/$* within 5 s"
 }
-listeners=()
-listen db1 3306 22
-listen app1 3306 22 8080
 listening() { # NODE PORT...: true when every port has a listener in the node's namespace
     local n=$1 p
     shift
     for p; do ip netns exec "$(ns "$n")" ss -Hltn "sport = :$p" | grep -q . || return 1; done
 }
-for _ in $(seq 50); do
-    listening db1 3306 22 && listening app1 3306 22 8080 && break
-    sleep 0.1
-done
+listeners=()
+listen db1 3306 22
+listen app1 3306 22 8080
 # connects FROM IP PORT: true when the TCP handshake completes within 2 s.
 connects() {
     ip netns exec "$(ns "$1")" timeout 2 bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null
