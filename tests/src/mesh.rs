@@ -87,6 +87,8 @@ pub struct MeshSpec {
     pub dns_refresh: Option<u32>,
     /// `interface.busy_poll` in microseconds, when a test wants other than the default.
     pub busy_poll: Option<u32>,
+    /// `interface.quiet_cpu`, written as given, when a test wants other than the default.
+    pub quiet_cpu: Option<String>,
     pub nodes: Vec<NodeSpec>,
     pub rules: Vec<RuleSpec>,
 }
@@ -108,6 +110,7 @@ impl MeshSpec {
             metrics: "off".to_string(),
             dns_refresh: None,
             busy_poll: None,
+            quiet_cpu: None,
             nodes: Vec::new(),
             rules: Vec::new(),
         }
@@ -177,6 +180,9 @@ impl MeshSpec {
         }
         if let Some(us) = self.busy_poll {
             let _ = writeln!(y, "  busy_poll: {us}");
+        }
+        if let Some(cpu) = &self.quiet_cpu {
+            let _ = writeln!(y, "  quiet_cpu: {cpu}");
         }
         let _ = writeln!(y, "admin:");
         let _ = writeln!(y, "  ssh_from: [{}]", self.ssh_from.join(", "));

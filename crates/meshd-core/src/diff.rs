@@ -51,6 +51,7 @@ pub fn diff(old: &NodePlan, new: &NodePlan) -> Result<PlanDiff, NeedsRestart> {
         ("interface.metrics", a.metrics != b.metrics),
         ("interface.dns_refresh", a.dns_refresh != b.dns_refresh),
         ("interface.busy_poll", a.busy_poll != b.busy_poll),
+        ("interface.quiet_cpu", a.quiet_cpu != b.quiet_cpu),
         ("this node's address", old.me.address != new.me.address),
         (
             "this node's public key",
@@ -229,6 +230,10 @@ mod tests {
             (
                 "interface.busy_poll",
                 Box::new(|p| p.interface.busy_poll = 0),
+            ),
+            (
+                "interface.quiet_cpu",
+                Box::new(|p| p.interface.quiet_cpu = crate::config::QuietCpu::Off),
             ),
             (
                 "this node's address",

@@ -39,6 +39,8 @@ pub struct InterfaceConfig {
     /// it) after a round of packets before it sleeps, so that an answer arriving within that
     /// time costs no wake-up. 0 turns it off. Default 100.
     pub busy_poll: u32,
+    /// The CPU the data path keeps to while traffic is light. Default `auto`.
+    pub quiet_cpu: QuietCpu,
 }
 
 impl Default for InterfaceConfig {
@@ -54,8 +56,22 @@ impl Default for InterfaceConfig {
             metrics: Metrics::Listen(DEFAULT_METRICS),
             dns_refresh: DEFAULT_DNS_REFRESH,
             busy_poll: DEFAULT_BUSY_POLL,
+            quiet_cpu: QuietCpu::Auto,
         }
     }
+}
+
+/// Where the data path's thread runs while traffic is light: kept to one CPU it is woken on a
+/// vCPU that is awake rather than on one the host must wake first (README, Performance);
+/// while traffic is heavy it runs on every CPU meshd may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuietCpu {
+    /// The first CPU meshd may run on.
+    Auto,
+    /// Never kept to one CPU.
+    Off,
+    /// This CPU.
+    Cpu(u16),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

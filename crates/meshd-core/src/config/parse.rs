@@ -9,7 +9,7 @@
 use super::error::{ConfigError, ConfigErrors};
 use super::model::{
     AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, Metrics, NodeConfig, PolicyRule,
-    PortSpec, Pos, Protocol, Rate, RateUnit, Selector,
+    PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector,
 };
 use super::validate;
 use crate::key::PublicKey;
@@ -34,6 +34,8 @@ pub(super) const DEFAULT_DNS_REFRESH: u32 = 30;
 pub(super) const DEFAULT_BUSY_POLL: u32 = 100;
 /// The longest busy-poll accepted: past a millisecond it is spinning, not lingering.
 pub(super) const MAX_BUSY_POLL: u32 = 1000;
+/// The highest CPU number `quiet_cpu` takes (the kernel's affinity masks hold 1024 by default).
+pub(super) const MAX_QUIET_CPU: u16 = 1023;
 /// Default Prometheus endpoint.
 pub(super) const DEFAULT_METRICS: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9586);
@@ -55,6 +57,7 @@ const INTERFACE_KEYS: &[&str] = &[
     "metrics",
     "dns_refresh",
     "busy_poll",
+    "quiet_cpu",
 ];
 const ADMIN_KEYS: &[&str] = &["ssh_from", "icmp_rate"];
 const NODE_KEYS: &[&str] = &[
@@ -907,6 +910,14 @@ fn walk_interface(f: Field<'_, '_>, draft: &mut Draft, errs: &mut Errors) {
             draft.interface.busy_poll = u32::try_from(us).unwrap_or(DEFAULT_BUSY_POLL);
         }
     }
+    if let Some(f) = fields.optional("quiet_cpu") {
+        if let Some(text) = expect_text(f, "a CPU number, `auto` or `off`", errs) {
+            match parse_quiet_cpu(text) {
+                Ok(cpu) => draft.interface.quiet_cpu = cpu,
+                Err(message) => errs.push(f.pos(), f.path, message),
+            }
+        }
+    }
     if let Some(f) = fields.optional("metrics") {
         if let Some(text) = expect_text(f, "an address like 127.0.0.1:9586, or `off`", errs) {
             match parse_metrics(text) {
@@ -1253,6 +1264,27 @@ pub(super) fn parse_metrics(text: &str) -> Result<Metrics, String> {
         Ok(addr) => Ok(Metrics::Listen(addr)),
         Err(_) => Err(format!(
             "metrics {} is not an IP address and port (like 127.0.0.1:9586 or [::1]:9586) nor `off`",
+            q(text)
+        )),
+    }
+}
+
+/// `auto`, `off`, or a CPU number.
+pub(super) fn parse_quiet_cpu(text: &str) -> Result<QuietCpu, String> {
+    match text {
+        "auto" => Ok(QuietCpu::Auto),
+        "off" => Ok(QuietCpu::Off),
+        _ if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            match text.parse::<u16>() {
+                Ok(cpu) if cpu <= MAX_QUIET_CPU => Ok(QuietCpu::Cpu(cpu)),
+                _ => Err(format!(
+                    "quiet_cpu {} is out of range; a CPU number is between 0 and {MAX_QUIET_CPU}",
+                    q(text)
+                )),
+            }
+        }
+        _ => Err(format!(
+            "quiet_cpu {} is not a CPU number (0, 1, ...), `auto` or `off`",
             q(text)
         )),
     }

@@ -5,7 +5,7 @@ use super::parse;
 use super::{parse_allow, parse_endpoint, parse_port_spec, parse_prefix};
 use crate::config::{
     AdminConfig, Allow, ConfigError, Endpoint, InterfaceConfig, MeshConfig, Metrics, NodeConfig,
-    PolicyRule, PortSpec, Pos, Protocol, Rate, RateUnit, Selector,
+    PolicyRule, PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector,
 };
 use crate::key::PublicKey;
 use base64::engine::general_purpose::STANDARD;
@@ -149,6 +149,7 @@ fn spec_example_parses_to_the_expected_model() {
             metrics: Metrics::Listen(sock("127.0.0.1:9586")),
             dns_refresh: 30,
             busy_poll: 100,
+            quiet_cpu: QuietCpu::Auto,
         },
         admin: AdminConfig {
             ssh_from: vec![net("192.0.2.10/32"), net("192.0.2.11/32")],
@@ -251,6 +252,7 @@ fn defaults_apply_when_sections_are_absent() {
             metrics: Metrics::Listen(sock("127.0.0.1:9586")),
             dns_refresh: 30,
             busy_poll: 100,
+            quiet_cpu: QuietCpu::Auto,
         }
     );
     assert_eq!(c.admin.ssh_from, vec![]);
@@ -545,7 +547,7 @@ policy:
         "interface.nmae",
         3,
         3,
-        "unknown key `nmae`; expected one of: name, listen_port, mtu, metrics, dns_refresh, busy_poll",
+        "unknown key `nmae`; expected one of: name, listen_port, mtu, metrics, dns_refresh, busy_poll, quiet_cpu",
     );
     check(
         &errs[2],
@@ -788,6 +790,39 @@ fn busy_poll_is_whole_microseconds_up_to_a_millisecond() {
         one_err(
             &two_with(&format!("interface:\n  busy_poll: {value}\n")),
             "interface.busy_poll",
+            9,
+            14,
+            fragment,
+        );
+    }
+}
+
+#[test]
+fn quiet_cpu_is_auto_off_or_a_cpu_number() {
+    let cpu = |yaml: &str| ok(&two_with(yaml)).interface.quiet_cpu;
+    assert_eq!(cpu(""), QuietCpu::Auto);
+    assert_eq!(cpu("interface:\n  quiet_cpu: auto\n"), QuietCpu::Auto);
+    assert_eq!(cpu("interface:\n  quiet_cpu: off\n"), QuietCpu::Off);
+    assert_eq!(cpu("interface:\n  quiet_cpu: 0\n"), QuietCpu::Cpu(0));
+    assert_eq!(cpu("interface:\n  quiet_cpu: 1023\n"), QuietCpu::Cpu(1023));
+    for (value, fragment) in [
+        (
+            "1024",
+            "quiet_cpu \"1024\" is out of range; a CPU number is between 0 and 1023",
+        ),
+        ("99999999999999999999", "is out of range"),
+        (
+            "-1",
+            "quiet_cpu \"-1\" is not a CPU number (0, 1, ...), `auto` or `off`",
+        ),
+        ("1.5", "is not a CPU number"),
+        ("cpu0", "is not a CPU number"),
+        ("true", "found the boolean `true`"),
+        ("[0, 1]", "expected a CPU number, `auto` or `off`"),
+    ] {
+        one_err(
+            &two_with(&format!("interface:\n  quiet_cpu: {value}\n")),
+            "interface.quiet_cpu",
             9,
             14,
             fragment,

@@ -16,9 +16,11 @@
 
 use super::connected::Connected;
 use super::health::Health;
+use super::placement::Placement;
 use super::udp::{Endpoint, Sockets};
 use super::wait::Poller;
 use arc_swap::ArcSwap;
+use meshd_core::config::QuietCpu;
 use meshd_core::counters::{DropReason, Side};
 use meshd_core::node::{Batch, Event, Node, MAX_DATAGRAM, NO_ADDR};
 use quinn_udp::RecvMeta;
@@ -66,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) busy_poll: Duration,
     /// The data thread connects a socket to each endpoint it sends to (`connected.rs`).
     pub(crate) connect_peers: bool,
+    /// The CPU the data thread keeps to while traffic is light (`placement.rs`).
+    pub(crate) quiet_cpu: QuietCpu,
 }
 
 /// Sends every datagram of `out`, runs of equal-sized datagrams to one peer as one GSO send
@@ -487,6 +491,7 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     // global debt lists, cold lines after a pause (README, Performance). A round runs on the
     // node it found.
     let mut current = arc_swap::Cache::new(&shared.node);
+    let mut placement = Placement::new(shared.quiet_cpu);
     loop {
         if links.take_changed() {
             for endpoint in polled.drain(..) {
@@ -517,6 +522,7 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
         // In token order, as the loop over `poll`'s array went: the device first.
         ready.sort_unstable_by_key(|&(token, _)| token);
         shared.health.data_busy();
+        Placement::round(&mut placement, Instant::now());
         let node = current.load();
         for &(token, events) in &ready {
             match token {

@@ -10,6 +10,7 @@ mod guard;
 mod health;
 mod metrics_http;
 mod notify;
+mod placement;
 mod reload;
 mod sockets;
 mod udp;
@@ -125,6 +126,7 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         health: health::Health::default(),
         busy_poll: Duration::from_micros(plan.interface.busy_poll.into()),
         connect_peers: switch("MESHD_CONNECTED_SOCKETS"),
+        quiet_cpu: plan.interface.quiet_cpu,
     });
     let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
     spawn_datapath("meshd-data", &ended_tx, &shared, datapath::serve)?;
