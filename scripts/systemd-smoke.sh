@@ -108,6 +108,16 @@ caps=$(in_ct awk '/^CapEff:/ {print $2}' "/proc/$main/status")
   && ok "runs as meshd (uid $uid) with CapEff $caps (CAP_NET_ADMIN only)" || bad "uid $uid, CapEff $caps"
 replies=$(ip netns exec "$NS2" ping -c 5 -i 0.3 -W 2 10.100.0.1 | grep -c 'bytes from' || true)
 ((replies >= 4)) && ok "the peer pings the node over the tunnel ($replies/5)" || bad "$replies/5 pings over the tunnel"
+# Light traffic: the data thread keeps to one CPU (interface.quiet_cpu), which the unit's
+# system call filter must allow (sched_setaffinity is in @resources).
+if (( $(nproc) > 1 )); then
+  cpus=$(in_ct sh -c "for t in /proc/$main/task/*; do [ \"\$(cat \$t/comm)\" = meshd-data ] && awk '/^Cpus_allowed_list:/ {print \$2}' \$t/status; done; true")
+  placed=$(grep -c 'data thread placement: CPU' <<<"$(journal)" || true)
+  refused=$(grep 'placement off' <<<"$(journal)" || true)
+  [[ $cpus =~ ^[0-9]+$ && $placed -ge 1 && -z $refused ]] \
+    && ok "the data thread keeps to CPU $cpus while traffic is light" \
+    || bad "data thread on CPUs '$cpus' after pings; journal: ${refused:-no placement line}"
+fi
 
 log "== systemctl reload: tcp/9090 allowed too"
 sed -i 's|allow: \[icmp, tcp/8080\]|allow: [icmp, tcp/8080, tcp/9090]|' "$root/etc/meshd/mesh.yaml"
