@@ -235,14 +235,15 @@ impl TunReader {
     }
 
     /// Reads what the device has ready, up to a batch, without waiting; encrypts it on `node`
-    /// and sends it. Returns how many packets it read.
+    /// and sends it. `now`: the time of the round (the device is read first in it). Returns
+    /// how many packets it read.
     fn read_batch(
         &mut self,
         shared: &Shared,
         node: &Node,
         links: &mut Connected,
+        now: Instant,
     ) -> std::io::Result<usize> {
-        let now = Instant::now();
         let streaming = self
             .last_read
             .is_some_and(|t| now.saturating_duration_since(t) < STREAM_GAP);
@@ -522,13 +523,15 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
         // In token order, as the loop over `poll`'s array went: the device first.
         ready.sort_unstable_by_key(|&(token, _)| token);
         shared.health.data_busy();
-        Placement::round(&mut placement, Instant::now());
+        // One clock read per round, for the placement and the device's read.
+        let now = Instant::now();
+        Placement::round(&mut placement, now);
         let node = current.load();
         for &(token, events) in &ready {
             match token {
                 TUN => {
                     let failed = events & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
-                    if tun.read_batch(&shared, node, &mut links)? == 0 && failed {
+                    if tun.read_batch(&shared, node, &mut links, now)? == 0 && failed {
                         // Nothing to read and an error or hang-up pending: the device is
                         // gone, and it would be reported again at once, forever.
                         anyhow::bail!("the TUN device reports an error or hang-up");
