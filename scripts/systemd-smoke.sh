@@ -112,8 +112,9 @@ replies=$(ip netns exec "$NS2" ping -c 5 -i 0.3 -W 2 10.100.0.1 | grep -c 'bytes
 # system call filter must allow (sched_setaffinity is in @resources).
 if (( $(nproc) > 1 )); then
   cpus=$(in_ct sh -c "for t in /proc/$main/task/*; do [ \"\$(cat \$t/comm)\" = meshd-data ] && awk '/^Cpus_allowed_list:/ {print \$2}' \$t/status; done; true")
-  placed=$(grep -c 'data thread placement: CPU' <<<"$(journal)" || true)
-  refused=$(grep 'placement off' <<<"$(journal)" || true)
+  log_now=$(journal)
+  placed=$(grep -c 'data thread placement: CPU' <<<"$log_now" || true)
+  refused=$(grep 'placement off' <<<"$log_now" || true)
   [[ $cpus =~ ^[0-9]+$ && $placed -ge 1 && -z $refused ]] \
     && ok "the data thread keeps to CPU $cpus while traffic is light" \
     || bad "data thread on CPUs '$cpus' after pings; journal: ${refused:-no placement line}"

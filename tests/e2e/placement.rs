@@ -3,6 +3,7 @@
 //! packet wakes it on a vCPU that is awake; a transfer gives it back every CPU; `off` never
 //! pins it; a CPU meshd may not run on is refused with a warning, and the tunnel works.
 
+use meshd_e2e::probe::ping_replies;
 use meshd_e2e::topo::{overlay_cidr, pair, two_node_mesh};
 use meshd_e2e::util::wait_until;
 use meshd_e2e::{host_of, require_root, Meshd, TcpTransfer, TransferOpts};
@@ -48,12 +49,8 @@ fn first_cpu(list: &str) -> String {
 
 fn light_traffic(ns: &meshd_e2e::Netns, to: std::net::IpAddr) {
     // 30 pings 20 ms apart: a few wake-ups per window, well below the threshold.
-    let addr = to.to_string();
-    let ping = ns.exec(&[
-        "ping", "-n", "-q", "-c", "30", "-i", "0.02", "-W", "1", &addr,
-    ]);
     assert!(
-        ping.status.success(),
+        ping_replies(ns, to, 30, "0.02") > 0,
         "pings to {to} through the tunnel failed"
     );
 }
