@@ -5,25 +5,10 @@
 
 use meshd_e2e::probe::ping_replies;
 use meshd_e2e::topo::{overlay_cidr, pair, two_node_mesh};
-use meshd_e2e::util::wait_until;
+use meshd_e2e::util::{allowed_in, own_cpus, wait_until};
 use meshd_e2e::{host_of, require_root, Meshd, TcpTransfer, TransferOpts};
 use std::net::SocketAddr;
 use std::time::Duration;
-
-/// `Cpus_allowed_list` of a status file in /proc: "0-1", "0", "0,2-3".
-fn allowed_in(status: &str) -> Option<String> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .map(|v| v.trim().to_string())
-}
-
-/// The CPUs this test (and so each meshd it starts) may run on.
-fn own_cpus() -> String {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_else(|e| panic!("/proc/self/status: {e}"));
-    allowed_in(&status).unwrap_or_else(|| panic!("no Cpus_allowed_list in\n{status}"))
-}
 
 /// The CPUs meshd `pid`'s data-path thread may run on now.
 fn data_thread_cpus(pid: u32) -> String {

@@ -276,6 +276,21 @@ pub fn hex_of_base64(b64: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `Cpus_allowed_list` of a status file in /proc: "0-1", "0", "0,2-3".
+pub fn allowed_in(status: &str) -> Option<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_string())
+}
+
+/// The CPUs this test (and so each meshd it starts) may run on, as `Cpus_allowed_list` says.
+pub fn own_cpus() -> String {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_else(|e| panic!("/proc/self/status: {e}"));
+    allowed_in(&status).unwrap_or_else(|| panic!("no Cpus_allowed_list in\n{status}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
