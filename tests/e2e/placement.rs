@@ -5,24 +5,17 @@
 
 use meshd_e2e::probe::ping_replies;
 use meshd_e2e::topo::{overlay_cidr, pair, two_node_mesh};
-use meshd_e2e::util::{allowed_in, own_cpus, wait_until};
+use meshd_e2e::util::{allowed_in, data_thread, own_cpus, wait_until};
 use meshd_e2e::{host_of, require_root, Meshd, TcpTransfer, TransferOpts};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The CPUs meshd `pid`'s data-path thread may run on now.
 fn data_thread_cpus(pid: u32) -> String {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/task: {e}"));
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() == "meshd-data" {
-            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-            return allowed_in(&status)
-                .unwrap_or_else(|| panic!("no Cpus_allowed_list for meshd {pid}'s data thread"));
-        }
-    }
-    panic!("meshd {pid} has no meshd-data thread");
+    let task = data_thread(pid);
+    let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+    allowed_in(&status)
+        .unwrap_or_else(|| panic!("no Cpus_allowed_list for meshd {pid}'s data thread"))
 }
 
 fn first_cpu(list: &str) -> String {

@@ -291,6 +291,37 @@ pub fn own_cpus() -> String {
     allowed_in(&status).unwrap_or_else(|| panic!("no Cpus_allowed_list in\n{status}"))
 }
 
+/// The /proc directory of meshd `pid`'s data-path thread (named `meshd-data`).
+pub fn data_thread(pid: u32) -> PathBuf {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/task: {e}"));
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "meshd-data" {
+            return task.path();
+        }
+    }
+    panic!("meshd {pid} has no meshd-data thread");
+}
+
+/// CPU time (user and system) a thread has used, from its /proc `stat`.
+pub fn thread_cpu(task: &Path) -> Duration {
+    let stat = std::fs::read_to_string(task.join("stat"))
+        .unwrap_or_else(|e| panic!("{}: {e}", task.display()));
+    // Fields after the command name, which is in parentheses and may hold spaces: utime and
+    // stime are the 12th and 13th, in clock ticks.
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse::<u64>().unwrap_or_else(|e| panic!("{stat}: {e}")))
+        .sum();
+    // SAFETY: no arguments.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

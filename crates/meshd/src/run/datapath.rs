@@ -1,8 +1,8 @@
 //! The data path: one thread that moves batches between the kernel and the core.
 //!
 //! It sleeps in one `epoll_wait` on the device and the sockets (the listening ones and one
-//! connected to each peer endpoint, `connected.rs`), after busy-polling for a moment
-//! (`interface.busy_poll`, see `wait.rs`). Whichever is ready gets one batch, read without
+//! connected to each peer endpoint, `connected.rs`), after busy-polling for a moment while
+//! traffic is light (`interface.busy_poll`, see `wait.rs` and `traffic.rs`). Whichever is ready gets one batch, read without
 //! waiting into reused buffers: TUN → encrypt → UDP, or UDP → decrypt → TUN.
 //! A plain thread rather than async tasks, and one rather than one per direction: a packet's
 //! arrival wakes the thread that reads it directly, and the answer the kernel queues on the
@@ -17,6 +17,7 @@
 use super::connected::Connected;
 use super::health::Health;
 use super::placement::Placement;
+use super::traffic::Traffic;
 use super::udp::{Endpoint, Sockets};
 use super::wait::Poller;
 use arc_swap::ArcSwap;
@@ -493,6 +494,8 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     // node it found.
     let mut current = arc_swap::Cache::new(&shared.node);
     let mut placement = Placement::new(shared.quiet_cpu);
+    let mut traffic = Traffic::new(Instant::now());
+    Placement::follow(&mut placement, traffic.heavy());
     loop {
         if links.take_changed() {
             for endpoint in polled.drain(..) {
@@ -519,13 +522,21 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
         }
         shared.health.data_idle();
         ready.clear();
-        ready.extend(poller.wait(shared.busy_poll)?);
+        // The busy-poll pays only between the packets of light traffic (`traffic.rs`).
+        let spin = if traffic.heavy() {
+            Duration::ZERO
+        } else {
+            shared.busy_poll
+        };
+        ready.extend(poller.wait(spin)?);
         // In token order, as the loop over `poll`'s array went: the device first.
         ready.sort_unstable_by_key(|&(token, _)| token);
         shared.health.data_busy();
-        // One clock read per round, for the placement and the device's read.
+        // One clock read per round, for the traffic and the device's read.
         let now = Instant::now();
-        Placement::round(&mut placement, now);
+        if let Some(heavy) = traffic.round(now) {
+            Placement::follow(&mut placement, heavy);
+        }
         let node = current.load();
         for &(token, events) in &ready {
             match token {

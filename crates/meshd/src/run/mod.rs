@@ -13,6 +13,7 @@ mod notify;
 mod placement;
 mod reload;
 mod sockets;
+mod traffic;
 mod udp;
 mod view;
 mod wait;

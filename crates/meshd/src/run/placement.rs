@@ -10,20 +10,10 @@
 //! traffic is heavy the thread needs a CPU of its own instead, and gets back every CPU it
 //! started with. The README's Performance section has the figures.
 //!
-//! The decision is taken once per window of [`WINDOW`], from how many rounds (wake-ups with
-//! work) the thread ran in it, with a gap between the two thresholds so that a rate near one
-//! of them does not flip the placement at every window.
+//! Whether traffic is light or heavy is `traffic.rs`'s to say.
 
 use meshd_core::config::QuietCpu;
 use std::io;
-use std::time::{Duration, Instant};
-
-/// How often the placement is reconsidered.
-const WINDOW: Duration = Duration::from_millis(10);
-/// Rounds in a window at which the thread spreads out again (2000 wake-ups a second).
-const BUSY_ROUNDS: u32 = 20;
-/// Rounds in a window at or below which it keeps to one CPU (500 wake-ups a second).
-const QUIET_ROUNDS: u32 = 5;
 
 /// A set of CPUs, as `sched_setaffinity` takes it.
 #[derive(Clone, Copy)]
@@ -66,19 +56,6 @@ impl CpuSet {
     }
 }
 
-/// The rule alone, without the system calls: given the rounds of a window that has ended
-/// `elapsed` after it began (longer than [`WINDOW`] when traffic paused: the rounds are then
-/// scaled to a window's worth) and whether the thread is kept to one CPU, whether it should be.
-pub(crate) fn keep_to_one(pinned: bool, rounds: u32, elapsed: Duration) -> bool {
-    let scaled = u128::from(rounds) * WINDOW.as_micros() / elapsed.as_micros().max(1);
-    let rounds = u32::try_from(scaled).unwrap_or(u32::MAX);
-    if pinned {
-        rounds < BUSY_ROUNDS
-    } else {
-        rounds <= QUIET_ROUNDS
-    }
-}
-
 /// The data thread's placement; see the module's notes.
 pub(crate) struct Placement {
     /// The CPUs the thread started with, given back while traffic is heavy.
@@ -86,8 +63,6 @@ pub(crate) struct Placement {
     /// The one CPU while traffic is light.
     one: CpuSet,
     pinned: bool,
-    window: Instant,
-    rounds: u32,
 }
 
 impl Placement {
@@ -128,77 +103,26 @@ impl Placement {
             all,
             one: CpuSet::only(one),
             pinned: false,
-            window: Instant::now(),
-            rounds: 0,
         })
     }
 
-    /// Counts a round; at the end of a window, moves the thread if the rule says so. A move
+    /// Follows the traffic: one CPU while it is light, every CPU while it is heavy. A move
     /// the kernel refuses (a cpuset changed under meshd, say) switches placement off, with
     /// the thread on every CPU it may use.
-    pub(crate) fn round(this: &mut Option<Self>, now: Instant) {
+    pub(crate) fn follow(this: &mut Option<Self>, heavy: bool) {
         let Some(p) = this else { return };
-        p.rounds += 1;
-        let elapsed = now.duration_since(p.window);
-        if elapsed < WINDOW {
-            return;
-        }
-        let (rounds, pin) = (p.rounds, keep_to_one(p.pinned, p.rounds, elapsed));
-        p.window = now;
-        p.rounds = 0;
+        let pin = !heavy;
         if pin == p.pinned {
             return;
         }
         let to = if pin { p.one } else { p.all };
         match to.apply() {
-            Ok(()) => {
-                p.pinned = pin;
-                tracing::debug!(
-                    rounds,
-                    "data thread {}",
-                    if pin {
-                        "kept to one CPU"
-                    } else {
-                        "on every CPU"
-                    }
-                );
-            }
+            Ok(()) => p.pinned = pin,
             Err(e) => {
                 tracing::warn!("data thread placement off: sched_setaffinity: {e}");
                 let _ = p.all.apply();
                 *this = None;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn light_traffic_keeps_to_one_cpu_and_heavy_spreads_with_a_gap_between() {
-        let w = WINDOW;
-        // Spread: pins only at or below the quiet threshold.
-        assert!(keep_to_one(false, 0, w));
-        assert!(keep_to_one(false, QUIET_ROUNDS, w));
-        assert!(!keep_to_one(false, QUIET_ROUNDS + 1, w));
-        assert!(!keep_to_one(false, BUSY_ROUNDS - 1, w));
-        // Pinned: stays until the busy threshold.
-        assert!(keep_to_one(true, QUIET_ROUNDS + 1, w));
-        assert!(keep_to_one(true, BUSY_ROUNDS - 1, w));
-        assert!(!keep_to_one(true, BUSY_ROUNDS, w));
-    }
-
-    #[test]
-    fn a_window_that_spans_a_pause_counts_as_its_rate() {
-        // A stream's last rounds, then a packet a second later: light traffic.
-        assert!(keep_to_one(false, 100, Duration::from_secs(1)));
-        // The same rounds within one window: heavy.
-        assert!(!keep_to_one(true, 100, WINDOW));
-        // A window that ran a little long is about its count.
-        assert!(!keep_to_one(true, 2 * BUSY_ROUNDS, WINDOW + WINDOW / 2));
-        // No division by zero, and no overflow.
-        assert!(!keep_to_one(false, u32::MAX, Duration::ZERO));
     }
 }
