@@ -2,8 +2,9 @@
 //!
 //! It sleeps in one `epoll_wait` on the device and the sockets (the listening ones and one
 //! connected to each peer endpoint, `connected.rs`), after busy-polling for a moment while
-//! traffic is light (`interface.busy_poll`, see `wait.rs` and `traffic.rs`). Whichever is ready gets one batch, read without
-//! waiting into reused buffers: TUN → encrypt → UDP, or UDP → decrypt → TUN.
+//! traffic is light (`interface.busy_poll`, see `wait.rs` and `traffic.rs`). Whichever is
+//! ready gets one batch, read without waiting into reused buffers: TUN → encrypt → UDP, or
+//! UDP → decrypt → TUN.
 //! A plain thread rather than async tasks, and one rather than one per direction: a packet's
 //! arrival wakes the thread that reads it directly, and the answer the kernel queues on the
 //! device inside the write that delivered a packet (a ping's reply, a TCP ack) is read by
