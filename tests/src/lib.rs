@@ -14,6 +14,7 @@
 //! - [`transfer`]: TCP transfers with a checksum and UDP probes, from threads inside namespaces.
 //! - [`nft`]: packet counters inside a namespace.
 //! - [`pmtu`]: forged path MTU errors (ICMP, ICMPv6) and the path MTU a namespace learnt.
+//! - [`pulse`]: numbered UDP datagrams at a steady pace, timed on arrival (outages, recovery).
 //! - [`probe`]: TCP listeners and single connect attempts (did a SYN-ACK come back?), ping counts.
 //! - [`scrape`]: a running meshd's metrics endpoint and Unix sockets.
 //!
@@ -41,6 +42,7 @@ pub mod nft;
 pub mod pmtu;
 pub mod probe;
 pub mod process;
+pub mod pulse;
 pub mod scrape;
 pub mod topo;
 pub mod transfer;

@@ -18,14 +18,22 @@ pub enum DropReason {
     Decrypt,
     /// Not a well-formed WireGuard message or IP packet.
     Malformed,
-    /// A message for a key or session index this node does not peer with.
+    /// A handshake message for a key or session index this node does not peer with.
     UnknownPeer,
+    /// A data message whose receiver index names no live session (the sender's session
+    /// outlived ours, after a restart, or a forged index).
+    UnknownSession,
     /// A replayed or too old data counter.
     Replay,
     /// A handshake message that failed its checks (replayed timestamp, wrong state).
     Handshake,
-    /// A handshake refused because the node is under load and the sender had no cookie.
+    /// A handshake answered with a cookie reply instead of a response: the node is under load,
+    /// or the sender's address is over its budget, and the sender had no valid cookie.
     UnderLoad,
+    /// A handshake with a valid cookie from an address over its budget of handshakes.
+    RateLimited,
+    /// A handshake message that found the handshake queue full.
+    QueueFull,
     /// Outbound to a peer whose endpoint is not known yet (it has never contacted us).
     NoEndpoint,
     /// Larger than this node can carry: an inner packet above the device MTU, or a datagram
@@ -34,15 +42,18 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::NoRoute,
         DropReason::AllowedIps,
         DropReason::Decrypt,
         DropReason::Malformed,
         DropReason::UnknownPeer,
+        DropReason::UnknownSession,
         DropReason::Replay,
         DropReason::Handshake,
         DropReason::UnderLoad,
+        DropReason::RateLimited,
+        DropReason::QueueFull,
         DropReason::NoEndpoint,
         DropReason::TooBig,
     ];
@@ -54,9 +65,12 @@ impl DropReason {
             DropReason::Decrypt => "decrypt",
             DropReason::Malformed => "malformed",
             DropReason::UnknownPeer => "unknown_peer",
+            DropReason::UnknownSession => "unknown_session",
             DropReason::Replay => "replay",
             DropReason::Handshake => "handshake",
             DropReason::UnderLoad => "under_load",
+            DropReason::RateLimited => "rate_limited",
+            DropReason::QueueFull => "handshake_queue_full",
             DropReason::NoEndpoint => "no_endpoint",
             DropReason::TooBig => "too_big",
         }

@@ -6,6 +6,11 @@
 //! drives the timers. Both directions may run at once on different threads: the routing table
 //! is read-only and each peer's session sits behind its own short lock.
 //!
+//! Handshake messages never run on the data path: [`Node::handle_datagrams`] sets them aside
+//! in a [`HandshakeWork`] for the caller's handshake worker, which feeds them to
+//! [`Node::handle_handshake`] (`handshake.rs`); the data path only decrypts data messages
+//! (`receive.rs`) and encrypts packets (here).
+//!
 //! A reload builds a new node from the new plan with [`Node::reloaded`]: unchanged peers are
 //! the very same objects (shared), sessions and counters included, so the caller can swap the
 //! new node in while batches still run through the old one.
@@ -14,11 +19,18 @@
 //! itself times goes through the `now` the caller passes.)
 
 mod batch;
+mod cookie;
+mod handshake;
 mod peer;
+mod receive;
 mod slots;
+mod source_limit;
 
 pub use batch::{Batch, BatchIter, NO_ADDR};
+pub use cookie::{CookieChecker, Macs, COOKIE_REPLY_LEN};
 pub use peer::{Peer, PeerStatus};
+pub use receive::HandshakeWork;
+pub use source_limit::SourceLimiter;
 
 use peer::PeerState;
 use slots::SlotIndex;
@@ -29,17 +41,14 @@ use crate::packet;
 use crate::plan::NodePlan;
 use crate::trie::PrefixTrie;
 use boringtun::noise::errors::WireGuardError;
-use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;
-use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Handshakes per second, across all peers, before the node answers with cookies.
-pub const HANDSHAKE_RATE_LIMIT: u64 = 100;
 /// WireGuard's data message header (16) plus the AEAD tag (16).
 pub const DATA_OVERHEAD: usize = 32;
 /// Smallest buffer boringtun writes into (a handshake initiation).
@@ -74,12 +83,19 @@ pub const MAX_DATAGRAM: usize = 65536;
 pub struct Node {
     static_private: x25519::StaticSecret,
     static_public: x25519::PublicKey,
-    /// The front door for handshake messages: mac1 check and cookies under load, before any
-    /// Diffie-Hellman work is spent on an unauthenticated sender.
-    rate_limiter: Arc<RateLimiter>,
+    /// The front door for handshake messages: mac1, mac2 and cookie replies, before any
+    /// Diffie-Hellman work is spent on a sender.
+    cookies: Arc<CookieChecker>,
+    /// What each source address may cost in handshakes (`handshake.rs`).
+    budgets: Arc<Mutex<handshake::Budgets>>,
+    /// Handed to every session in place of boringtun's own per-session limiter, which keeps a
+    /// cookie secret of its own: never under load, it only re-checks mac1.
+    session_limiter: Arc<RateLimiter>,
     /// In plan order (sorted by name).
     peers: Vec<Arc<Peer>>,
     by_key: HashMap<[u8; 32], usize>,
+    /// Configured endpoint → index in `peers`: who sent a datagram for a session we lost.
+    by_endpoint: HashMap<SocketAddr, usize>,
     /// Session slot (the upper 24 bits of our session indices) → index in `peers`.
     by_slot: SlotIndex,
     /// The slot the next new peer gets: slots are not reused (until they wrap around past
@@ -115,7 +131,6 @@ fn reason_of(e: &WireGuardError) -> DropReason {
 }
 
 const MSG_HANDSHAKE_INIT: u8 = 1;
-const MSG_COOKIE_REPLY: u8 = 3;
 const MSG_DATA: u8 = 4;
 
 /// Counts one datagram this node sends to `peer`, whatever produced it: a data packet (its
@@ -142,13 +157,15 @@ impl Node {
     pub fn new(plan: &NodePlan, private_key: &PrivateKey) -> Self {
         let static_private = private_key.to_x25519();
         let static_public = x25519::PublicKey::from(&static_private);
-        let rate_limiter = Arc::new(RateLimiter::new(&static_public, HANDSHAKE_RATE_LIMIT));
         let empty = Self {
+            cookies: Arc::new(CookieChecker::new(static_public.as_bytes(), Instant::now())),
+            budgets: Arc::new(Mutex::new(handshake::Budgets::default())),
+            session_limiter: Arc::new(RateLimiter::new(&static_public, u64::MAX)),
             static_private,
             static_public,
-            rate_limiter,
             peers: Vec::new(),
             by_key: HashMap::new(),
+            by_endpoint: HashMap::new(),
             by_slot: SlotIndex::default(),
             next_slot: 0,
             routes: PrefixTrie::new(),
@@ -167,6 +184,7 @@ impl Node {
         let mut next_slot = self.next_slot;
         let mut peers = Vec::with_capacity(plan.peers.len());
         let mut by_key = HashMap::new();
+        let mut by_endpoint = HashMap::new();
         let mut by_slot = HashMap::new();
         let mut routes = PrefixTrie::new();
         for (index, p) in plan.peers.iter().enumerate() {
@@ -187,15 +205,14 @@ impl Node {
                     }
                     let slot = next_slot;
                     next_slot = next(next_slot);
-                    // boringtun shifts the slot left by 8 for its session indices. The session
-                    // keeps its own per-peer limiter, behind the shared one.
+                    // boringtun shifts the slot left by 8 for its session indices.
                     let tunn = Tunn::new(
                         self.static_private.clone(),
                         p.public_key.to_x25519(),
                         None,
                         p.keepalive,
                         slot as u32,
-                        None,
+                        Some(Arc::clone(&self.session_limiter)),
                     );
                     Arc::new(Peer::new(p, slot, tunn))
                 }
@@ -204,15 +221,21 @@ impl Node {
                 routes.insert(*prefix, index);
             }
             by_key.insert(p.public_key.0, index);
+            if let Some(crate::config::Endpoint::Addr(addr)) = &p.endpoint {
+                by_endpoint.insert(*addr, index);
+            }
             by_slot.insert(peer.slot, index);
             peers.push(peer);
         }
         Self {
             static_private: self.static_private.clone(),
             static_public: self.static_public,
-            rate_limiter: Arc::clone(&self.rate_limiter),
+            cookies: Arc::clone(&self.cookies),
+            budgets: Arc::clone(&self.budgets),
+            session_limiter: Arc::clone(&self.session_limiter),
             peers,
             by_key,
+            by_endpoint,
             by_slot: SlotIndex::new(by_slot.into_iter().collect()),
             next_slot,
             routes,
@@ -308,23 +331,6 @@ impl Node {
         }
     }
 
-    /// Which peer a datagram is for, without decrypting it. Handshake initiations name their
-    /// sender only inside the encrypted static key, so they cost one DH here; everything else
-    /// carries our session index, whose upper 24 bits are the peer index.
-    fn peer_of(&self, packet: &Packet<'_>) -> Option<usize> {
-        let index = match packet {
-            Packet::HandshakeInit(init) => {
-                let half =
-                    parse_handshake_anon(&self.static_private, &self.static_public, init).ok()?;
-                return self.by_key.get(&half.peer_static_public).copied();
-            }
-            Packet::HandshakeResponse(p) => p.receiver_idx,
-            Packet::PacketCookieReply(p) => p.receiver_idx,
-            Packet::PacketData(p) => p.receiver_idx,
-        };
-        self.index_of_slot((index >> 8) as usize)
-    }
-
     /// The index in `peers` of the peer in session slot `slot`. Until a reload adds peers, a
     /// peer's slot is its index: that costs no lookup beyond the peer, needed next anyway.
     fn index_of_slot(&self, slot: usize) -> Option<usize> {
@@ -334,167 +340,8 @@ impl Node {
         self.by_slot.get(slot)
     }
 
-    /// Inbound: decrypts `datagrams` received from the network. Inner packets whose source
-    /// the sending peer may use go to `to_tun`; handshake replies, cookies and packets that
-    /// were queued behind a handshake go to `to_net`. A datagram larger than a `to_tun` slot
-    /// is dropped as `too_big`; `to_net` slots must be at least [`slot_size`] of the device MTU
-    /// (queued packets are encrypted into them).
-    pub fn handle_datagrams<'a>(
-        &self,
-        now: Instant,
-        datagrams: impl IntoIterator<Item = (&'a [u8], SocketAddr)>,
-        to_tun: &mut Batch,
-        to_net: &mut Batch,
-    ) {
-        for (datagram, from) in datagrams {
-            self.handle_datagram(now, datagram, from, to_tun, to_net);
-        }
-    }
-
-    fn handle_datagram(
-        &self,
-        now: Instant,
-        datagram: &[u8],
-        from: SocketAddr,
-        to_tun: &mut Batch,
-        to_net: &mut Batch,
-    ) {
-        let count = |reason| self.drops.add(Side::Inbound, reason, 1);
-        // A datagram that cannot fit the decryption slot is not one this node can take.
-        if datagram.len() > to_tun.stride() {
-            return count(DropReason::TooBig);
-        }
-        let packet =
-            match self
-                .rate_limiter
-                .verify_packet(Some(from.ip()), datagram, to_net.next_slot())
-            {
-                Ok(packet) => packet,
-                Err(TunnResult::WriteToNetwork(cookie)) => {
-                    let len = cookie.len();
-                    to_net.commit(len, from);
-                    return count(DropReason::UnderLoad);
-                }
-                Err(TunnResult::Err(e)) => return count(reason_of(&e)),
-                Err(_) => return count(DropReason::Malformed),
-            };
-        let is_init = matches!(packet, Packet::HandshakeInit(_));
-        let is_response = matches!(packet, Packet::HandshakeResponse(_));
-        // A cookie reply proves only that someone saw our handshake, not who: no roaming.
-        let is_cookie = matches!(packet, Packet::PacketCookieReply(_));
-        let Some(index) = self.peer_of(&packet) else {
-            return count(DropReason::UnknownPeer);
-        };
-        let peer = &self.peers[index];
-        let mut state = peer.lock();
-        let authenticated =
-            match state
-                .tunn
-                .decapsulate(Some(from.ip()), datagram, to_tun.next_slot())
-            {
-                TunnResult::Done => true, // a keepalive, or a handshake message fully handled
-                TunnResult::Err(e) => {
-                    count(reason_of(&e));
-                    false
-                }
-                TunnResult::WriteToNetwork(reply) if reply.first() == Some(&MSG_COOKIE_REPLY) => {
-                    // The session's own per-peer limiter is over its limit: the sender gets a
-                    // cookie, and nothing about it is authenticated yet (no roaming, no flush).
-                    let len = reply.len();
-                    to_net.push(reply, from);
-                    peer.counters.tx.add(0, len, 0);
-                    count(DropReason::UnderLoad);
-                    false
-                }
-                TunnResult::WriteToNetwork(reply) => {
-                    // A handshake response or a keepalive after our handshake completed: copy it
-                    // out of the TUN slot it was written into (rare path), then flush the queue.
-                    to_net.push(reply, from);
-                    note_sent(peer, &mut state, now, reply);
-                    while let TunnResult::WriteToNetwork(queued) =
-                        state.tunn.decapsulate(None, &[], to_net.next_slot())
-                    {
-                        let len = queued.len();
-                        note_sent(peer, &mut state, now, queued);
-                        to_net.commit(len, from);
-                    }
-                    true
-                }
-                TunnResult::WriteToTunnelV4(inner, src) => {
-                    let well_formed = packet::addresses(inner).is_some();
-                    let len = inner.len();
-                    self.accept_inner(peer, index, IpAddr::V4(src), len, well_formed, to_tun)
-                }
-                TunnResult::WriteToTunnelV6(inner, src) => {
-                    let well_formed = packet::addresses(inner).is_some();
-                    let len = inner.len();
-                    self.accept_inner(peer, index, IpAddr::V6(src), len, well_formed, to_tun)
-                }
-            };
-        if !authenticated {
-            return;
-        }
-        peer.counters.rx.add(0, datagram.len(), 0);
-        if is_response || is_init {
-            state.last_handshake = Some(now);
-        }
-        if is_response {
-            peer.counters.handshakes_as_initiator.fetch_add(1, RELAXED);
-            state.last_handshake_duration = state.initiation_sent.take().map(|t| now - t);
-            if let Some(d) = state.last_handshake_duration {
-                peer.counters.handshake_duration.observe(d);
-            }
-            self.event(Event::HandshakeCompleted {
-                peer: peer.slot,
-                initiator: true,
-            });
-        } else if is_init {
-            peer.counters.handshakes_as_responder.fetch_add(1, RELAXED);
-            self.event(Event::HandshakeCompleted {
-                peer: peer.slot,
-                initiator: false,
-            });
-        }
-        if !is_cookie && state.endpoint != Some(from) {
-            // Roaming: the endpoint follows the latest authenticated datagram.
-            let old = state.endpoint.replace(from);
-            peer.counters.endpoint_changes.fetch_add(1, RELAXED);
-            self.event(Event::EndpointChanged {
-                peer: peer.slot,
-                from: old,
-                to: from,
-            });
-        }
-    }
-
-    /// Cryptokey routing, inbound: a decrypted packet goes to the device only if its source is
-    /// routed to the very peer that sent it. Returns whether the datagram was authentic.
-    fn accept_inner(
-        &self,
-        peer: &Peer,
-        index: usize,
-        src: IpAddr,
-        len: usize,
-        well_formed: bool,
-        to_tun: &mut Batch,
-    ) -> bool {
-        if !well_formed {
-            // Authentic, but its IP header claims less than a header's worth of bytes.
-            self.drops.add(Side::Inbound, DropReason::Malformed, 1);
-        } else if self.routes.lookup(src) == Some(&index) {
-            to_tun.commit_packet(len);
-            peer.counters.rx.add(len, 0, 1);
-        } else {
-            self.drops.add(Side::Inbound, DropReason::AllowedIps, 1);
-        }
-        // Authentic either way: the peer's key made it, so roaming still applies.
-        true
-    }
-
-    /// Timers: handshake retries, rekeys, keepalives, and the shared rate limiter's reset
-    /// (boringtun resets it at most once a second). Call every 100–250 ms.
+    /// Timers: handshake retries, rekeys, keepalives. Call every 100–250 ms.
     pub fn update_timers(&self, now: Instant, out: &mut Batch) {
-        self.rate_limiter.reset_count();
         for peer in &self.peers {
             let mut state = peer.lock();
             let endpoint = state.endpoint;

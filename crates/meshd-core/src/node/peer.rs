@@ -20,6 +20,11 @@ pub(crate) struct PeerState {
     pub(crate) last_handshake: Option<Instant>,
     /// When a handshake was last restarted after the session expired (keepalive peers only).
     pub(crate) last_expired_retry: Option<Instant>,
+    /// When the data path last asked for a handshake because the peer sent on a session we
+    /// no longer have.
+    pub(crate) restart_asked: Option<Instant>,
+    /// When an initiation was last re-sent at once with the cookie a reply brought.
+    pub(crate) cookie_resent: Option<Instant>,
 }
 
 /// A peer: what the plan says about it plus its live state.
@@ -60,6 +65,8 @@ impl Peer {
                 last_handshake_duration: None,
                 last_handshake: None,
                 last_expired_retry: None,
+                restart_asked: None,
+                cookie_resent: None,
             }),
         }
     }

@@ -95,17 +95,36 @@ fn one(packet: &[u8]) -> Batch {
     b
 }
 
-/// Delivers every datagram in `out` to `node` as if it came from `from`; returns what the node
-/// wrote to its device and to the network.
+/// Delivers every datagram in `out` to `node` as if it came from `from`, through the data path
+/// and then, for what it set aside, the handshake worker; returns what the node wrote to its
+/// device and to the network.
 fn deliver(node: &Node, out: &Batch, from: SocketAddr) -> (Batch, Batch) {
+    deliver_loaded(node, out, from, false)
+}
+
+/// [`deliver`], with the handshake worker under load or not.
+fn deliver_loaded(node: &Node, out: &Batch, from: SocketAddr, under_load: bool) -> (Batch, Batch) {
     // Sized as the daemon sizes its receive path.
     let mut inbound = Batch::new(8, MAX_DATAGRAM);
     for (d, _) in out.iter() {
         inbound.push(d, from);
     }
-    let (mut to_tun, mut to_net) = (Batch::new(8, MAX_DATAGRAM), batch());
-    node.handle_datagrams(Instant::now(), &inbound, &mut to_tun, &mut to_net);
-    (to_tun, to_net)
+    let mut to_tun = Batch::new(8, MAX_DATAGRAM);
+    let mut work = HandshakeWork::default();
+    node.handle_datagrams(Instant::now(), &inbound, &mut to_tun, &mut work);
+    (to_tun, work_off(node, &work, under_load))
+}
+
+/// What the handshake worker sends for `work`.
+fn work_off(node: &Node, work: &HandshakeWork, under_load: bool) -> Batch {
+    let mut to_net = batch();
+    for (m, from) in work.messages.iter() {
+        node.handle_handshake(Instant::now(), m, from, under_load, &mut to_net);
+    }
+    for &slot in &work.initiate {
+        node.initiate(Instant::now(), slot, &mut to_net);
+    }
+    to_net
 }
 
 /// What `node` sends for one packet read from its device.
@@ -350,8 +369,7 @@ fn garbage_from_the_network_never_panics_and_is_counted() {
         }
         inbound.push(&d, addr("198.51.100.9:9"));
         sent += 1;
-        let (mut tun, mut net) = (batch(), batch());
-        n1.handle_datagrams(Instant::now(), &inbound, &mut tun, &mut net);
+        let (tun, net) = deliver(&n1, &inbound, addr("198.51.100.9:9"));
         assert!(tun.is_empty());
         assert!(net.is_empty());
     }
@@ -369,51 +387,139 @@ fn timers_send_initiations_only_where_an_endpoint_is_known() {
     assert!(out.is_empty(), "idle peers without keepalive stay quiet");
 }
 
+/// A fresh initiation from `node` to its first peer, whatever is in flight.
+fn initiation(node: &Node) -> Batch {
+    let mut out = batch();
+    let peer = &node.peers()[0];
+    let mut state = peer.lock();
+    let len = match state
+        .tunn
+        .format_handshake_initiation(out.next_slot(), true)
+    {
+        TunnResult::WriteToNetwork(d) => d.len(),
+        other => panic!("no initiation: {other:?}"),
+    };
+    out.commit(len, addr(B));
+    out
+}
+
+fn is_cookie(d: &[u8]) -> bool {
+    d.len() == COOKIE_REPLY_LEN && d[0] == 3
+}
+
 #[test]
-fn under_load_handshakes_get_cookie_replies_until_the_limiter_resets() {
+fn under_load_the_cookie_comes_back_at_once_with_mac2_and_the_handshake_completes() {
     let m = mesh();
     let (n0, n1) = (m.node(0), m.node(1));
-    let init = encrypt(&n0, &ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"x"));
-    let start = Instant::now();
-    // Reset the shared limiter at `start`, then flood one second's worth of initiations.
-    n1.update_timers(start, &mut batch());
-    let mut cookies = 0;
-    for _ in 0..(HANDSHAKE_RATE_LIMIT + 20) {
-        let (_, net) = deliver(&n1, &init, addr(A));
-        cookies += net
-            .iter()
-            .filter(|(d, _)| d.len() == 64 && d[0] == 3)
-            .count();
-    }
-    // The shared limiter answers with cookies past HANDSHAKE_RATE_LIMIT, the session's own
-    // per-peer limiter well before that; every cookie is counted and none moves the endpoint.
-    assert!(
-        cookies >= 20,
-        "cookie replies once over the limit, got {cookies}"
-    );
-    assert_eq!(n1.drops().get(DropReason::UnderLoad), cookies as u64);
+    let init = encrypt(&n0, &ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"queued"));
+    let (_, net) = deliver_loaded(&n1, &init, addr(A), true);
+    assert!(net.iter().all(|(d, to)| is_cookie(d) && to == addr(A)));
+    assert_eq!(net.len(), 1);
+    assert_eq!(n1.drops().get(DropReason::UnderLoad), 1);
     assert_eq!(n1.peers()[0].endpoint(), Some(addr(A)));
-    let spoofed = addr("198.51.100.66:6666");
-    let (_, net) = deliver(&n1, &init, spoofed);
-    assert!(
-        net.iter().all(|(d, _)| d[0] == 3),
-        "only a cookie for a replay under load"
-    );
-    assert_eq!(
-        n1.peers()[0].endpoint(),
-        Some(addr(A)),
-        "a cookie is not authentication"
-    );
+    // n0 takes the cookie and sends its initiation again at once, now with mac2.
+    let (_, resent) = deliver(&n0, &net, addr(B));
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent.get(0).map(|(d, to)| (d[0], to)), Some((1, addr(B))));
+    let (_, response) = deliver_loaded(&n1, &resent, addr(A), true);
+    assert_eq!(response.get(0).map(|(d, _)| d[0]), Some(2), "a response");
+    let (_, flushed) = deliver(&n0, &response, addr(B));
+    let (tun, _) = deliver(&n1, &flushed, addr(A));
+    assert_eq!(packets(&tun).len(), 1, "the queued packet arrives");
+    // A second cookie within the second (for another address: n0's mac2 is A's) is taken
+    // but not answered at once again.
+    let (_, net) = deliver_loaded(&n1, &initiation(&n0), addr("192.0.2.77:51820"), true);
+    assert!(net.iter().all(|(d, _)| is_cookie(d)) && net.len() == 1);
+    let (_, resent) = deliver(&n0, &net, addr(B));
+    assert!(resent.is_empty());
+}
 
-    // The next second the limiter is reset and an initiation is handled again (a replay of
-    // the same one is refused as a handshake replay, not answered with a cookie). boringtun
-    // gates the reset on its own clock as well, so real time must pass.
-    std::thread::sleep(Duration::from_millis(1050));
-    n1.update_timers(start + Duration::from_millis(1050), &mut batch());
-    let before = n1.drops().get(DropReason::UnderLoad);
-    let (_, net) = deliver(&n1, &init, addr(A));
-    assert!(net.iter().all(|(d, _)| d[0] != 3));
-    assert_eq!(n1.drops().get(DropReason::UnderLoad), before);
+#[test]
+fn an_address_past_its_budget_gets_cookies_and_with_mac2_its_own_budget() {
+    let m = mesh();
+    let (n0, n1) = (m.node(0), m.node(1));
+    let mut responses = 0;
+    let mut cookies = Batch::new(8, MIN_SLOT);
+    for _ in 0..10 {
+        let (_, net) = deliver(&n1, &initiation(&n0), addr(A));
+        for (d, to) in net.iter() {
+            match d[0] {
+                2 => responses += 1,
+                _ if is_cookie(d) => cookies.push(d, to),
+                _ => panic!("unexpected {d:?}"),
+            }
+        }
+    }
+    assert_eq!(responses, 5, "the burst of one address");
+    assert_eq!(cookies.len(), 5);
+    // With the cookie (for n0's latest initiation), the first address has a budget of its
+    // own again.
+    let (_, resent) = deliver(&n0, &cookies, addr(B));
+    let (_, net) = deliver(&n1, &resent, addr(A));
+    assert_eq!(net.get(0).map(|(d, _)| d[0]), Some(2));
+    // Another address is not affected.
+    let (_, net) = deliver(&n1, &initiation(&n0), addr("192.0.2.77:51820"));
+    assert_eq!(net.get(0).map(|(d, _)| d[0]), Some(2));
+}
+
+#[test]
+fn initiations_that_claim_a_peer_but_fail_leave_its_session_alone() {
+    let m = mesh();
+    let (n0, n1) = connected(&m);
+    let stolen = initiation(&n0); // never delivered: as if captured on the wire
+    let (_, net) = deliver(&n1, &stolen, addr(A));
+    assert_eq!(net.get(0).map(|(d, _)| d[0]), Some(2));
+    let handshakes = n1.peers()[0].counters.handshakes_as_responder.load(RELAXED);
+    // The same initiation again (a replayed timestamp), and one whose timestamp was tampered
+    // with (what an attacker without n0's private key sends), from another address.
+    let mut tampered = Batch::new(1, MIN_SLOT);
+    let mut m0 = stolen.get(0).map(|(d, _)| d.to_vec()).unwrap_or_default();
+    m0[100] ^= 0x55;
+    let mac1 = cookie::tests_support::mac1(n1.static_public.as_bytes(), &m0[..116]);
+    m0[116..132].copy_from_slice(&mac1);
+    tampered.push(&m0, addr(A));
+    let spoofed = addr("198.51.100.66:6666");
+    for fake in [&stolen, &tampered] {
+        let (tun, net) = deliver(&n1, fake, spoofed);
+        assert!(tun.is_empty() && net.is_empty());
+    }
+    assert_eq!(n1.drops().get(DropReason::Handshake), 2);
+    let peer = &n1.peers()[0];
+    assert_eq!(
+        peer.counters.handshakes_as_responder.load(RELAXED),
+        handshakes
+    );
+    assert_eq!(peer.endpoint(), Some(addr(A)), "no roaming to the impostor");
+    // The session n0 holds still carries data both ways.
+    let p = ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"still here");
+    let (tun, _) = deliver(&n1, &encrypt(&n0, &p), addr(A));
+    assert_eq!(packets(&tun), vec![p]);
+}
+
+#[test]
+fn data_on_a_lost_session_from_a_peers_endpoint_starts_a_handshake_once_a_second() {
+    let m = mesh();
+    let (n0, _n1) = connected(&m);
+    let n1 = m.node(1); // n1 restarted: n0 still sends on the old session
+    let p = ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"to the old session");
+    let (tun, net) = deliver(&n1, &encrypt(&n0, &p), addr(A));
+    assert!(tun.is_empty());
+    assert_eq!(n1.drops().get(DropReason::UnknownSession), 1);
+    assert_eq!(net.len(), 1);
+    assert_eq!(net.get(0).map(|(d, to)| (d[0], to)), Some((1, addr(A))));
+    // Not again within the second, and never for a sender that is no peer's endpoint.
+    let (_, again) = deliver(&n1, &encrypt(&n0, &p), addr(A));
+    assert!(again.is_empty());
+    let fresh = m.node(1);
+    let (_, spoofed) = deliver(&fresh, &encrypt(&n0, &p), addr("198.51.100.66:6666"));
+    assert!(spoofed.is_empty());
+    assert_eq!(fresh.drops().get(DropReason::UnknownSession), 1);
+    // n0 answers, and the new session carries n0's packets to the restarted n1.
+    let (_, response) = deliver(&n0, &net, addr(B));
+    let (_, keepalive) = deliver(&n1, &response, addr(A));
+    deliver(&n0, &keepalive, addr(B));
+    let (tun, _) = deliver(&n1, &encrypt(&n0, &p), addr(A));
+    assert_eq!(packets(&tun), vec![p]);
 }
 
 #[test]
@@ -451,9 +557,10 @@ fn a_peer_with_a_larger_mtu_is_received_whole() {
     // A datagram larger than any decryption slot is refused and counted, not truncated.
     let mut inbound = Batch::new(1, 70000);
     inbound.push(&vec![4u8; 66000], addr(A));
-    let (mut to_tun, mut to_net) = (Batch::new(1, MAX_DATAGRAM), batch());
-    n1.handle_datagrams(Instant::now(), &inbound, &mut to_tun, &mut to_net);
-    assert!(to_tun.is_empty() && to_net.is_empty());
+    let mut to_tun = Batch::new(1, MAX_DATAGRAM);
+    let mut work = HandshakeWork::default();
+    n1.handle_datagrams(Instant::now(), &inbound, &mut to_tun, &mut work);
+    assert!(to_tun.is_empty() && work.is_empty());
     assert_eq!(n1.drops().get(DropReason::TooBig), 1);
 }
 
@@ -528,10 +635,10 @@ fn a_changed_peer_gets_a_new_session_in_a_new_slot() {
         Some(new.slot)
     );
 
-    // The old session's datagrams name the old slot: no peer takes them.
+    // The old session's datagrams name the old slot: no session takes them.
     let (tun, _) = deliver(&reloaded, &data_from_n0(&n0), addr(A));
     assert!(tun.is_empty());
-    assert_eq!(reloaded.drops().get(DropReason::UnknownPeer), 1);
+    assert_eq!(reloaded.drops().get(DropReason::UnknownSession), 1);
     // A fresh handshake (n0 restarted, say) makes the new session work.
     let fresh = m.node(0);
     let init2 = encrypt(&fresh, &ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"again"));

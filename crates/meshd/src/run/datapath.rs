@@ -16,6 +16,7 @@
 //! thread drives handshakes and keepalives and turns core events into log lines.
 
 use super::connected::Connected;
+use super::handshake::HandshakeQueue;
 use super::health::Health;
 use super::placement::Placement;
 use super::traffic::Traffic;
@@ -24,7 +25,7 @@ use super::wait::Poller;
 use arc_swap::ArcSwap;
 use meshd_core::config::QuietCpu;
 use meshd_core::counters::{DropReason, Side};
-use meshd_core::node::{Batch, Event, Node, MAX_DATAGRAM, NO_ADDR};
+use meshd_core::node::{Batch, Event, HandshakeWork, Node, MAX_DATAGRAM, NO_ADDR};
 use quinn_udp::RecvMeta;
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -72,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) connect_peers: bool,
     /// The CPU the data thread keeps to while traffic is light (`placement.rs`).
     pub(crate) quiet_cpu: QuietCpu,
+    /// Handshake messages on their way to the handshake worker (`handshake.rs`).
+    pub(crate) handshakes: HandshakeQueue,
 }
 
 /// Sends every datagram of `out`, runs of equal-sized datagrams to one peer as one GSO send
@@ -80,7 +83,7 @@ pub(crate) struct Shared {
 /// `connect`, packets from the device, made if there is none yet), else through the listening
 /// socket (the timers thread). A datagram the kernel refuses (no route
 /// to the endpoint, say) is lost like any UDP datagram; the session's timers retry handshakes.
-fn send_all(
+pub(crate) fn send_all(
     sockets: &Sockets,
     mut links: Option<&mut Connected>,
     connect: bool,
@@ -374,27 +377,26 @@ struct UdpReader {
     /// Where each datagram lies: (offset, length, sender).
     spans: Vec<(usize, usize, SocketAddr)>,
     to_tun: Batch,
-    to_net: Batch,
+    /// Handshake messages set aside for the handshake worker.
+    work: HandshakeWork,
     writer: TunWriter,
-    scratch: Vec<u8>,
 }
 
 impl UdpReader {
-    fn new(stride: usize) -> Self {
+    fn new() -> Self {
         Self {
             storage: vec![0u8; RECV_BUFS * RECV_BUF],
             meta: vec![RecvMeta::default(); RECV_BUFS],
             spans: Vec::with_capacity(BATCH),
             to_tun: Batch::new(BATCH, MAX_DATAGRAM),
-            to_net: Batch::new(BATCH, stride),
+            work: HandshakeWork::default(),
             writer: TunWriter::new(),
-            scratch: Vec::new(),
         }
     }
 
     /// One receive from `endpoint` without waiting (one `recvmmsg`: up to RECV_BUFS buffers,
-    /// each a GRO train of datagrams): decrypts what came on `node`, writes the packets to the
-    /// device and sends what the core answers (handshake responses, cookies).
+    /// each a GRO train of datagrams): decrypts what came on `node` and writes the packets to
+    /// the device; handshake messages go to the handshake worker.
     fn read_batch(
         &mut self,
         shared: &Shared,
@@ -444,24 +446,13 @@ impl UdpReader {
         // In batches, so that what one batch decrypts stays within its slots.
         for chunk in self.spans.chunks(BATCH) {
             self.to_tun.clear();
-            self.to_net.clear();
+            self.work.clear();
             let datagrams = chunk
                 .iter()
                 .map(|&(at, len, from)| (&self.storage[at..at + len], from));
-            node.handle_datagrams(
-                Instant::now(),
-                datagrams,
-                &mut self.to_tun,
-                &mut self.to_net,
-            );
+            node.handle_datagrams(Instant::now(), datagrams, &mut self.to_tun, &mut self.work);
             self.writer.write(shared, &self.to_tun);
-            send_all(
-                &shared.sockets,
-                Some(&mut *links),
-                false,
-                &self.to_net,
-                &mut self.scratch,
-            );
+            shared.handshakes.push(&self.work, node.drops());
         }
         Ok(())
     }
@@ -472,7 +463,7 @@ impl UdpReader {
 pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     let mut tun = TunReader::new(shared.stride, shared.tun_offload);
     // One reader for every socket: they are read one after the other.
-    let mut udp = UdpReader::new(shared.stride);
+    let mut udp = UdpReader::new();
     let sockets = &shared.sockets;
     let mut links = Connected::new(shared.connect_peers);
     // Tokens: the device, the listening sockets, then the connected ones (`polled`, in

@@ -1,6 +1,7 @@
 //! Whether the data path's threads are making progress, for the systemd watchdog: the data
 //! thread notes when it starts on what `epoll` returned and when it goes back to waiting, the
-//! timers thread notes each round. Both notes are one relaxed store of the monotonic clock.
+//! timers and handshake threads note each round (the handshake worker wakes at least once a
+//! second). Each note is one relaxed store of the monotonic clock.
 
 use super::notify::monotonic_usec;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -12,6 +13,8 @@ pub(crate) struct Health {
     busy_since: AtomicU64,
     /// When the timers thread last ran (µs); 0 before it first did.
     timers_ran: AtomicU64,
+    /// When the handshake worker last finished a round (µs); 0 before it first did.
+    handshakes_ran: AtomicU64,
 }
 
 impl Health {
@@ -25,6 +28,10 @@ impl Health {
 
     pub(crate) fn timers_ran(&self) {
         self.timers_ran.store(monotonic_usec(), Relaxed);
+    }
+
+    pub(crate) fn handshakes_ran(&self) {
+        self.handshakes_ran.store(monotonic_usec(), Relaxed);
     }
 
     /// Which thread, if any, has been stuck for longer than `limit`.
@@ -41,6 +48,10 @@ impl Health {
         let ran = self.timers_ran.load(Relaxed);
         if ran != 0 && now.saturating_sub(ran) > limit {
             return Some("timers");
+        }
+        let ran = self.handshakes_ran.load(Relaxed);
+        if ran != 0 && now.saturating_sub(ran) > limit {
+            return Some("handshake worker");
         }
         None
     }
@@ -66,5 +77,7 @@ mod tests {
         assert_eq!(health.stuck_at(126 * S, limit), Some("timers"));
         health.timers_ran();
         assert_eq!(health.stuck(limit), None);
+        health.handshakes_ran.store(110 * S, Relaxed);
+        assert_eq!(health.stuck_at(126 * S, limit), Some("handshake worker"));
     }
 }

@@ -7,6 +7,7 @@ mod datapath;
 mod device;
 mod dns;
 mod guard;
+mod handshake;
 mod health;
 mod metrics_http;
 mod notify;
@@ -128,10 +129,12 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         busy_poll: Duration::from_micros(plan.interface.busy_poll.into()),
         connect_peers: switch("MESHD_CONNECTED_SOCKETS"),
         quiet_cpu: plan.interface.quiet_cpu,
+        handshakes: handshake::HandshakeQueue::default(),
     });
     let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
     spawn_datapath("meshd-data", &ended_tx, &shared, datapath::serve)?;
     spawn_datapath("meshd-timers", &ended_tx, &shared, datapath::timers)?;
+    spawn_datapath("meshd-handshake", &ended_tx, &shared, handshake::serve)?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Arc::clone(&guard).watch());
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);

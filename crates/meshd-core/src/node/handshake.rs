@@ -1,0 +1,240 @@
+//! Handshake messages, off the data path: what the caller's handshake worker runs.
+//!
+//! Before any Diffie-Hellman work, an initiation or response must pass the front door:
+//! - mac1 must be right (the sender knows our public key), else `decrypt`;
+//! - with a valid mac2 (the sender proved its address with our cookie) it takes a token from
+//!   its address's `proven` budget, else `rate_limited`;
+//! - without one it is answered with a cookie reply (`under_load`) when the caller says the
+//!   node is under load or its address's `unproven` budget is spent; cookie replies have a
+//!   budget of their own per address, past which the message is only dropped.
+//!
+//! One checker and one set of budgets for every peer: boringtun's sessions get a limiter that
+//! is never under load, so a peer answering our cookie is never asked for another one.
+
+use super::{note_sent, Batch, Node, RELAXED};
+use crate::counters::{DropReason, Side};
+use crate::node::{Event, Macs, SourceLimiter};
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Cookie replies a second one address may get, and at once.
+const COOKIES_PER_SECOND: u32 = 100;
+const COOKIE_BURST: u32 = 100;
+/// How often an initiation is re-sent at once when a cookie reply arrives for it.
+const COOKIE_RESEND_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What each source address may cost (see the module's notes).
+#[derive(Debug)]
+pub(crate) struct Budgets {
+    proven: SourceLimiter,
+    unproven: SourceLimiter,
+    cookies: SourceLimiter,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Self {
+            proven: SourceLimiter::for_handshakes(),
+            unproven: SourceLimiter::for_handshakes(),
+            cookies: SourceLimiter::new(
+                COOKIES_PER_SECOND,
+                COOKIE_BURST,
+                super::source_limit::MAX_SOURCES,
+            ),
+        }
+    }
+}
+
+/// The front door's verdict on a handshake message.
+enum Admit {
+    /// Worth the Diffie-Hellman work.
+    Yes,
+    /// Answer with a cookie reply.
+    Cookie,
+    No(DropReason),
+}
+
+impl Node {
+    /// Runs one handshake message (initiation, response or cookie reply) received from
+    /// `from`; what it answers (a response, a cookie reply, a keepalive and the packets that
+    /// waited for the session, a re-sent initiation) goes to `out`, whose slots must be at
+    /// least [`super::slot_size`] of the device MTU. `under_load`: the caller's handshake
+    /// queue is filling, so a valid cookie is demanded of every sender.
+    pub fn handle_handshake(
+        &self,
+        now: Instant,
+        message: &[u8],
+        from: SocketAddr,
+        under_load: bool,
+        out: &mut Batch,
+    ) {
+        let count = |reason| self.drops.add(Side::Inbound, reason, 1);
+        let packet = match Tunn::parse_incoming_packet(message) {
+            Ok(Packet::PacketData(_)) | Err(_) => return count(DropReason::Malformed),
+            Ok(p) => p,
+        };
+        if matches!(
+            packet,
+            Packet::HandshakeInit(_) | Packet::HandshakeResponse(_)
+        ) {
+            match self.admit(message, from, now, under_load) {
+                Admit::Yes => {}
+                Admit::Cookie => {
+                    let len = self.cookies.reply(message, from, now, out.next_slot());
+                    if len > 0 {
+                        out.commit(len, from);
+                    }
+                    return count(DropReason::UnderLoad);
+                }
+                Admit::No(reason) => return count(reason),
+            }
+        }
+        let index = match &packet {
+            Packet::HandshakeInit(init) => {
+                // Initiations name their sender only inside the encrypted static key.
+                match parse_handshake_anon(&self.static_private, &self.static_public, init) {
+                    Ok(half) => self.by_key.get(&half.peer_static_public).copied(),
+                    Err(_) => return count(DropReason::Decrypt),
+                }
+            }
+            Packet::HandshakeResponse(p) => self.index_of_slot((p.receiver_idx >> 8) as usize),
+            Packet::PacketCookieReply(p) => self.index_of_slot((p.receiver_idx >> 8) as usize),
+            Packet::PacketData(_) => None,
+        };
+        let Some(index) = index else {
+            return count(DropReason::UnknownPeer);
+        };
+        let is_init = matches!(packet, Packet::HandshakeInit(_));
+        let is_cookie = matches!(packet, Packet::PacketCookieReply(_));
+        let peer = &self.peers[index];
+        let mut state = peer.lock();
+        match state
+            .tunn
+            .decapsulate(Some(from.ip()), message, out.next_slot())
+        {
+            TunnResult::Done if is_cookie => {
+                // The cookie is ours to use: send the initiation it was for again, with mac2,
+                // rather than waiting out the retransmit timer.
+                if state
+                    .cookie_resent
+                    .is_some_and(|t| now.saturating_duration_since(t) < COOKIE_RESEND_INTERVAL)
+                {
+                    return;
+                }
+                let Some(endpoint) = state.endpoint else {
+                    return;
+                };
+                state.cookie_resent = Some(now);
+                if let TunnResult::WriteToNetwork(init) = state
+                    .tunn
+                    .format_handshake_initiation(out.next_slot(), true)
+                {
+                    let len = init.len();
+                    note_sent(peer, &mut state, now, init);
+                    out.commit(len, endpoint);
+                }
+                return;
+            }
+            TunnResult::Err(e) => {
+                let reason = match e {
+                    WireGuardError::WrongIndex | WireGuardError::WrongKey => {
+                        DropReason::UnknownPeer
+                    }
+                    _ => DropReason::Handshake,
+                };
+                return count(reason);
+            }
+            TunnResult::WriteToNetwork(reply) => {
+                // A response to an initiation, or a keepalive after our handshake completed;
+                // then the packets that waited for the session.
+                let len = reply.len();
+                note_sent(peer, &mut state, now, reply);
+                out.commit(len, from);
+                while let TunnResult::WriteToNetwork(queued) =
+                    state.tunn.decapsulate(None, &[], out.next_slot())
+                {
+                    let len = queued.len();
+                    note_sent(peer, &mut state, now, queued);
+                    out.commit(len, from);
+                }
+            }
+            // A cookie reply changes nothing else, and a handshake message never decrypts
+            // to a packet.
+            TunnResult::Done
+            | TunnResult::WriteToTunnelV4(..)
+            | TunnResult::WriteToTunnelV6(..) => return,
+        }
+        peer.counters.rx.add(0, message.len(), 0);
+        state.last_handshake = Some(now);
+        if is_init {
+            peer.counters.handshakes_as_responder.fetch_add(1, RELAXED);
+        } else {
+            peer.counters.handshakes_as_initiator.fetch_add(1, RELAXED);
+            state.last_handshake_duration = state.initiation_sent.take().map(|t| now - t);
+            if let Some(d) = state.last_handshake_duration {
+                peer.counters.handshake_duration.observe(d);
+            }
+        }
+        self.event(Event::HandshakeCompleted {
+            peer: peer.slot,
+            initiator: !is_init,
+        });
+        if state.endpoint != Some(from) {
+            // Roaming: the endpoint follows the latest authenticated datagram.
+            let old = state.endpoint.replace(from);
+            peer.counters.endpoint_changes.fetch_add(1, RELAXED);
+            self.event(Event::EndpointChanged {
+                peer: peer.slot,
+                from: old,
+                to: from,
+            });
+        }
+    }
+
+    /// Sends the peer in `slot` an initiation, unless it already has a session or one is in
+    /// flight (the data path asked: the peer sent on a session we lost).
+    pub fn initiate(&self, now: Instant, slot: usize, out: &mut Batch) {
+        let Some(peer) = self.peer_by_slot(slot) else {
+            return;
+        };
+        let mut state = peer.lock();
+        let Some(endpoint) = state.endpoint else {
+            return;
+        };
+        if state.tunn.time_since_last_handshake().is_some() {
+            return;
+        }
+        if let TunnResult::WriteToNetwork(init) = state
+            .tunn
+            .format_handshake_initiation(out.next_slot(), false)
+        {
+            let len = init.len();
+            note_sent(peer, &mut state, now, init);
+            out.commit(len, endpoint);
+        }
+    }
+
+    /// Forgets the budgets of addresses that have been quiet; call about once a second.
+    pub fn sweep_budgets(&self, now: Instant) {
+        let mut b = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        b.proven.sweep(now);
+        b.unproven.sweep(now);
+        b.cookies.sweep(now);
+    }
+
+    fn admit(&self, message: &[u8], from: SocketAddr, now: Instant, under_load: bool) -> Admit {
+        let macs = self.cookies.check(message, from, now);
+        let mut b = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        match macs {
+            Macs::Invalid => Admit::No(DropReason::Decrypt),
+            Macs::WithCookie if b.proven.allow(from.ip(), now) => Admit::Yes,
+            Macs::WithCookie => Admit::No(DropReason::RateLimited),
+            Macs::Mac1Only if !under_load && b.unproven.allow(from.ip(), now) => Admit::Yes,
+            Macs::Mac1Only if b.cookies.allow(from.ip(), now) => Admit::Cookie,
+            Macs::Mac1Only => Admit::No(DropReason::RateLimited),
+        }
+    }
+}

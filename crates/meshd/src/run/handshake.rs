@@ -1,0 +1,129 @@
+//! The handshake worker: a thread of its own that answers handshake messages, so that the
+//! data thread never does Diffie-Hellman work.
+//!
+//! - The data thread hands over what `Node::handle_datagrams` set aside through a bounded
+//!   queue ([`HandshakeQueue`]); a full queue drops the message and counts
+//!   `handshake_queue_full`.
+//! - The node is under load while the queue holds an eighth of its room or more, and for a
+//!   second after: then every sender must show a cookie (`Node::handle_handshake`).
+//! - What the worker answers goes out through the listening sockets, as the timers' does.
+
+use super::datapath::{send_all, Shared, BATCH};
+use meshd_core::counters::{DropCounters, DropReason, Side};
+use meshd_core::node::{Batch, HandshakeWork, MIN_SLOT};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Messages the queue holds at most.
+pub(crate) const QUEUE_ROOM: usize = 4096;
+/// Under load from this many queued messages on.
+const UNDER_LOAD_AT: usize = QUEUE_ROOM / 8;
+/// How long the node stays under load after the queue was last that full.
+const UNDER_LOAD_FOR: Duration = Duration::from_secs(1);
+/// Messages taken off the queue at once.
+const TAKE: usize = 256;
+/// The worker wakes at least this often, to sweep the budgets and show it is alive.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+
+enum Job {
+    Message {
+        from: SocketAddr,
+        len: usize,
+        bytes: [u8; MIN_SLOT],
+    },
+    Initiate(usize),
+}
+
+/// The data thread's hand-over to the worker.
+#[derive(Default)]
+pub(crate) struct HandshakeQueue {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+}
+
+impl HandshakeQueue {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Job>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues what the data thread set aside; what finds the queue full is dropped and counted.
+    pub(crate) fn push(&self, work: &HandshakeWork, drops: &DropCounters) {
+        if work.is_empty() {
+            return;
+        }
+        let mut jobs = self.lock();
+        for (message, from) in work.messages.iter() {
+            if jobs.len() >= QUEUE_ROOM {
+                drops.add(Side::Inbound, DropReason::QueueFull, 1);
+                continue;
+            }
+            let mut bytes = [0u8; MIN_SLOT];
+            let len = message.len().min(MIN_SLOT);
+            bytes[..len].copy_from_slice(&message[..len]);
+            jobs.push_back(Job::Message { from, len, bytes });
+        }
+        for &slot in &work.initiate {
+            if jobs.len() < QUEUE_ROOM {
+                jobs.push_back(Job::Initiate(slot));
+            }
+        }
+        drop(jobs);
+        self.ready.notify_one();
+    }
+
+    /// Waits up to `wait` for jobs and moves up to [`TAKE`] of them into `into`; returns how
+    /// many were queued before the take.
+    fn take(&self, into: &mut Vec<Job>, wait: Duration) -> usize {
+        let mut jobs = self.lock();
+        if jobs.is_empty() {
+            jobs = self
+                .ready
+                .wait_timeout(jobs, wait)
+                .map(|(j, _)| j)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        let queued = jobs.len();
+        into.extend(jobs.drain(..queued.min(TAKE)));
+        queued
+    }
+}
+
+/// The worker's thread: takes jobs, runs them on the current node, sends the answers.
+pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
+    let mut out = Batch::new(BATCH, shared.stride);
+    let mut scratch = Vec::new();
+    let mut jobs = Vec::with_capacity(TAKE);
+    let mut loaded_until: Option<Instant> = None;
+    let mut swept = Instant::now();
+    loop {
+        let queued = shared.handshakes.take(&mut jobs, IDLE_WAKE);
+        let now = Instant::now();
+        if queued >= UNDER_LOAD_AT {
+            loaded_until = Some(now + UNDER_LOAD_FOR);
+        }
+        let under_load = loaded_until.is_some_and(|t| now < t);
+        let node = shared.node.load_full();
+        out.clear();
+        for job in jobs.drain(..) {
+            match job {
+                Job::Message { from, len, bytes } => {
+                    node.handle_handshake(now, &bytes[..len], from, under_load, &mut out)
+                }
+                Job::Initiate(slot) => node.initiate(now, slot, &mut out),
+            }
+            if out.len() >= BATCH {
+                send_all(&shared.sockets, None, false, &out, &mut scratch);
+                out.clear();
+            }
+        }
+        send_all(&shared.sockets, None, false, &out, &mut scratch);
+        if now.saturating_duration_since(swept) >= IDLE_WAKE {
+            node.sweep_budgets(now);
+            swept = now;
+        }
+        shared.health.handshakes_ran();
+    }
+}
