@@ -6,7 +6,8 @@
 //!   its address's `proven` budget, else `rate_limited`;
 //! - without one it is answered with a cookie reply (`under_load`) when the caller says the
 //!   node is under load or its address's `unproven` budget is spent; cookie replies have a
-//!   budget of their own per address, past which the message is only dropped.
+//!   budget of their own per address, past which the message is only dropped;
+//! - an address with every budget spent is dropped (`rate_limited`) before any hashing.
 //!
 //! One checker and one set of budgets for every peer: boringtun's sessions get a limiter that
 //! is never under load, so a peer answering our cookie is never asked for another one.
@@ -226,14 +227,22 @@ impl Node {
     }
 
     fn admit(&self, message: &[u8], from: SocketAddr, now: Instant, under_load: bool) -> Admit {
-        let macs = self.cookies.check(message, from, now);
+        let ip = from.ip();
         let mut b = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        // An address with every budget spent costs a few lookups, not its macs' hashing.
+        if !b.proven.has_token(ip, now)
+            && !b.cookies.has_token(ip, now)
+            && (under_load || !b.unproven.has_token(ip, now))
+        {
+            return Admit::No(DropReason::RateLimited);
+        }
+        let macs = self.cookies.check(message, from, now);
         match macs {
             Macs::Invalid => Admit::No(DropReason::Decrypt),
-            Macs::WithCookie if b.proven.allow(from.ip(), now) => Admit::Yes,
+            Macs::WithCookie if b.proven.allow(ip, now) => Admit::Yes,
             Macs::WithCookie => Admit::No(DropReason::RateLimited),
-            Macs::Mac1Only if !under_load && b.unproven.allow(from.ip(), now) => Admit::Yes,
-            Macs::Mac1Only if b.cookies.allow(from.ip(), now) => Admit::Cookie,
+            Macs::Mac1Only if !under_load && b.unproven.allow(ip, now) => Admit::Yes,
+            Macs::Mac1Only if b.cookies.allow(ip, now) => Admit::Cookie,
             Macs::Mac1Only => Admit::No(DropReason::RateLimited),
         }
     }

@@ -91,6 +91,14 @@ impl SourceLimiter {
         true
     }
 
+    /// Whether `ip`'s bucket has a token now, without taking it (a source not tracked yet has).
+    pub fn has_token(&self, ip: IpAddr, now: Instant) -> bool {
+        self.buckets.get(&source(ip)).is_none_or(|b| {
+            let refill = now.saturating_duration_since(b.last).as_nanos();
+            u128::from(b.tokens) + refill >= u128::from(self.cost)
+        })
+    }
+
     /// Forgets buckets that have refilled (their sources idle for a burst's worth of time).
     pub fn sweep(&mut self, now: Instant) {
         let full = Duration::from_nanos(self.max_tokens);
@@ -123,8 +131,11 @@ mod tests {
         let granted = (0..50).filter(|_| l.allow(a, t0)).count();
         assert_eq!(granted, 5);
         // 50 ms refills one token at 20 a second.
+        assert!(!l.has_token(a, t0 + Duration::from_millis(49)));
+        assert!(l.has_token(a, t0 + Duration::from_millis(50)));
         assert!(l.allow(a, t0 + Duration::from_millis(50)));
         assert!(!l.allow(a, t0 + Duration::from_millis(50)));
+        assert!(l.has_token(ip("192.0.2.99"), t0), "an unknown source has a token");
         // Over one second at a thousand tries a second, about the rate gets through.
         let granted = (1..=1000)
             .filter(|ms| l.allow(a, t0 + Duration::from_millis(50 + ms)))

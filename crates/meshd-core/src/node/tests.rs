@@ -463,6 +463,25 @@ fn an_address_past_its_budget_gets_cookies_and_with_mac2_its_own_budget() {
 }
 
 #[test]
+fn under_load_an_address_past_its_cookie_budget_is_dropped_unanswered() {
+    let m = mesh();
+    let (n0, n1) = (m.node(0), m.node(1));
+    let init = initiation(&n0);
+    let mut cookies = 0;
+    for _ in 0..150 {
+        let (_, net) = deliver_loaded(&n1, &init, addr(A), true);
+        cookies += net.iter().filter(|(d, _)| is_cookie(d)).count();
+    }
+    // A burst of 100, then what refills (100 a second) while the loop runs.
+    assert!((100..120).contains(&cookies), "{cookies} cookie replies");
+    assert_eq!(n1.drops().get(DropReason::UnderLoad), cookies as u64);
+    assert_eq!(n1.drops().get(DropReason::RateLimited), 150 - cookies as u64);
+    // Another address still gets its cookie.
+    let (_, net) = deliver_loaded(&n1, &init, addr("192.0.2.77:51820"), true);
+    assert!(net.iter().all(|(d, _)| is_cookie(d)) && net.len() == 1);
+}
+
+#[test]
 fn initiations_that_claim_a_peer_but_fail_leave_its_session_alone() {
     let m = mesh();
     let (n0, n1) = connected(&m);
