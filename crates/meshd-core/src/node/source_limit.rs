@@ -135,7 +135,10 @@ mod tests {
         assert!(l.has_token(a, t0 + Duration::from_millis(50)));
         assert!(l.allow(a, t0 + Duration::from_millis(50)));
         assert!(!l.allow(a, t0 + Duration::from_millis(50)));
-        assert!(l.has_token(ip("192.0.2.99"), t0), "an unknown source has a token");
+        assert!(
+            l.has_token(ip("192.0.2.99"), t0),
+            "an unknown source has a token"
+        );
         // Over one second at a thousand tries a second, about the rate gets through.
         let granted = (1..=1000)
             .filter(|ms| l.allow(a, t0 + Duration::from_millis(50 + ms)))

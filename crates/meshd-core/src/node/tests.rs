@@ -475,7 +475,10 @@ fn under_load_an_address_past_its_cookie_budget_is_dropped_unanswered() {
     // A burst of 100, then what refills (100 a second) while the loop runs.
     assert!((100..120).contains(&cookies), "{cookies} cookie replies");
     assert_eq!(n1.drops().get(DropReason::UnderLoad), cookies as u64);
-    assert_eq!(n1.drops().get(DropReason::RateLimited), 150 - cookies as u64);
+    assert_eq!(
+        n1.drops().get(DropReason::RateLimited),
+        150 - cookies as u64
+    );
     // Another address still gets its cookie.
     let (_, net) = deliver_loaded(&n1, &init, addr("192.0.2.77:51820"), true);
     assert!(net.iter().all(|(d, _)| is_cookie(d)) && net.len() == 1);
