@@ -16,6 +16,8 @@
 //! - [`pmtu`]: forged path MTU errors (ICMP, ICMPv6) and the path MTU a namespace learnt.
 //! - [`probe`]: TCP listeners and single connect attempts (did a SYN-ACK come back?), ping counts.
 //! - [`scrape`]: a running meshd's metrics endpoint and Unix sockets.
+//! - [`attack`]: a WireGuard attacker (garbage, initiations, cookies) and
+//!   the `meshd-attacker` binary in a namespace.
 //!
 //! # Running
 //!
@@ -35,6 +37,7 @@
 //!   they fail.
 //! - `harness_selftest` needs no meshd: it proves the harness on wireguard-go pairs.
 
+pub mod attack;
 pub mod mesh;
 pub mod netns;
 pub mod nft;
