@@ -64,3 +64,23 @@ fn init_mac1_gets_cookies_and_init_mac2_uses_them() {
          init-mac2 {mac2:?}"
     );
 }
+
+#[test]
+fn sigterm_ends_the_flood_with_its_summary() {
+    if !require_root() {
+        return;
+    }
+    use_attacker_bin(env!("CARGO_BIN_EXE_meshd-attacker"));
+    let (attacker, target) = pair(false);
+    let key = Key::generate();
+    let _wg = WgGo::start(&target.ns, &key, PORT);
+    let to = SocketAddr::new(target.addr, PORT);
+    let mut flood = Attacker::spawn(&attacker.ns, to, &key, Kind::Garbage, 20_000, 60.0);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(flood.is_running());
+    let summary = flood.stop();
+    assert!(summary.secs < 5.0, "{summary:?}");
+    assert!(summary.sent > 10_000, "{summary:?}");
+    let kinds: Vec<&str> = summary.sent_by_kind.keys().map(String::as_str).collect();
+    assert_eq!(kinds, ["data", "random", "short_handshake"], "{summary:?}");
+}

@@ -35,7 +35,8 @@
 //! - `MDT_KEEP=1` keeps the temp dirs (`/tmp/mdt-*`: configs, keys, logs) for a look afterwards.
 //! - Without root the tests print `skipping: needs root` and pass, unless `CI` is set, where
 //!   they fail.
-//! - `harness_selftest` needs no meshd: it proves the harness on wireguard-go pairs.
+//! - `harness_selftest` needs no meshd: it proves the harness on wireguard-go pairs;
+//!   `attacker_selftest` neither: it proves `meshd-attacker` on wireguard-go.
 
 pub mod attack;
 pub mod mesh;

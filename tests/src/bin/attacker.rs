@@ -77,6 +77,9 @@ fn run(args: Args) -> Result<()> {
         (Some(_), _) => bail!("--claim is for --kind impersonate only"),
         (None, _) => None,
     };
+    if args.mac2 && args.kind == Kind::Garbage {
+        bail!("--mac2 is for initiations (init-mac1, impersonate)");
+    }
     let cfg = FloodConfig {
         target: args.target,
         bind: args.bind,
