@@ -15,6 +15,8 @@
 #
 #   sudo benches/flood.sh [--impl meshd|wireguard-go|both]      (default meshd)
 #   env: ROUNDS (default 3), SECS (iperf3 seconds, default 10), MAC2_RATES (default "5000 0"),
+#        FLOOD_RATE (datagrams/s of the floods without a rate of their own; default 0, as fast
+#        as the attacker's core allows, which varies with what the stream leaves it),
 #        MESHD_BIN, MESHD_ATTACKER_BIN (default: meshd-attacker beside meshd; build it with
 #        cargo build --release -p meshd-e2e --bin meshd-attacker)
 #
@@ -23,8 +25,10 @@
 #   % none, % closed    that over the no-flood stream's, over the closed-port flood's
 #   b CPU               utime+stime of b's daemon (all its threads, /proc/PID/stat) during
 #                       the stream, % of one core
-#   b drops/s           meshd only: meshd_dropped_packets_total{reason} of b's metrics
-#                       endpoint, increase per second over the flood
+#   b drops/s           increase per second over the flood of b's kernel UDP receive buffer
+#                       drops (udp_rcvbuf, RcvbufErrors of /proc/net/snmp: datagrams the
+#                       daemon did not read in time) and, for meshd, of
+#                       meshd_dropped_packets_total{reason} of b's metrics endpoint
 #   sent/s, cookies/s   the attacker's summary: datagrams sent, cookie replies received
 #   CPU steal           the share of the VM's CPU the hypervisor gave others during each run
 # The target: for every flood kind, meshd keeps >= 90% of what the closed-port flood leaves.
@@ -48,6 +52,7 @@ esac
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-10}
 MAC2_RATES=${MAC2_RATES:-5000 0}
+FLOOD_RATE=${FLOOD_RATE:-0}
 TAG=mdf$$
 # shellcheck source=benches/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -84,11 +89,13 @@ bench_mesh 127.0.0.1:9586 "[udp/51821]" "[udp/51821, tcp/5201]"
 ip netns exec "$B" iperf3 -s -B 0.0.0.0 >/dev/null 2>&1 & DAEMONS+=($!)
 
 # label|kind|rate|port ("-" kind: no flood; port "wg": the implementation's WireGuard port)
-FLOODS=("none|-|0|wg" "closed-port|garbage|0|9" "garbage|garbage|0|wg" "init-mac1|init-mac1|0|wg")
+F=$FLOOD_RATE
+FLOODS=("none|-|0|wg" "closed-port|garbage|$F|9" "garbage|garbage|$F|wg" "init-mac1|init-mac1|$F|wg")
 for r in $MAC2_RATES; do
-  if [[ $r == 0 ]]; then FLOODS+=("init-mac2 max|init-mac2|0|wg"); else FLOODS+=("init-mac2 $r/s|init-mac2|$r|wg"); fi
+  if [[ $r == 0 && $F == 0 ]]; then FLOODS+=("init-mac2 max|init-mac2|0|wg")
+  elif [[ $r == 0 ]]; then FLOODS+=("init-mac2 FLOOD_RATE|init-mac2|$F|wg"); else FLOODS+=("init-mac2 $r/s|init-mac2|$r|wg"); fi
 done
-FLOODS+=("impersonate|impersonate|0|wg")
+FLOODS+=("impersonate|impersonate|$F|wg")
 
 stream() { # one TCP stream from $A to $1 for $SECS s → Mbit/s received, 0 if it failed
   local out=$WORK/iperf.json
@@ -98,7 +105,10 @@ stream() { # one TCP stream from $A to $1 for $SECS s → Mbit/s received, 0 if 
     log "  iperf3 to $1 failed under the flood: $(grep -o '"error":.*' "$out" | head -n 1)"; echo 0
   fi
 }
-drops() { # b's meshd drop counters as "reason=n ..." (nothing for wireguard-go)
+drops() { # b's drop counters as "reason=n ...": the kernel's UDP receive buffer drops (the
+  # daemon did not read in time), then meshd's by reason
+  ip netns exec "$B" awk '/^Udp:/ { if (!h) { for (i = 2; i <= NF; i++) c[$i] = i; h = 1 }
+    else printf "udp_rcvbuf=%s ", $c["RcvbufErrors"] }' /proc/net/snmp
   [[ $CUR == meshd ]] || return 0
   ip netns exec "$B" curl -sf --max-time 3 http://127.0.0.1:9586/metrics |
     sed -n 's/^meshd_dropped_packets_total{reason="\([a-z_]*\)"} \([0-9.e+]*\)$/\1=\2/p' | tr '\n' ' '
@@ -160,7 +170,7 @@ done
 echo "# meshd flood bench: $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) cores," \
   "SECS=$SECS, ROUNDS=$ROUNDS, meshd $MESHD"
 echo
-echo "command: $CMDLINE (MAC2_RATES=\"$MAC2_RATES\")"
+echo "command: $CMDLINE (MAC2_RATES=\"$MAC2_RATES\" FLOOD_RATE=$FLOOD_RATE)"
 labels=(); for f in "${FLOODS[@]}"; do labels+=("${f%%|*}"); done
 python3 - "$WORK/results.tsv" "${#IMPLS[@]}" "${IMPLS[@]}" "${labels[@]}" <<'PY'
 import statistics, sys
@@ -197,8 +207,6 @@ for impl in impls:
         sent, cookies = med(num(a[0]) for a in att), med(num(a[1]) for a in att)
         rates = {k: med(drops(r).get(k, 0) for r in rs) for k in {k for r in rs for k in drops(r)}}
         dr = ", ".join(f"{k} {v:.0f}" for k, v in sorted(rates.items()) if v >= 0.5) or "-"
-        if impl != "meshd":
-            dr = "n/a"
         pn = f"{t / base * 100:.0f}%" if base else "-"
         pc = f"{t / closed * 100:.0f}%" if closed else "-"
         met = "-" if label in ("none", "closed-port") or not closed else ("yes" if t >= 0.9 * closed else "**no**")
