@@ -53,37 +53,8 @@ bench_cleanup_extra() { rm -f /var/run/wireguard/{$WGA,$WGB,$BTA,$BTB}.sock; }
 # meshd: overlay 10.100.0.0/24 on udp/51820; `open` lets wireguard-go and iperf3 through.
 bench_underlay
 bench_mesh off "[udp/51821]" "[udp/51821, tcp/5201]"
-ticks() { # utime+stime (clock ticks) summed over the PIDs
-  local t=0 p f
-  for p in "$@"; do
-    [[ -r /proc/$p/stat ]] || { log "daemon PID $p is gone"; exit 1; }
-    read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat")  # f[0] is field 3 (state)
-    t=$((t + f[11] + f[12]))                             # fields 14 utime, 15 stime
-  done
-  echo "$t"
-}
 
 # --- wireguard-go (and boringtun-cli): up for the whole bench --------------------------------
-userspace_wg() { # $1 kind, $2 iface a, $3 iface b, $4 port, $5 overlay prefix; sets PIDS_<kind>
-  local kind=$1 ia=$2 ib=$3 port=$4 net=$5 pids=() i
-  wg genkey > "$WORK/$kind-a.key"; wg genkey > "$WORK/$kind-b.key"
-  for i in a b; do
-    local ns=$A iface=$ia; [[ $i == b ]] && { ns=$B; iface=$ib; }
-    if [[ $kind == wg ]]; then ip netns exec "$ns" wireguard-go -f "$iface" >"$WORK/$kind-$i.log" 2>&1 &
-    else ip netns exec "$ns" "$BT" --foreground --disable-drop-privileges "$iface" >"$WORK/$kind-$i.log" 2>&1 &
-    fi
-    pids+=($!); DAEMONS+=($!)
-  done
-  for _ in $(seq 50); do [[ -S /var/run/wireguard/$ia.sock && -S /var/run/wireguard/$ib.sock ]] && break; sleep 0.1; done
-  ip netns exec "$A" wg set "$ia" private-key "$WORK/$kind-a.key" listen-port "$port" \
-    peer "$(wg pubkey < "$WORK/$kind-b.key")" endpoint "192.0.2.2:$port" allowed-ips "$net.2/32"
-  ip netns exec "$B" wg set "$ib" private-key "$WORK/$kind-b.key" listen-port "$port" \
-    peer "$(wg pubkey < "$WORK/$kind-a.key")" endpoint "192.0.2.1:$port" allowed-ips "$net.1/32"
-  ip -n "$A" addr add "$net.1/24" dev "$ia"; ip -n "$B" addr add "$net.2/24" dev "$ib"
-  ip -n "$A" link set "$ia" mtu 1420 up; ip -n "$B" link set "$ib" mtu 1420 up
-  declare -g "PIDS_$kind=${pids[*]}" "IDLE_$kind=$(mem_mb VmRSS "${pids[@]}")"
-  ip netns exec "$A" ping -c 2 -i 0.2 -W 3 "$net.2" >/dev/null || { log "no path over $kind"; cat "$WORK/$kind"-*.log >&2; exit 1; }
-}
 userspace_wg wg "$WGA" "$WGB" 51821 10.100.1
 IMPLS=(plain meshd "meshd (no offload)" "meshd (TUN offload only)" wireguard-go)
 if [[ -n $BT ]]; then userspace_wg bt "$BTA" "$BTB" 51822 10.100.2; IMPLS+=(boringtun-cli)
@@ -103,11 +74,6 @@ print(round(s["bits_per_second"]/1e6), s["bytes"])' "$out"; return 0
     sleep 1
   done
   log "iperf3 to $1 failed:"; cat "$out" >&2; exit 1
-}
-cpu_stat() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $9}' /proc/stat; }  # all, steal
-steal_pct() { # two cpu_stat readings → % of the CPU time between them that was stolen
-  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[1] - x[1]
-    printf "%.1f", (d > 0 ? (y[2] - x[2]) * 100 / d : 0) }'
 }
 measure() { # $1 link, $2 round, $3 path, $4 address, then the daemon PIDs; appends a TSV row
   local link=$1 round=$2 impl=$3 addr=$4 c0 c1 out one four rtt cpu=- peak=- s0 steal; shift 4

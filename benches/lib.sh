@@ -11,6 +11,8 @@
 #   start_meshd NAME [VAR=VALUE...]         the pair, ready and handshaken; sets MPIDS, IDLE
 #   stop_meshd                              stops the pair and removes the table it leaves
 #   ping_ms ADDR, tcp_mbit ADDR             ping median ($PINGS), one iperf3 stream ($SECS)
+#   userspace_wg KIND IA IB PORT NET        a wireguard-go (or boringtun-cli) pair beside meshd
+#   ticks PID..., cpu_stat, steal_pct       CPU time of daemons, of the machine, and its steal
 # Long-lived helpers (iperf3 servers, wireguard-go) go in DAEMONS; a script that needs more
 # cleanup defines bench_cleanup_extra.
 
@@ -131,4 +133,39 @@ tcp_mbit() { # one TCP stream from $A to the iperf3 server at $1 for $SECS s →
 }
 median() { # numbers on stdin, one per line or space-separated → their median
   tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
+}
+ticks() { # utime+stime (clock ticks) summed over the PIDs
+  local t=0 p f
+  for p in "$@"; do
+    [[ -r /proc/$p/stat ]] || { log "daemon PID $p is gone"; exit 1; }
+    read -r -a f < <(sed 's/^.*) //' "/proc/$p/stat")  # f[0] is field 3 (state)
+    t=$((t + f[11] + f[12]))                             # fields 14 utime, 15 stime
+  done
+  echo "$t"
+}
+userspace_wg() { # $1 kind (wg: wireguard-go, bt: $BT), $2 iface a, $3 iface b, $4 port, $5 overlay
+  # prefix: a pair on the underlay, up and handshaken; sets PIDS_<kind> and IDLE_<kind>
+  local kind=$1 ia=$2 ib=$3 port=$4 net=$5 pids=() i
+  wg genkey > "$WORK/$kind-a.key"; wg genkey > "$WORK/$kind-b.key"
+  for i in a b; do
+    local ns=$A iface=$ia; [[ $i == b ]] && { ns=$B; iface=$ib; }
+    if [[ $kind == wg ]]; then ip netns exec "$ns" wireguard-go -f "$iface" >"$WORK/$kind-$i.log" 2>&1 &
+    else ip netns exec "$ns" "$BT" --foreground --disable-drop-privileges "$iface" >"$WORK/$kind-$i.log" 2>&1 &
+    fi
+    pids+=($!); DAEMONS+=($!)
+  done
+  for _ in $(seq 50); do [[ -S /var/run/wireguard/$ia.sock && -S /var/run/wireguard/$ib.sock ]] && break; sleep 0.1; done
+  ip netns exec "$A" wg set "$ia" private-key "$WORK/$kind-a.key" listen-port "$port" \
+    peer "$(wg pubkey < "$WORK/$kind-b.key")" endpoint "192.0.2.2:$port" allowed-ips "$net.2/32"
+  ip netns exec "$B" wg set "$ib" private-key "$WORK/$kind-b.key" listen-port "$port" \
+    peer "$(wg pubkey < "$WORK/$kind-a.key")" endpoint "192.0.2.1:$port" allowed-ips "$net.1/32"
+  ip -n "$A" addr add "$net.1/24" dev "$ia"; ip -n "$B" addr add "$net.2/24" dev "$ib"
+  ip -n "$A" link set "$ia" mtu 1420 up; ip -n "$B" link set "$ib" mtu 1420 up
+  declare -g "PIDS_$kind=${pids[*]}" "IDLE_$kind=$(mem_mb VmRSS "${pids[@]}")"
+  ip netns exec "$A" ping -c 2 -i 0.2 -W 3 "$net.2" >/dev/null || { log "no path over $kind"; cat "$WORK/$kind"-*.log >&2; exit 1; }
+}
+cpu_stat() { awk '/^cpu /{print $2+$3+$4+$5+$6+$7+$8+$9, $9}' /proc/stat; }  # all, steal
+steal_pct() { # two cpu_stat readings → % of the CPU time between them that was stolen
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[1] - x[1]
+    printf "%.1f", (d > 0 ? (y[2] - x[2]) * 100 / d : 0) }'
 }

@@ -17,6 +17,8 @@
 //! - [`pulse`]: numbered UDP datagrams at a steady pace, timed on arrival (outages, recovery).
 //! - [`probe`]: TCP listeners and single connect attempts (did a SYN-ACK come back?), ping counts.
 //! - [`scrape`]: a running meshd's metrics endpoint and Unix sockets.
+//! - [`attack`]: a WireGuard attacker (garbage, initiations, cookies) and
+//!   the `meshd-attacker` binary in a namespace.
 //!
 //! # Running
 //!
@@ -34,8 +36,10 @@
 //! - `MDT_KEEP=1` keeps the temp dirs (`/tmp/mdt-*`: configs, keys, logs) for a look afterwards.
 //! - Without root the tests print `skipping: needs root` and pass, unless `CI` is set, where
 //!   they fail.
-//! - `harness_selftest` needs no meshd: it proves the harness on wireguard-go pairs.
+//! - `harness_selftest` needs no meshd: it proves the harness on wireguard-go pairs;
+//!   `attacker_selftest` neither: it proves `meshd-attacker` on wireguard-go.
 
+pub mod attack;
 pub mod mesh;
 pub mod netns;
 pub mod nft;
