@@ -13,6 +13,7 @@ mod metrics_http;
 mod notify;
 mod placement;
 mod reload;
+mod socket_filter;
 mod sockets;
 mod traffic;
 mod udp;

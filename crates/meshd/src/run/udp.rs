@@ -59,7 +59,8 @@ fn force_buffer(socket: &Socket, option: libc::c_int) -> io::Result<()> {
     )
 }
 
-/// A non-blocking UDP socket with big buffers (IPv6 only for an IPv6 address), not bound yet.
+/// A non-blocking UDP socket with big buffers and the WireGuard filter (`socket_filter.rs`),
+/// IPv6 only for an IPv6 address, not bound yet.
 fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
     let domain = if addr.is_ipv4() {
         Domain::IPV4
@@ -79,6 +80,9 @@ fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
         let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     }
     socket.set_nonblocking(true)?;
+    if let Err(e) = super::socket_filter::attach(&socket) {
+        tracing::warn!("no socket filter on the UDP socket, garbage reaches meshd: {e}");
+    }
     Ok(socket)
 }
 
