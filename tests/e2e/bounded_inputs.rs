@@ -115,18 +115,31 @@ fn check_refuses_what_is_not_a_config_file_fast() {
         &["it is 53687091200 bytes, more than the limit"],
     );
 
-    // Under the size limit, but three million list items: refused at the item over the value
-    // limit, with its line and column, before a tree of them is built.
+    // Under the size limit, but three million list items: refused at the item past the limit
+    // of one list's entries, with its line and column, before a tree of them is built.
     let items = dir.join("items.yaml");
     let mut text = String::from("nodes:\n");
-    text.push_str(&"- a\n".repeat(3_000_001));
+    text.push_str(&"- a\n".repeat(3_000_000));
     assert!(std::fs::write(&items, &text).is_ok());
-    // Values: the top mapping, `nodes`, the list, then the items from line 2.
     let at = format!(
-        "{}:2999999:3: (yaml): the file holds more than",
+        "{}:1048578:3: (yaml): this list has more than 1048576 entries",
         items.display()
     );
     assert_refused(&items, dir.path(), &[&at]);
+    // Three lists of a million: refused at the value past the file's limit.
+    let lists = dir.join("lists.yaml");
+    let mut text = String::new();
+    for key in ["nodes", "policy", "admin", "interface"] {
+        text.push_str(key);
+        text.push_str(":\n");
+        text.push_str(&"- a\n".repeat(1_000_000));
+    }
+    assert!(std::fs::write(&lists, &text).is_ok());
+    assert_refused(
+        &lists,
+        dir.path(),
+        &["the file holds more than 3000000 YAML values"],
+    );
 
     // The limit itself is not a hard edge for a real mesh: one right under it passes.
     let ok = dir.join("ok.yaml");

@@ -198,8 +198,12 @@ impl NodePlan {
             .collect()
     }
 
+    /// The peer named `name` (a binary search: `peers` is sorted by name).
     pub fn peer(&self, name: &str) -> Option<&PeerPlan> {
-        self.peers.iter().find(|p| p.name == name)
+        self.peers
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+            .and_then(|i| self.peers.get(i))
     }
 }
 

@@ -77,6 +77,12 @@ pub const MAX_CONFIG_BYTES: usize = 32 << 20;
 /// The most YAML values (scalars, lists and mappings) a config may hold: a mesh node takes about
 /// a dozen, so a 100,000-node mesh about 1.3 million. Each costs some 150 bytes in the YAML tree.
 pub const MAX_YAML_VALUES: usize = 3_000_000;
+/// The most entries one list or mapping may hold: the longest lists of a mesh config are its
+/// nodes and a policy rule's names, one per node.
+pub const MAX_ENTRIES: usize = 1 << 20;
+/// The most mappings a config may hold: one a node and one a policy rule, and a mapping costs
+/// about a kilobyte in the YAML tree.
+pub const MAX_MAPPINGS: usize = 300_000;
 
 /// Parses and validates a whole `mesh.yaml`; see [`super::parse`].
 pub(super) fn parse(file: &str, text: &str) -> Result<MeshConfig, ConfigErrors> {
@@ -319,14 +325,8 @@ fn load(text: &str) -> Result<Node, (Pos, String, String)> {
 }
 
 fn load_on_this_thread(text: &str) -> Result<Node, (Pos, String, String)> {
-    if let Some(pos) = past_value_limit(text) {
-        return Err((
-            pos,
-            "(yaml)".to_string(),
-            format!(
-                "the file holds more than {MAX_YAML_VALUES} YAML values (scalars, lists and mappings), more than a mesh config needs (about a dozen a node)"
-            ),
-        ));
+    if let Some((pos, message)) = past_value_limit(text) {
+        return Err((pos, "(yaml)".to_string(), message));
     }
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
@@ -334,33 +334,70 @@ fn load_on_this_thread(text: &str) -> Result<Node, (Pos, String, String)> {
     marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| load_error(text, e))
 }
 
-/// Where the YAML value past [`MAX_YAML_VALUES`] starts, if the file has that many.
+/// Where the file first goes past [`MAX_YAML_VALUES`], [`MAX_ENTRIES`] or [`MAX_MAPPINGS`],
+/// and the message.
 ///
 /// Streams the parser's events without building a tree, so that a file of millions of tiny
-/// values (`- a` lines, `[a,a,a,...]`) is refused before it takes gigabytes as a tree. A syntax
-/// error ends the count: the loader that runs next reports it.
-fn past_value_limit(text: &str) -> Option<Pos> {
+/// values (`- a` lines, `[a,a,a,...]`) is refused before it takes gigabytes as a tree (whose
+/// lists grow by doubling: one list of 3 million items peaks at twice its size). A syntax error
+/// ends the count: the loader that runs next reports it.
+fn past_value_limit(text: &str) -> Option<(Pos, String)> {
     let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
-    let mut values = 0usize;
+    let (mut values, mut mappings) = (0usize, 0usize);
+    // The entries of each open list or mapping (a mapping's keys and values both count).
+    let mut open: Vec<(bool, usize)> = Vec::new();
     loop {
-        match parser.next_token() {
+        let (event, mark) = match parser.next_token() {
             Ok((Event::StreamEnd, _)) | Err(_) => return None,
-            Ok((
-                Event::Scalar(..)
-                | Event::SequenceStart(..)
-                | Event::MappingStart(..)
-                | Event::Alias(_),
-                mark,
-            )) => {
+            Ok(ev) => ev,
+        };
+        let pos = || Pos {
+            line: mark.line(),
+            column: mark.col() + 1,
+        };
+        match event {
+            Event::Scalar(..)
+            | Event::SequenceStart(..)
+            | Event::MappingStart(..)
+            | Event::Alias(_) => {
                 values += 1;
                 if values > MAX_YAML_VALUES {
-                    return Some(Pos {
-                        line: mark.line(),
-                        column: mark.col() + 1,
-                    });
+                    return Some((pos(), format!(
+                        "the file holds more than {MAX_YAML_VALUES} YAML values (scalars, lists and mappings), more than a mesh config needs (about a dozen a node)"
+                    )));
+                }
+                if let Some((is_map, entries)) = open.last_mut() {
+                    *entries += 1;
+                    let n = if *is_map {
+                        entries.div_ceil(2)
+                    } else {
+                        *entries
+                    };
+                    if n > MAX_ENTRIES {
+                        let what = if *is_map { "mapping" } else { "list" };
+                        return Some((pos(), format!(
+                            "this {what} has more than {MAX_ENTRIES} entries, more than a mesh config needs"
+                        )));
+                    }
+                }
+                match event {
+                    Event::SequenceStart(..) => open.push((false, 0)),
+                    Event::MappingStart(..) => {
+                        mappings += 1;
+                        if mappings > MAX_MAPPINGS {
+                            return Some((pos(), format!(
+                                "the file holds more than {MAX_MAPPINGS} mappings, more than a mesh config needs (one a node and one a policy rule)"
+                            )));
+                        }
+                        open.push((true, 0));
+                    }
+                    _ => {}
                 }
             }
-            Ok(_) => {}
+            Event::SequenceEnd | Event::MappingEnd => {
+                open.pop();
+            }
+            _ => {}
         }
     }
 }

@@ -1963,25 +1963,85 @@ fn a_file_over_the_size_limit_is_refused_before_parsing() {
 }
 
 #[test]
-fn a_file_of_more_values_than_the_limit_is_refused_at_the_value_past_it() {
-    // The top mapping, `nodes` and the list are three values; the items start on line 2.
-    let items = super::MAX_YAML_VALUES - 3;
+fn a_list_of_more_entries_than_the_limit_is_refused_at_the_entry_past_it() {
+    // `nodes:` is line 1; the items start on line 2.
     let mut text = String::from("nodes:\n");
-    text.push_str(&"- a\n".repeat(items));
+    text.push_str(&"- a\n".repeat(super::MAX_ENTRIES));
     let errs = parse("mesh.yaml", &text).err().map(|e| e.total());
     assert_eq!(
         errs,
-        Some(items),
-        "at the limit: one error per item, no more"
+        Some(super::MAX_ENTRIES),
+        "at the limit: one error per item"
     );
-    text.push_str("- [b]\n");
+    text.push_str("- b\n");
     let err = one(&text);
     check(
         &err,
         "(yaml)",
-        items + 2,
+        super::MAX_ENTRIES + 2,
+        3,
+        "this list has more than 1048576 entries",
+    );
+    let mut map = String::from("interface:\n");
+    for i in 0..=super::MAX_ENTRIES {
+        map.push_str(&format!("  k{i}: v\n"));
+    }
+    let err = one(&map);
+    check(
+        &err,
+        "(yaml)",
+        super::MAX_ENTRIES + 2,
+        3,
+        "this mapping has more than 1048576 entries",
+    );
+}
+
+#[test]
+fn a_file_of_more_values_than_the_limit_is_refused_at_the_value_past_it() {
+    // Three lists of a million items: the top mapping, three keys and three lists are 7 values.
+    let per_list = (super::MAX_YAML_VALUES - 7) / 3;
+    let extra = super::MAX_YAML_VALUES - 7 - 3 * per_list;
+    let mut text = String::new();
+    for (key, n) in [
+        ("nodes", per_list),
+        ("policy", per_list),
+        ("admin", per_list + extra),
+    ] {
+        text.push_str(key);
+        text.push_str(":\n");
+        text.push_str(&"- a\n".repeat(n));
+    }
+    let at_limit = parse("mesh.yaml", &text).err();
+    assert!(
+        at_limit.is_some_and(|e| !e.to_string().contains("YAML values")),
+        "at the limit: type errors, not the limit"
+    );
+    text.push_str("- b\n");
+    let err = one(&text);
+    check(
+        &err,
+        "(yaml)",
+        3 + 3 * per_list + extra + 1,
         3,
         "more than 3000000 YAML values",
+    );
+}
+
+#[test]
+fn a_file_of_more_mappings_than_the_limit_is_refused_at_the_mapping_past_it() {
+    // The top mapping is the first; the items start on line 2.
+    let mut text = String::from("nodes:\n");
+    text.push_str(&"- {a: b}\n".repeat(super::MAX_MAPPINGS - 1));
+    let at_limit = parse("mesh.yaml", &text).err();
+    assert!(at_limit.is_some_and(|e| !e.to_string().contains("mappings,")));
+    text.push_str("- {c: d}\n");
+    let err = one(&text);
+    check(
+        &err,
+        "(yaml)",
+        super::MAX_MAPPINGS + 1,
+        3,
+        "more than 300000 mappings",
     );
 }
 
