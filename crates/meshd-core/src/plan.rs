@@ -3,9 +3,12 @@
 //! Peering follows policy: a node peers only with the nodes that share at least one policy rule
 //! with it, in either direction. Everything the daemon sets up comes from this plan.
 
-use crate::config::{AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, NodeConfig};
+use crate::config::{
+    AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, NodeConfig, Selector,
+};
 use crate::key::PublicKey;
 use ipnet::IpNet;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// How the running node is identified in the shared config.
@@ -78,6 +81,23 @@ fn host_prefix(addr: IpAddr) -> IpNet {
     IpNet::from(addr)
 }
 
+/// The places in `config.nodes` of the nodes `selector` names, in file order, each once; names
+/// not in the config are skipped (validation has reported them).
+fn selected(config: &MeshConfig, index: &HashMap<&str, usize>, selector: &Selector) -> Vec<usize> {
+    match selector {
+        Selector::All => (0..config.nodes.len()).collect(),
+        Selector::Nodes(names) => {
+            let mut found: Vec<usize> = names
+                .iter()
+                .filter_map(|n| index.get(n.as_str()).copied())
+                .collect();
+            found.sort_unstable();
+            found.dedup();
+            found
+        }
+    }
+}
+
 impl NodePlan {
     /// The plan for the node `who` in `config`.
     pub fn new(config: &MeshConfig, who: &Identity) -> Result<Self, PlanError> {
@@ -101,8 +121,15 @@ impl NodePlan {
                 .ok_or_else(|| PlanError::UnknownName(name.clone()))?,
         };
 
+        // Each node's place in the file, to find a rule's nodes without a scan per name.
+        let index: HashMap<&str, usize> = config
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
         let mut rules = Vec::new();
-        let mut peer_names: Vec<&str> = Vec::new();
+        let mut is_peer = vec![false; config.nodes.len()];
         for rule in &config.policy {
             for (direction, here, there) in [
                 (Direction::Outbound, &rule.from, &rule.to),
@@ -111,24 +138,25 @@ impl NodePlan {
                 if !here.matches(&me.name) {
                     continue;
                 }
-                let peers: Vec<String> = config
-                    .nodes
-                    .iter()
-                    .filter(|n| n.name != me.name && there.matches(&n.name))
-                    .map(|n| n.name.clone())
+                let peers: Vec<usize> = selected(config, &index, there)
+                    .into_iter()
+                    .filter(|&i| config.nodes.get(i).is_some_and(|n| n.name != me.name))
                     .collect();
                 if peers.is_empty() {
                     continue;
                 }
-                peer_names.extend(
-                    peers
-                        .iter()
-                        .filter_map(|p| config.node(p))
-                        .map(|n| n.name.as_str()),
-                );
+                for &i in &peers {
+                    if let Some(flag) = is_peer.get_mut(i) {
+                        *flag = true;
+                    }
+                }
                 rules.push(NodeRule {
                     direction,
-                    peers,
+                    peers: peers
+                        .iter()
+                        .filter_map(|&i| config.nodes.get(i))
+                        .map(|n| n.name.clone())
+                        .collect(),
                     allow: rule.allow.clone(),
                 });
             }
@@ -137,8 +165,9 @@ impl NodePlan {
         let mut peers: Vec<PeerPlan> = config
             .nodes
             .iter()
-            .filter(|n| peer_names.contains(&n.name.as_str()))
-            .map(|n| PeerPlan {
+            .zip(&is_peer)
+            .filter(|(_, peer)| **peer)
+            .map(|(n, _)| PeerPlan {
                 name: n.name.clone(),
                 public_key: n.public_key,
                 address: n.address.addr(),
@@ -169,15 +198,19 @@ impl NodePlan {
             .collect()
     }
 
+    /// The peer named `name` (a binary search: `peers` is sorted by name).
     pub fn peer(&self, name: &str) -> Option<&PeerPlan> {
-        self.peers.iter().find(|p| p.name == name)
+        self.peers
+            .binary_search_by(|p| p.name.as_str().cmp(name))
+            .ok()
+            .and_then(|i| self.peers.get(i))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{PolicyRule, Pos, Selector};
+    use crate::config::{PolicyRule, Pos};
 
     fn node(name: &str, n: u8, routes: &[&str]) -> NodeConfig {
         NodeConfig {
@@ -294,5 +327,20 @@ mod tests {
             },
         );
         assert!(matches!(wrong, Err(PlanError::NameMismatch { .. })));
+    }
+
+    #[test]
+    fn a_list_selector_gives_its_nodes_once_in_file_order() {
+        // Repeated and unknown names (the latter reported by validation) change nothing.
+        let cfg = mesh(vec![(
+            names(&["bastion", "app2", "nobody", "db1", "app2"]),
+            names(&["app1"]),
+        )]);
+        let plan = NodePlan::new(&cfg, &Identity::Name("app1".into()));
+        let plan = plan.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plan.rules.len(), 1);
+        assert_eq!(plan.rules[0].direction, Direction::Inbound);
+        assert_eq!(plan.rules[0].peers, ["db1", "app2", "bastion"]);
+        assert_eq!(peers_of(&cfg, "app1"), ["app2", "bastion", "db1"]);
     }
 }

@@ -1,11 +1,14 @@
 //! Reading the private key file (SPEC §1): where it is looked for, and the permission rule.
 
+use crate::bounded;
 use anyhow::{bail, Context, Result};
 use meshd_core::key::PrivateKey;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 const DEFAULT_KEY: &str = "/etc/meshd/private.key";
+/// The largest key file read: a key is 44 characters, the rest is room for whitespace.
+pub(crate) const MAX_KEY_BYTES: u64 = 4096;
 
 /// `--private-key`, else `$CREDENTIALS_DIRECTORY/private.key` (systemd LoadCredential), else
 /// `/etc/meshd/private.key`.
@@ -32,7 +35,7 @@ pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKey> {
              run `chmod 600 {shown}` and start again"
         );
     }
-    let text = std::fs::read_to_string(path)
+    let text = bounded::read_file(path, MAX_KEY_BYTES)
         .with_context(|| format!("cannot read private key file {shown}"))?;
     PrivateKey::from_base64(&text).map_err(|e| {
         anyhow::anyhow!("private key file {shown} does not hold a WireGuard private key: {e}")

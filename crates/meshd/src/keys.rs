@@ -1,8 +1,9 @@
 //! `meshd genkey` and `meshd pubkey`.
 
-use anyhow::{anyhow, Result};
+use crate::bounded;
+use crate::keyfile::MAX_KEY_BYTES;
+use anyhow::{anyhow, Context, Result};
 use meshd_core::key::PrivateKey;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 
 pub(crate) fn genkey() -> Result<()> {
@@ -17,8 +18,8 @@ pub(crate) fn genkey() -> Result<()> {
 }
 
 pub(crate) fn pubkey() -> Result<()> {
-    let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text)?;
+    let text = bounded::read_at_most(std::io::stdin().lock(), MAX_KEY_BYTES)
+        .context("standard input is not a WireGuard private key")?;
     let key = PrivateKey::from_base64(&text)
         .map_err(|e| anyhow!("standard input is not a WireGuard private key: {e}"))?;
     println!("{}", key.public_key());

@@ -1,5 +1,6 @@
 //! Loading the config and finding this node in it: shared by `run` and `check`.
 
+use crate::bounded;
 use crate::cli::NodeArgs;
 use crate::keyfile;
 use anyhow::{anyhow, Context, Result};
@@ -7,13 +8,14 @@ use meshd_core::config::{self, MeshConfig};
 use meshd_core::key::PrivateKey;
 use meshd_core::plan::{Identity, NodePlan};
 
-/// Reads and validates the config; all errors, one per line, in one error.
+/// Reads and validates the config; all errors, one per line, in one error. A path that is not a
+/// regular file, or a file over [`config::MAX_CONFIG_BYTES`], is refused before parsing.
 pub(crate) fn load_config(args: &NodeArgs) -> Result<MeshConfig> {
     let path = &args.config;
-    let text = std::fs::read_to_string(path)
+    let text = bounded::read_file(path, config::MAX_CONFIG_BYTES as u64)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     config::parse(&path.display().to_string(), &text).map_err(|errors| {
-        let n = errors.0.len();
+        let n = errors.total();
         anyhow!(
             "{errors}\n{} is invalid: {n} error{}",
             path.display(),

@@ -24,9 +24,21 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// All the problems found in one config file, in file order.
+/// The problems found in one config file, in file order: the first [`MAX_ERRORS`] found, and
+/// how many more there were.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
+pub struct ConfigErrors(pub Vec<ConfigError>, pub usize);
+
+/// The most errors kept for one file: a broken file of millions of values must not take
+/// gigabytes of messages.
+pub const MAX_ERRORS: usize = 100;
+
+impl ConfigErrors {
+    /// Every error found, the ones not kept included.
+    pub fn total(&self) -> usize {
+        self.0.len() + self.1
+    }
+}
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -35,6 +47,14 @@ impl fmt::Display for ConfigErrors {
                 writeln!(f)?;
             }
             write!(f, "{e}")?;
+        }
+        if self.1 > 0 {
+            write!(
+                f,
+                "\n... and {} more error{} (only the first {MAX_ERRORS} found are shown)",
+                self.1,
+                if self.1 == 1 { "" } else { "s" }
+            )?;
         }
         Ok(())
     }

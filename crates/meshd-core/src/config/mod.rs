@@ -5,8 +5,9 @@ mod model;
 mod parse;
 mod validate;
 
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{ConfigError, ConfigErrors, MAX_ERRORS};
 pub use model::*;
+pub use parse::{MAX_CONFIG_BYTES, MAX_ENTRIES, MAX_MAPPINGS, MAX_YAML_VALUES};
 
 /// Parses and validates a whole mesh config. `file` names the source in error messages.
 /// Returns every error found, not just the first.

@@ -6,7 +6,7 @@
 //! Each field is checked on its own here; the checks across fields and nodes (mesh prefix,
 //! duplicates, overlapping routes, policy names) live in `validate.rs`.
 
-use super::error::{ConfigError, ConfigErrors};
+use super::error::{ConfigError, ConfigErrors, MAX_ERRORS};
 use super::model::{
     AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, Metrics, NodeConfig, PolicyRule,
     PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector,
@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
 use marked_yaml::{LoadError, LoaderOptions, Marker, Node, Span};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use yaml_rust2::parser::Event;
 
 #[cfg(test)]
 #[path = "tests.rs"]
@@ -71,9 +72,32 @@ const NODE_KEYS: &[&str] = &[
 ];
 const RULE_KEYS: &[&str] = &["from", "to", "allow"];
 
+/// The largest config accepted, in bytes: a 100,000-node mesh takes about 20 MB.
+pub const MAX_CONFIG_BYTES: usize = 32 << 20;
+/// The most YAML values (scalars, lists and mappings) a config may hold: a mesh node takes about
+/// a dozen, so a 100,000-node mesh about 1.3 million. Each costs some 150 bytes in the YAML tree.
+pub const MAX_YAML_VALUES: usize = 3_000_000;
+/// The most entries one list or mapping may hold: the longest lists of a mesh config are its
+/// nodes and a policy rule's names, one per node.
+pub const MAX_ENTRIES: usize = 1 << 20;
+/// The most mappings a config may hold: one a node and one a policy rule, and a mapping costs
+/// about a kilobyte in the YAML tree.
+pub const MAX_MAPPINGS: usize = 300_000;
+
 /// Parses and validates a whole `mesh.yaml`; see [`super::parse`].
 pub(super) fn parse(file: &str, text: &str) -> Result<MeshConfig, ConfigErrors> {
     let mut errs = Errors::new(file);
+    if text.len() > MAX_CONFIG_BYTES {
+        errs.push(
+            Pos { line: 1, column: 1 },
+            "(file)",
+            format!(
+                "the file is {} bytes, more than the limit of {MAX_CONFIG_BYTES} bytes",
+                text.len()
+            ),
+        );
+        return Err(errs.finish());
+    }
     let root = match load(text) {
         Ok(root) => root,
         Err((pos, key, message)) => {
@@ -109,6 +133,8 @@ pub(super) fn parse(file: &str, text: &str) -> Result<MeshConfig, ConfigErrors> 
 pub(super) struct Errors {
     file: String,
     list: Vec<ConfigError>,
+    /// Errors found past the first [`MAX_ERRORS`], counted only.
+    not_kept: usize,
 }
 
 impl Errors {
@@ -116,10 +142,15 @@ impl Errors {
         Self {
             file: file.to_string(),
             list: Vec::new(),
+            not_kept: 0,
         }
     }
 
     pub(super) fn push(&mut self, pos: Pos, key: impl Into<String>, message: impl Into<String>) {
+        if self.list.len() >= MAX_ERRORS {
+            self.not_kept += 1;
+            return;
+        }
         self.list.push(ConfigError {
             file: self.file.clone(),
             pos,
@@ -135,7 +166,7 @@ impl Errors {
     /// All errors, in file order (stable: errors at the same place keep the order found).
     pub(super) fn finish(mut self) -> ConfigErrors {
         self.list.sort_by_key(|e| (e.pos.line, e.pos.column));
-        ConfigErrors(self.list)
+        ConfigErrors(self.list, self.not_kept)
     }
 }
 
@@ -294,10 +325,81 @@ fn load(text: &str) -> Result<Node, (Pos, String, String)> {
 }
 
 fn load_on_this_thread(text: &str) -> Result<Node, (Pos, String, String)> {
+    if let Some((pos, message)) = past_value_limit(text) {
+        return Err((pos, "(yaml)".to_string(), message));
+    }
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
         .prevent_coercion(true);
     marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| load_error(text, e))
+}
+
+/// Where the file first goes past [`MAX_YAML_VALUES`], [`MAX_ENTRIES`] or [`MAX_MAPPINGS`],
+/// and the message.
+///
+/// Streams the parser's events without building a tree, so that a file of millions of tiny
+/// values (`- a` lines, `[a,a,a,...]`) is refused before it takes gigabytes as a tree (whose
+/// lists grow by doubling: one list of 3 million items peaks at twice its size). A syntax error
+/// ends the count: the loader that runs next reports it.
+fn past_value_limit(text: &str) -> Option<(Pos, String)> {
+    let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
+    let (mut values, mut mappings) = (0usize, 0usize);
+    // The entries of each open list or mapping (a mapping's keys and values both count).
+    let mut open: Vec<(bool, usize)> = Vec::new();
+    loop {
+        let (event, mark) = match parser.next_token() {
+            Ok((Event::StreamEnd, _)) | Err(_) => return None,
+            Ok(ev) => ev,
+        };
+        let pos = || Pos {
+            line: mark.line(),
+            column: mark.col() + 1,
+        };
+        match event {
+            Event::Scalar(..)
+            | Event::SequenceStart(..)
+            | Event::MappingStart(..)
+            | Event::Alias(_) => {
+                values += 1;
+                if values > MAX_YAML_VALUES {
+                    return Some((pos(), format!(
+                        "the file holds more than {MAX_YAML_VALUES} YAML values (scalars, lists and mappings), more than a mesh config needs (about a dozen a node)"
+                    )));
+                }
+                if let Some((is_map, entries)) = open.last_mut() {
+                    *entries += 1;
+                    let n = if *is_map {
+                        entries.div_ceil(2)
+                    } else {
+                        *entries
+                    };
+                    if n > MAX_ENTRIES {
+                        let what = if *is_map { "mapping" } else { "list" };
+                        return Some((pos(), format!(
+                            "this {what} has more than {MAX_ENTRIES} entries, more than a mesh config needs"
+                        )));
+                    }
+                }
+                match event {
+                    Event::SequenceStart(..) => open.push((false, 0)),
+                    Event::MappingStart(..) => {
+                        mappings += 1;
+                        if mappings > MAX_MAPPINGS {
+                            return Some((pos(), format!(
+                                "the file holds more than {MAX_MAPPINGS} mappings, more than a mesh config needs (one a node and one a policy rule)"
+                            )));
+                        }
+                        open.push((true, 0));
+                    }
+                    _ => {}
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
 }
 
 /// An upper bound on how deeply the YAML in `text` can nest, and the place of the widest line.
@@ -814,12 +916,17 @@ fn expect_int(
     }
 }
 
-/// The elements of a list field, each with its key path and position.
-fn elements<'a>(seq: &'a MarkedSequenceNode, path: &str) -> Vec<(String, &'a Node)> {
+/// The elements of a list field, each with its key path (made as the walk reaches it).
+fn elements<'a, 'p>(
+    seq: &'a MarkedSequenceNode,
+    path: &'p str,
+) -> impl Iterator<Item = (String, &'a Node)> + 'p
+where
+    'a: 'p,
+{
     seq.iter()
         .enumerate()
-        .map(|(i, n)| (index(path, i), n))
-        .collect()
+        .map(move |(i, n)| (index(path, i), n))
 }
 
 /// A list element as a field (an element's "key position" is its own position).

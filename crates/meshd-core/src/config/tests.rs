@@ -1940,3 +1940,166 @@ fn a_thousand_nodes_parse_quickly() {
         started.elapsed()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Limits: size, values, errors
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_before_parsing() {
+    let mut text = yaml(TWO);
+    text.push('#');
+    text.push_str(&" ".repeat(super::MAX_CONFIG_BYTES - text.len()));
+    let err = one(&format!("{text}\n"));
+    check(
+        &err,
+        "(file)",
+        1,
+        1,
+        &format!("more than the limit of {} bytes", super::MAX_CONFIG_BYTES),
+    );
+    // At the limit exactly it parses.
+    assert_eq!(text.len(), super::MAX_CONFIG_BYTES);
+    assert_eq!(ok(&text).nodes.len(), 2);
+}
+
+#[test]
+fn a_list_of_more_entries_than_the_limit_is_refused_at_the_entry_past_it() {
+    // `nodes:` is line 1; the items start on line 2.
+    let mut text = String::from("nodes:\n");
+    text.push_str(&"- a\n".repeat(super::MAX_ENTRIES));
+    let errs = parse("mesh.yaml", &text).err().map(|e| e.total());
+    assert_eq!(
+        errs,
+        Some(super::MAX_ENTRIES),
+        "at the limit: one error per item"
+    );
+    text.push_str("- b\n");
+    let err = one(&text);
+    check(
+        &err,
+        "(yaml)",
+        super::MAX_ENTRIES + 2,
+        3,
+        "this list has more than 1048576 entries",
+    );
+    let mut map = String::from("interface:\n");
+    for i in 0..=super::MAX_ENTRIES {
+        map.push_str(&format!("  k{i}: v\n"));
+    }
+    let err = one(&map);
+    check(
+        &err,
+        "(yaml)",
+        super::MAX_ENTRIES + 2,
+        3,
+        "this mapping has more than 1048576 entries",
+    );
+}
+
+#[test]
+fn a_file_of_more_values_than_the_limit_is_refused_at_the_value_past_it() {
+    // Three lists of a million items: the top mapping, three keys and three lists are 7 values.
+    let per_list = (super::MAX_YAML_VALUES - 7) / 3;
+    let extra = super::MAX_YAML_VALUES - 7 - 3 * per_list;
+    let mut text = String::new();
+    for (key, n) in [
+        ("nodes", per_list),
+        ("policy", per_list),
+        ("admin", per_list + extra),
+    ] {
+        text.push_str(key);
+        text.push_str(":\n");
+        text.push_str(&"- a\n".repeat(n));
+    }
+    let at_limit = parse("mesh.yaml", &text).err();
+    assert!(
+        at_limit.is_some_and(|e| !e.to_string().contains("YAML values")),
+        "at the limit: type errors, not the limit"
+    );
+    text.push_str("- b\n");
+    let err = one(&text);
+    check(
+        &err,
+        "(yaml)",
+        3 + 3 * per_list + extra + 1,
+        3,
+        "more than 3000000 YAML values",
+    );
+}
+
+#[test]
+fn a_file_of_more_mappings_than_the_limit_is_refused_at_the_mapping_past_it() {
+    // The top mapping is the first; the items start on line 2.
+    let mut text = String::from("nodes:\n");
+    text.push_str(&"- {a: b}\n".repeat(super::MAX_MAPPINGS - 1));
+    let at_limit = parse("mesh.yaml", &text).err();
+    assert!(at_limit.is_some_and(|e| !e.to_string().contains("mappings,")));
+    text.push_str("- {c: d}\n");
+    let err = one(&text);
+    check(
+        &err,
+        "(yaml)",
+        super::MAX_MAPPINGS + 1,
+        3,
+        "more than 300000 mappings",
+    );
+}
+
+#[test]
+fn errors_past_the_first_hundred_are_counted_not_kept() {
+    let mut text = String::from("nodes:\n");
+    text.push_str(&"- a\n".repeat(1000));
+    let errs = parse("mesh.yaml", &text).err();
+    let errs = errs.unwrap_or_else(|| panic!("a list of scalars is not a list of nodes"));
+    assert_eq!(errs.0.len(), super::MAX_ERRORS);
+    assert_eq!(errs.total(), 1000);
+    assert_eq!(errs.0.last().map(|e| e.pos.line), Some(101));
+    let shown = errs.to_string();
+    assert!(
+        shown.ends_with("... and 900 more errors (only the first 100 found are shown)"),
+        "{}",
+        &shown[shown.len().saturating_sub(200)..]
+    );
+}
+
+/// A mesh of `n` nodes, each with a route, and a policy naming them all in one list.
+fn big_mesh(n: usize) -> String {
+    let mut t = String::from("nodes:\n");
+    for i in 0..n {
+        let k = STANDARD.encode([(i % 251) as u8, (i / 251) as u8, (i / 63001) as u8, 7].repeat(8));
+        t.push_str(&format!(
+            "  - name: n{i}\n    public_key: {k}\n    address: 2001:db8:ffff::{:x}:{:x}/64\n    routes: [2001:db8:{:x}:{:x}::/64]\n",
+            (i + 1) >> 16,
+            (i + 1) & 0xffff,
+            i >> 16,
+            i & 0xffff
+        ));
+    }
+    t.push_str("policy:\n  - from:\n");
+    for i in 0..n {
+        t.push_str(&format!("      - n{i}\n"));
+    }
+    t.push_str("    to: n0\n    allow: [any]\n");
+    t
+}
+
+#[test]
+fn a_large_valid_mesh_parses_and_its_overlaps_are_found_without_pairwise_checks() {
+    // 20,000 nodes: with a check of every route against every earlier one this alone is 200
+    // million prefix comparisons; the sorted sweep makes it a few hundred thousand.
+    let n = 20_000;
+    let cfg = ok(&big_mesh(n));
+    assert_eq!(cfg.nodes.len(), n);
+    // The same mesh with the last route overlapping the first: found, with the first named.
+    let text = big_mesh(n).replace(
+        &format!("2001:db8:{:x}:{:x}::/64]", (n - 1) >> 16, (n - 1) & 0xffff),
+        "2001:db8::/48]",
+    );
+    let err = one(&text);
+    assert_eq!(err.key, format!("nodes[{}].routes[0]", n - 1));
+    assert!(
+        err.message
+            .contains("overlaps 2001:db8::/64 (nodes[0].routes[0], line 5)"),
+        "{err}"
+    );
+}

@@ -147,11 +147,78 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(b) || b.contains(a)
 }
 
+/// Sorts prefixes so that each comes after every prefix containing it: by family, network
+/// address, then prefix length.
+fn sort_key(net: &IpNet) -> (u8, u128, u8) {
+    match net {
+        IpNet::V4(n) => (4, u128::from(u32::from(n.network())), n.prefix_len()),
+        IpNet::V6(n) => (6, u128::from(n.network()), n.prefix_len()),
+    }
+}
+
+/// For each prefix, the first one before it in `nets` that overlaps it (contains it, or lies
+/// inside it), in O(n log n).
+///
+/// - Prefixes either nest or are disjoint. In sorted order, the prefixes containing a prefix are
+///   the stack of open ones when it is reached, and the prefixes inside it follow it until it is
+///   popped.
+/// - Each stack entry carries the first position (in `nets`) among it and the prefixes that
+///   contain it, and the first among the prefixes inside it seen so far.
+pub(super) fn first_earlier_overlap(nets: &[IpNet]) -> Vec<Option<usize>> {
+    struct Open {
+        at: usize,
+        first_outer: usize,
+        first_inner: usize,
+    }
+    let mut order: Vec<usize> = (0..nets.len()).collect();
+    order.sort_by_key(|&i| (nets.get(i).map(sort_key), i));
+    let mut first = vec![usize::MAX; nets.len()];
+    let mut stack: Vec<Open> = Vec::new();
+    let close = |stack: &mut Vec<Open>, first: &mut Vec<usize>| {
+        if let Some(done) = stack.pop() {
+            if let Some(f) = first.get_mut(done.at) {
+                *f = (*f).min(done.first_inner);
+            }
+            if let Some(parent) = stack.last_mut() {
+                parent.first_inner = parent.first_inner.min(done.first_inner).min(done.at);
+            }
+        }
+    };
+    for &i in &order {
+        let Some(net) = nets.get(i) else { continue };
+        while stack
+            .last()
+            .is_some_and(|top| nets.get(top.at).is_some_and(|outer| !outer.contains(net)))
+        {
+            close(&mut stack, &mut first);
+        }
+        let first_outer = stack.last().map_or(usize::MAX, |top| top.first_outer);
+        if let Some(f) = first.get_mut(i) {
+            *f = first_outer;
+        }
+        stack.push(Open {
+            at: i,
+            first_outer: first_outer.min(i),
+            first_inner: usize::MAX,
+        });
+    }
+    while !stack.is_empty() {
+        close(&mut stack, &mut first);
+    }
+    first
+        .into_iter()
+        .enumerate()
+        .map(|(j, f)| (f < j).then_some(f))
+        .collect()
+}
+
 /// Routes overlap neither the mesh prefix nor each other (within a node or across nodes), so
 /// that every destination has exactly one peer.
 fn check_routes(draft: &Draft, mesh: Option<&Mesh<'_>>, errs: &mut Errors) {
     let routes: Vec<&Located<IpNet>> = draft.nodes.iter().flat_map(|n| &n.routes).collect();
-    for (j, route) in routes.iter().enumerate() {
+    let nets: Vec<IpNet> = routes.iter().map(|r| r.value).collect();
+    let earlier = first_earlier_overlap(&nets);
+    for (route, earlier) in routes.iter().zip(earlier) {
         if let Some(mesh) = mesh {
             if overlaps(&route.value, &mesh.prefix) {
                 errs.push(
@@ -166,12 +233,7 @@ fn check_routes(draft: &Draft, mesh: Option<&Mesh<'_>>, errs: &mut Errors) {
                 continue;
             }
         }
-        let earlier = routes
-            .get(..j)
-            .unwrap_or_default()
-            .iter()
-            .find(|other| overlaps(&route.value, &other.value));
-        if let Some(other) = earlier {
+        if let Some(other) = earlier.and_then(|i| routes.get(i)) {
             let message = if other.value == route.value {
                 format!(
                     "route {} is already given by {}; a subnet can be routed to one node only",
@@ -268,5 +330,78 @@ fn check_policy_names(draft: &Draft, errs: &mut Errors) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{first_earlier_overlap, overlaps};
+    use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// The definition: the first earlier prefix that overlaps, by comparing every pair.
+    fn pairwise(nets: &[IpNet]) -> Vec<Option<usize>> {
+        (0..nets.len())
+            .map(|j| (0..j).find(|&i| overlaps(&nets[i], &nets[j])))
+            .collect()
+    }
+
+    /// Prefixes drawn from a small space so that many nest, repeat or collide.
+    fn random_prefixes(seed: u64, n: usize) -> Vec<IpNet> {
+        let mut x = seed | 1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..n)
+            .filter_map(|_| {
+                let r = next();
+                let len = (r % 9) as u8 + 20;
+                if r & (1 << 40) == 0 {
+                    let addr = Ipv4Addr::from(0x0a00_0000 | ((r >> 8) as u32 & 0x0000_ff00));
+                    Ipv4Net::new(addr, len).ok().map(|n| IpNet::V4(n.trunc()))
+                } else {
+                    let addr = Ipv6Addr::new(0x2001, 0xdb8, 0, (r >> 16) as u16 & 0xff, 0, 0, 0, 0);
+                    Ipv6Net::new(addr, len + 36)
+                        .ok()
+                        .map(|n| IpNet::V6(n.trunc()))
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_sorted_sweep_finds_what_comparing_every_pair_finds() {
+        for seed in 1..200u64 {
+            let nets = random_prefixes(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), 60);
+            assert_eq!(
+                first_earlier_overlap(&nets),
+                pairwise(&nets),
+                "seed {seed}: {nets:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nesting_duplicates_and_families() {
+        let nets: Vec<IpNet> = [
+            "10.0.0.0/24",
+            "10.0.0.0/16",
+            "2001:db8::/32",
+            "10.0.1.0/24",
+            "10.0.0.0/24",
+            "10.0.0.128/25",
+            "192.0.2.0/24",
+        ]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+        assert_eq!(
+            first_earlier_overlap(&nets),
+            [None, Some(0), None, Some(1), Some(0), Some(0), None]
+        );
+        assert!(first_earlier_overlap(&[]).is_empty());
     }
 }

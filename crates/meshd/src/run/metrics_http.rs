@@ -1,7 +1,9 @@
 //! The metrics endpoint (`GET /metrics` on `interface.metrics`, loopback by default). Each
 //! connection gets one response and is closed; a slow or malformed client gets an error or a
-//! timeout, and a bounded number of them at once, so none can stall the daemon.
+//! timeout. Only so many connections are held at once: a new client always gets in, and the
+//! oldest idle one (still sending its request, or done and not yet closed) makes room.
 
+use super::admission::{Admission, Ticket};
 use super::view::View;
 use crate::api::http::{self, Route, Status, MAX_HEAD};
 use crate::api::metrics;
@@ -14,12 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
-/// Connections served at once; more are closed at once.
-const MAX_CONNECTIONS: usize = 16;
+/// Connections held at once; a new one closes the oldest idle one.
+const MAX_CONNECTIONS: usize = 64;
 /// A client must send its request and take the reply within this.
 const DEADLINE: Duration = Duration::from_secs(5);
+/// Connections the kernel queues until they are accepted: a burst of connects must not fill
+/// the queue, or the next client's SYN is dropped and retried only a second later.
+const BACKLOG: i32 = 1024;
 
 const INDEX: &str = "meshd: metrics at /metrics\n";
 
@@ -37,7 +41,7 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<TcpListener> {
         }
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
-        socket.listen(64)?;
+        socket.listen(BACKLOG)?;
         TcpListener::from_std(socket.into())
     };
     listen().with_context(|| format!("cannot listen for metrics on {addr} (interface.metrics)"))
@@ -47,7 +51,7 @@ pub(crate) async fn serve(listener: TcpListener, view: Arc<View>) -> Result<()> 
     let registry = Registry::new();
     registry.register(Box::new(ProcessCollector::for_self()))?;
     let registry = Arc::new(registry);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let admission = Admission::new(MAX_CONNECTIONS);
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (stream, _) = match listener.accept().await {
@@ -59,14 +63,17 @@ pub(crate) async fn serve(listener: TcpListener, view: Arc<View>) -> Result<()> 
             }
         };
         while conns.try_join_next().is_some() {}
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            continue;
-        };
+        let ticket = admission.admit();
         let (view, registry) = (Arc::clone(&view), Arc::clone(&registry));
         conns.spawn(async move {
-            let _ = tokio::time::timeout(DEADLINE, handle(stream, &view, &registry)).await;
-            drop(slot);
+            tokio::select! {
+                _ = tokio::time::timeout(DEADLINE, handle(stream, &view, &registry, &ticket)) => {}
+                () = ticket.evicted() => {}
+            }
         });
+        // Let the new connection read its request before the next one comes in (and maybe
+        // evicts it); a flood of connects then cannot starve the connections it made.
+        tokio::task::yield_now().await;
     }
 }
 
@@ -74,9 +81,11 @@ async fn handle(
     mut stream: TcpStream,
     view: &Arc<View>,
     registry: &Arc<Registry>,
+    ticket: &Ticket,
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
+    ticket.set_idle(true);
     let head = loop {
         if let Some(end) = http::head_end(&buf) {
             break Ok(&buf[..end]);
@@ -90,6 +99,7 @@ async fn handle(
         }
         buf.extend_from_slice(&chunk[..n]);
     };
+    ticket.set_idle(false);
     let reply = match head.and_then(http::parse) {
         Err(status) => http::error(status),
         Ok(req) => match req.route {
@@ -124,6 +134,7 @@ async fn handle(
     };
     stream.write_all(&reply).await?;
     stream.shutdown().await?;
+    ticket.set_idle(true);
     // Read what the client may still send until it closes (bounded by the caller's
     // deadline): closing with unread data would reset the connection and could destroy the
     // reply before the client reads it.

@@ -2,6 +2,7 @@
 //! (key, config, plan, sockets) is checked before the device exists, so a refused start leaves
 //! nothing behind.
 
+mod admission;
 mod connected;
 mod datapath;
 mod device;

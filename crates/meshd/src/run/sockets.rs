@@ -2,10 +2,11 @@
 //! WireGuard userspace API (`/var/run/wireguard/<iface>.sock`, what `wg show` talks to).
 //! Both are mode 0600 in a 0700 directory (so no other user can reach the socket in the
 //! moment between bind and chmod), read-only views of the node, and bounded: a connection
-//! that sends garbage gets an error reply, an idle or slow one is closed, what one read can
-//! make the daemon owe is capped, and only so many are served at once (the next one is told
-//! it is busy).
+//! that sends garbage gets an error reply, one that takes longer than [`IDLE`] to send a
+//! request is closed, what one read can make the daemon owe is capped, and only so many are
+//! held at once: a new client always gets in, and the oldest idle connection makes room.
 
+use super::admission::{Admission, Ticket};
 use super::view::View;
 use crate::api::snapshot::Snapshot;
 use crate::api::{control, uapi};
@@ -17,12 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
-/// Connections served at once per socket; more are closed at once.
-const MAX_CONNECTIONS: usize = 16;
-/// A connection that sends nothing for this long is closed.
-const IDLE: Duration = Duration::from_secs(30);
+/// Connections held at once per socket; a new one closes the oldest idle one.
+pub(crate) const MAX_CONNECTIONS: usize = 64;
+/// A connection has this long to send a whole request (counted from its connect, then from
+/// its last complete request), and a reply this long to be taken.
+pub(crate) const IDLE: Duration = Duration::from_secs(30);
 /// Replies owed to one connection at once (many requests in one read share one snapshot);
 /// a client that asks for more is answered up to this and then closed.
 const MAX_PENDING: usize = 1 << 20;
@@ -107,21 +109,38 @@ impl Lazy<'_> {
     }
 }
 
-/// The replies to what `bytes` complete, and whether to close after writing them (the
-/// protocol says so, or the connection is owed more than [`MAX_PENDING`]).
-async fn take<P: Protocol>(proto: &mut P, bytes: &[u8], view: &View) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
+/// What one read brought: the replies, whether it completed a request, and whether to close
+/// after writing the replies (the protocol says so, or the connection is owed more than
+/// [`MAX_PENDING`]).
+struct Taken {
+    reply: Vec<u8>,
+    requests: bool,
+    close: bool,
+}
+
+async fn take<P: Protocol>(proto: &mut P, bytes: &[u8], view: &View) -> Taken {
+    let mut reply = Vec::new();
     let mut snap = Lazy {
         view,
         snapshot: None,
     };
-    for item in proto.feed(bytes) {
-        if out.len() > MAX_PENDING {
-            return (out, true);
+    let items = proto.feed(bytes);
+    let requests = !items.is_empty();
+    for item in items {
+        if reply.len() > MAX_PENDING {
+            return Taken {
+                reply,
+                requests,
+                close: true,
+            };
         }
-        out.extend(P::answer(item, &mut snap).await);
+        reply.extend(P::answer(item, &mut snap).await);
     }
-    (out, proto.is_closed())
+    Taken {
+        reply,
+        requests,
+        close: proto.is_closed(),
+    }
 }
 
 struct Control(control::ControlConn);
@@ -178,34 +197,47 @@ impl Protocol for Uapi {
     }
 }
 
-async fn connection<P: Protocol>(mut stream: UnixStream, mut proto: P, view: Arc<View>) {
+/// Serves one connection until it closes, misses its deadline or is evicted for a newer one.
+async fn connection<P: Protocol>(
+    mut stream: UnixStream,
+    mut proto: P,
+    view: &View,
+    ticket: Ticket,
+) {
     let mut buf = vec![0u8; 4096];
+    let mut deadline = Instant::now() + IDLE;
     loop {
-        let n = match tokio::time::timeout(IDLE, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-            Ok(Ok(n)) => n,
+        ticket.set_idle(true);
+        let n = tokio::select! {
+            read = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => match read {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+                Ok(Ok(n)) => n,
+            },
+            () = ticket.evicted() => return,
         };
-        let (reply, close) = take(&mut proto, &buf[..n], &view).await;
-        if !reply.is_empty() {
-            let write = tokio::time::timeout(IDLE, stream.write_all(&reply)).await;
+        ticket.set_idle(false);
+        let taken = take(&mut proto, &buf[..n], view).await;
+        if taken.requests {
+            deadline = Instant::now() + IDLE;
+        }
+        if !taken.reply.is_empty() {
+            let write = tokio::select! {
+                w = tokio::time::timeout(IDLE, stream.write_all(&taken.reply)) => w,
+                () = ticket.evicted() => return,
+            };
             if !matches!(write, Ok(Ok(()))) {
                 return;
             }
         }
-        if close {
+        if taken.close {
             let _ = stream.shutdown().await;
             return;
         }
     }
 }
 
-async fn serve<P: Protocol>(
-    bound: Bound,
-    view: Arc<View>,
-    new: fn() -> P,
-    busy: &'static [u8],
-) -> Result<()> {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+async fn serve<P: Protocol>(bound: Bound, view: Arc<View>, new: fn() -> P) -> Result<()> {
+    let admission = Admission::new(MAX_CONNECTIONS);
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let stream = match bound.listener.accept().await {
@@ -217,31 +249,19 @@ async fn serve<P: Protocol>(
             }
         };
         while conns.try_join_next().is_some() {}
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            // Said without waiting: a client that does not read cannot hold us up.
-            let _ = stream.try_write(busy);
-            continue;
-        };
+        let ticket = admission.admit();
         let view = Arc::clone(&view);
-        conns.spawn(async move {
-            connection(stream, new(), view).await;
-            drop(slot);
-        });
+        conns.spawn(async move { connection(stream, new(), &view, ticket).await });
+        // Let the new connection read what its client sent before the next one comes in (and
+        // maybe evicts it); a flood of connects then cannot starve the connections it made.
+        tokio::task::yield_now().await;
     }
 }
 
 pub(crate) async fn serve_control(bound: Bound, view: Arc<View>) -> Result<()> {
-    let busy = b"{\"ok\":false,\"error\":\"meshd is busy: too many control connections\"}\n";
-    serve(bound, view, || Control(control::ControlConn::new()), busy).await
+    serve(bound, view, || Control(control::ControlConn::new())).await
 }
 
 pub(crate) async fn serve_uapi(bound: Bound, view: Arc<View>) -> Result<()> {
-    // EBUSY, as a negative errno.
-    serve(
-        bound,
-        view,
-        || Uapi(uapi::UapiConn::new()),
-        b"errno=-16\n\n",
-    )
-    .await
+    serve(bound, view, || Uapi(uapi::UapiConn::new())).await
 }
