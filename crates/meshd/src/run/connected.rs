@@ -214,6 +214,14 @@ mod tests {
         None
     }
 
+    /// A datagram the sockets' filter lets through: a data message carrying `tag`.
+    fn wg(tag: &[u8]) -> Vec<u8> {
+        let mut m = vec![4, 0, 0, 0];
+        m.extend_from_slice(tag);
+        m.resize(m.len().max(32), 0);
+        m
+    }
+
     #[test]
     fn a_connected_socket_gets_what_its_peer_sends_and_the_listening_one_the_rest() -> io::Result<()>
     {
@@ -238,10 +246,13 @@ mod tests {
         assert_eq!(from.port(), port, "not sent from the listening port");
 
         let to = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        peer.send_to(b"from the peer", to)?;
-        other.send_to(b"from another", to)?;
-        assert_eq!(receive(&link).as_deref(), Some(&b"from the peer"[..]));
-        assert_eq!(receive(&sockets.v4).as_deref(), Some(&b"from another"[..]));
+        peer.send_to(&wg(b"from the peer"), to)?;
+        other.send_to(&wg(b"from another"), to)?;
+        assert_eq!(receive(&link).as_deref(), Some(&wg(b"from the peer")[..]));
+        assert_eq!(
+            receive(&sockets.v4).as_deref(),
+            Some(&wg(b"from another")[..])
+        );
         assert_eq!(
             receive(&link),
             None,
@@ -257,8 +268,8 @@ mod tests {
         assert!(links.take_changed());
         assert_eq!(links.len(), 0);
         drop((link, again));
-        peer.send_to(b"after", to)?;
-        assert_eq!(receive(&sockets.v4).as_deref(), Some(&b"after"[..]));
+        peer.send_to(&wg(b"after"), to)?;
+        assert_eq!(receive(&sockets.v4).as_deref(), Some(&wg(b"after")[..]));
         Ok(())
     }
 
