@@ -1,6 +1,5 @@
 //! meshd: the binary. CLI, logging and the exit-code contract; the daemon lives in `run`.
 
-mod api;
 mod bounded;
 mod check;
 mod cli;

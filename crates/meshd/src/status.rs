@@ -1,10 +1,10 @@
 //! `meshd peers`, `meshd whois` and `meshd reload`: clients of the running daemon's control
 //! socket.
 
-use crate::api::control::{self, PeersReply, Query, ReloadReply, Request, WhoisReply};
-use crate::api::table;
 use crate::cli::{PeersArgs, ReloadArgs, WhoisArgs};
 use anyhow::{Context, Result};
+use meshd::api::control::{self, PeersReply, Query, ReloadReply, Request, WhoisReply};
+use meshd::api::table;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;

@@ -19,11 +19,11 @@ use std::time::UNIX_EPOCH;
 
 /// The longest request line accepted, its newline not counted. Requests are tiny; the cap
 /// only bounds what one connection can make the daemon hold.
-pub(crate) const MAX_LINE: usize = 4096;
+pub const MAX_LINE: usize = 4096;
 
 /// What a client asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Request {
+pub enum Request {
     /// Answered from a snapshot by [`answer`].
     Query(Query),
     /// `{"cmd":"reload"}`: re-read mesh.yaml, as SIGHUP does. Answered by the daemon itself,
@@ -33,7 +33,7 @@ pub(crate) enum Request {
 
 /// A read-only request, answered from a [`Snapshot`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Query {
+pub enum Query {
     /// `{"cmd":"peers"}`
     Peers,
     /// `{"cmd":"whois","address":"10.100.0.3"}`
@@ -58,7 +58,7 @@ const COMMANDS: [&str; 4] = ["peers", "whois", "status", "reload"];
 
 impl Request {
     /// The request line a client writes, newline included.
-    pub(crate) fn to_line(self) -> Vec<u8> {
+    pub fn to_line(self) -> Vec<u8> {
         let wire = match self {
             Request::Query(Query::Peers) => WireRequest::Peers {},
             Request::Query(Query::Whois(address)) => WireRequest::Whois {
@@ -72,7 +72,7 @@ impl Request {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ControlError {
+pub enum ControlError {
     /// A request line over [`MAX_LINE`] bytes. The daemon replies, then closes the connection.
     TooLong,
     NotUtf8,
@@ -98,7 +98,7 @@ pub(crate) enum ControlError {
 impl ControlError {
     /// After this error the daemon closes the connection: the stream can no longer be
     /// trusted to be where a line starts.
-    pub(crate) fn closes_connection(&self) -> bool {
+    pub fn closes_connection(&self) -> bool {
         matches!(self, ControlError::TooLong)
     }
 }
@@ -133,7 +133,7 @@ impl Display for ControlError {
 impl std::error::Error for ControlError {}
 
 /// One request line (a trailing `\n` or `\r\n` is allowed).
-pub(crate) fn parse_request(line: &[u8]) -> Result<Request, ControlError> {
+pub fn parse_request(line: &[u8]) -> Result<Request, ControlError> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.len() > MAX_LINE {
@@ -170,11 +170,11 @@ pub(crate) fn parse_request(line: &[u8]) -> Result<Request, ControlError> {
 /// The reading side of one control connection: bytes in, requests out, in order, however
 /// the bytes were chunked. Blank lines are skipped. Buffers at most `MAX_LINE + 1` bytes; an
 /// over-long line is the one error that closes the connection.
-pub(crate) type ControlConn = Framed<Lines>;
+pub type ControlConn = Framed<Lines>;
 
 /// Newline-delimited requests.
 #[derive(Debug, Default)]
-pub(crate) struct Lines {
+pub struct Lines {
     /// How much of the buffer is known to hold no newline.
     scanned: usize,
 }
@@ -211,7 +211,7 @@ impl Frames for Lines {
 /// A peer's state, from the age of its latest handshake (`UP_WITHIN`, 180 s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum PeerState {
+pub enum PeerState {
     /// Handshake under 180 s old: the session can carry data.
     Up,
     /// Handshake older: a new one is needed before data flows.
@@ -221,7 +221,7 @@ pub(crate) enum PeerState {
 }
 
 impl PeerState {
-    pub(crate) fn of(peer: &PeerSnapshot) -> Self {
+    pub fn of(peer: &PeerSnapshot) -> Self {
         match peer.state() {
             "up" => PeerState::Up,
             "stale" => PeerState::Stale,
@@ -229,7 +229,7 @@ impl PeerState {
         }
     }
 
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             PeerState::Up => "up",
             PeerState::Stale => "stale",
@@ -240,91 +240,91 @@ impl PeerState {
 
 /// `{"cmd":"peers"}`, and `meshd peers --json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct PeersReply {
-    pub(crate) interface: String,
+pub struct PeersReply {
+    pub interface: String,
     /// This node's name.
-    pub(crate) node: String,
+    pub node: String,
     /// In config order.
-    pub(crate) peers: Vec<PeerStatus>,
+    pub peers: Vec<PeerStatus>,
 }
 
 /// One peer in [`PeersReply`]. Byte counts are totals since meshd started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct PeerStatus {
-    pub(crate) name: String,
+pub struct PeerStatus {
+    pub name: String,
     /// Base64, as `wg` prints it.
-    pub(crate) public_key: String,
+    pub public_key: String,
     /// Overlay address.
-    pub(crate) address: IpAddr,
+    pub address: IpAddr,
     #[serde(with = "as_strings")]
-    pub(crate) allowed_ips: Vec<IpNet>,
+    pub allowed_ips: Vec<IpNet>,
     /// Where its packets go now (roaming follows it); null until known.
-    pub(crate) endpoint: Option<SocketAddr>,
+    pub endpoint: Option<SocketAddr>,
     /// Unix time (seconds) of the latest completed handshake.
-    pub(crate) latest_handshake_unix: Option<u64>,
+    pub latest_handshake_unix: Option<u64>,
     /// Its age, in whole seconds, when the reply was made.
-    pub(crate) latest_handshake_age_seconds: Option<u64>,
-    pub(crate) state: PeerState,
+    pub latest_handshake_age_seconds: Option<u64>,
+    pub state: PeerState,
     /// UDP payload bytes (data, handshakes, keepalives): what WireGuard counts.
-    pub(crate) rx_bytes: u64,
-    pub(crate) tx_bytes: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
     /// Inner IP packet bytes.
-    pub(crate) rx_payload_bytes: u64,
-    pub(crate) tx_payload_bytes: u64,
+    pub rx_payload_bytes: u64,
+    pub tx_payload_bytes: u64,
     /// Inner IP packets.
-    pub(crate) rx_packets: u64,
-    pub(crate) tx_packets: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
     /// Persistent keepalive interval; null when off.
-    pub(crate) keepalive_seconds: Option<u16>,
+    pub keepalive_seconds: Option<u16>,
     /// The latest handshake this node initiated: initiation sent to response received.
-    pub(crate) handshake_duration_seconds: Option<f64>,
+    pub handshake_duration_seconds: Option<f64>,
 }
 
 /// `{"cmd":"reload"}`: what the reload changed, as its log line says it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct ReloadReply {
-    pub(crate) reloaded: String,
+pub struct ReloadReply {
+    pub reloaded: String,
 }
 
 /// `{"cmd":"whois","address":...}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct WhoisReply {
+pub struct WhoisReply {
     /// The address asked about.
-    pub(crate) address: IpAddr,
+    pub address: IpAddr,
     /// The node that owns it.
-    pub(crate) node: String,
-    pub(crate) public_key: String,
+    pub node: String,
+    pub public_key: String,
     /// The AllowedIPs prefix that matched (longest prefix); for this node, its address as
     /// a host prefix.
     #[serde(with = "as_string")]
-    pub(crate) matched: IpNet,
+    pub matched: IpNet,
     /// True when the address is this node's own.
     #[serde(rename = "self")]
-    pub(crate) is_self: bool,
+    pub is_self: bool,
 }
 
 /// `{"cmd":"status"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct StatusReply {
+pub struct StatusReply {
     /// meshd's version.
-    pub(crate) version: String,
-    pub(crate) interface: String,
-    pub(crate) node: String,
+    pub version: String,
+    pub interface: String,
+    pub node: String,
     /// Overlay address with the mesh prefix length.
     #[serde(with = "as_string")]
-    pub(crate) address: IpNet,
-    pub(crate) public_key: String,
-    pub(crate) listen_port: u16,
-    pub(crate) peer_count: usize,
+    pub address: IpNet,
+    pub public_key: String,
+    pub listen_port: u16,
+    pub peer_count: usize,
     /// Peers in state `up`.
-    pub(crate) peers_up: usize,
+    pub peers_up: usize,
     /// Dropped packets by reason (`meshd_dropped_packets_total`), every reason.
-    pub(crate) drops: BTreeMap<String, u64>,
+    pub drops: BTreeMap<String, u64>,
 }
 
 /// A successful answer to a [`Query`].
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Reply {
+pub enum Reply {
     Peers(PeersReply),
     Whois(WhoisReply),
     Status(StatusReply),
@@ -332,7 +332,7 @@ pub(crate) enum Reply {
 
 impl Reply {
     /// `{"ok":true, ...}` and a newline.
-    pub(crate) fn to_line(&self) -> Vec<u8> {
+    pub fn to_line(&self) -> Vec<u8> {
         match self {
             Reply::Peers(r) => ok_line(r),
             Reply::Whois(r) => ok_line(r),
@@ -342,7 +342,7 @@ impl Reply {
 }
 
 /// Answers a query from a snapshot.
-pub(crate) fn respond(query: Query, s: &Snapshot) -> Result<Reply, ControlError> {
+pub fn respond(query: Query, s: &Snapshot) -> Result<Reply, ControlError> {
     Ok(match query {
         Query::Peers => Reply::Peers(peers_reply(s)),
         Query::Whois(address) => Reply::Whois(whois_reply(s, address)?),
@@ -351,14 +351,14 @@ pub(crate) fn respond(query: Query, s: &Snapshot) -> Result<Reply, ControlError>
 }
 
 /// The reply line for a query: [`respond`], written out, errors included.
-pub(crate) fn answer(query: Query, s: &Snapshot) -> Vec<u8> {
+pub fn answer(query: Query, s: &Snapshot) -> Vec<u8> {
     match respond(query, s) {
         Ok(reply) => reply.to_line(),
         Err(e) => error_line(&e),
     }
 }
 
-pub(crate) fn peers_reply(s: &Snapshot) -> PeersReply {
+pub fn peers_reply(s: &Snapshot) -> PeersReply {
     PeersReply {
         interface: s.interface.clone(),
         node: s.node.clone(),
@@ -390,7 +390,7 @@ fn peer_status(p: &PeerSnapshot) -> PeerStatus {
     }
 }
 
-pub(crate) fn whois_reply(s: &Snapshot, address: IpAddr) -> Result<WhoisReply, ControlError> {
+pub fn whois_reply(s: &Snapshot, address: IpAddr) -> Result<WhoisReply, ControlError> {
     match s.whois(address) {
         Some(Owner::Me) => Ok(WhoisReply {
             address,
@@ -413,7 +413,7 @@ pub(crate) fn whois_reply(s: &Snapshot, address: IpAddr) -> Result<WhoisReply, C
     }
 }
 
-pub(crate) fn status_reply(s: &Snapshot) -> StatusReply {
+pub fn status_reply(s: &Snapshot) -> StatusReply {
     StatusReply {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         interface: s.interface.clone(),
@@ -436,7 +436,7 @@ pub(crate) fn status_reply(s: &Snapshot) -> StatusReply {
 }
 
 /// `{"ok":true, ...fields of data}` and a newline; `data` must serialise to an object.
-pub(crate) fn ok_line<T: Serialize>(data: &T) -> Vec<u8> {
+pub fn ok_line<T: Serialize>(data: &T) -> Vec<u8> {
     #[derive(Serialize)]
     struct Success<'a, T> {
         ok: bool,
@@ -447,7 +447,7 @@ pub(crate) fn ok_line<T: Serialize>(data: &T) -> Vec<u8> {
 }
 
 /// `{"ok":false,"error":"..."}` and a newline.
-pub(crate) fn error_line(error: &dyn Display) -> Vec<u8> {
+pub fn error_line(error: &dyn Display) -> Vec<u8> {
     #[derive(Serialize)]
     struct Failure {
         ok: bool,
@@ -475,7 +475,7 @@ fn json_line<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Client side: one reply line into the expected reply type, or the daemon's error.
-pub(crate) fn parse_reply<T: DeserializeOwned>(line: &[u8]) -> Result<T, ControlError> {
+pub fn parse_reply<T: DeserializeOwned>(line: &[u8]) -> Result<T, ControlError> {
     let value: Value =
         serde_json::from_slice(line).map_err(|e| ControlError::BadReply(e.to_string()))?;
     match value.get("ok") {

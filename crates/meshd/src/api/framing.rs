@@ -5,7 +5,7 @@
 //! front of the buffer ([`Frames`]).
 
 /// One protocol's framing.
-pub(crate) trait Frames: Default {
+pub trait Frames: Default {
     type Item;
     type Error;
     /// Bytes held while a request is incomplete; reaching this many is [`Frames::too_long`].
@@ -19,14 +19,14 @@ pub(crate) trait Frames: Default {
 
 /// The reading side of one connection.
 #[derive(Debug, Default)]
-pub(crate) struct Framed<F> {
+pub struct Framed<F> {
     frames: F,
     buf: Vec<u8>,
     closed: bool,
 }
 
 impl<F: Frames> Framed<F> {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             frames: F::default(),
             buf: Vec::new(),
@@ -36,7 +36,7 @@ impl<F: Frames> Framed<F> {
 
     /// Takes bytes read from the socket; returns the requests they complete, in order. A
     /// fatal error is always last: answer it, then close. After it, bytes are ignored.
-    pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> Vec<Result<F::Item, F::Error>> {
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Vec<Result<F::Item, F::Error>> {
         let mut out = Vec::new();
         while !self.closed {
             let room = F::CAP.saturating_sub(self.buf.len());
@@ -62,13 +62,13 @@ impl<F: Frames> Framed<F> {
     }
 
     /// True once a fatal error was returned: write its reply, then close.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.closed
     }
 
     /// Bytes held of a request not yet complete.
     #[cfg(test)]
-    pub(crate) fn buffered(&self) -> usize {
+    pub fn buffered(&self) -> usize {
         self.buf.len()
     }
 

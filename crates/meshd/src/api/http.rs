@@ -3,37 +3,37 @@
 //! well-formed `GET`/`HEAD` gets an error status, never a panic.
 
 /// The largest request head accepted (request line and headers).
-pub(crate) const MAX_HEAD: usize = 8 * 1024;
+pub const MAX_HEAD: usize = 8 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
+pub enum Route {
     Metrics,
     Index,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Request {
-    pub(crate) route: Route,
+pub struct Request {
+    pub route: Route,
     /// `HEAD`: headers only.
-    pub(crate) head_only: bool,
+    pub head_only: bool,
 }
 
 /// An error reply: status code and reason phrase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Status(pub(crate) u16, pub(crate) &'static str);
+pub struct Status(pub u16, pub &'static str);
 
-pub(crate) const BAD_REQUEST: Status = Status(400, "Bad Request");
-pub(crate) const NOT_FOUND: Status = Status(404, "Not Found");
-pub(crate) const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
-pub(crate) const TOO_LARGE: Status = Status(431, "Request Header Fields Too Large");
+pub const BAD_REQUEST: Status = Status(400, "Bad Request");
+pub const NOT_FOUND: Status = Status(404, "Not Found");
+pub const METHOD_NOT_ALLOWED: Status = Status(405, "Method Not Allowed");
+pub const TOO_LARGE: Status = Status(431, "Request Header Fields Too Large");
 
 /// Where the head ends (the index just past its blank line), if it is complete.
-pub(crate) fn head_end(buf: &[u8]) -> Option<usize> {
+pub fn head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
 /// Parses a complete request head (up to and including its blank line).
-pub(crate) fn parse(head: &[u8]) -> Result<Request, Status> {
+pub fn parse(head: &[u8]) -> Result<Request, Status> {
     if head.len() > MAX_HEAD {
         return Err(TOO_LARGE);
     }
@@ -66,7 +66,7 @@ pub(crate) fn parse(head: &[u8]) -> Result<Request, Status> {
 }
 
 /// A whole response; the connection closes after it.
-pub(crate) fn response(status: Status, content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
+pub fn response(status: Status, content_type: &str, body: &str, head_only: bool) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         status.0,
@@ -81,7 +81,7 @@ pub(crate) fn response(status: Status, content_type: &str, body: &str, head_only
 }
 
 /// The error reply for `status`.
-pub(crate) fn error(status: Status) -> Vec<u8> {
+pub fn error(status: Status) -> Vec<u8> {
     response(
         status,
         "text/plain; charset=utf-8",

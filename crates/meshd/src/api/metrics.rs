@@ -15,21 +15,21 @@ use std::time::UNIX_EPOCH;
 
 /// What the firewall guard counted.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct FirewallStats {
-    pub(crate) applies_ok: u64,
-    pub(crate) applies_error: u64,
-    pub(crate) reasserts: u64,
+pub struct FirewallStats {
+    pub applies_ok: u64,
+    pub applies_error: u64,
+    pub reasserts: u64,
     /// Packets dropped per chain of table `inet meshd`.
-    pub(crate) dropped: BTreeMap<String, u64>,
+    pub dropped: BTreeMap<String, u64>,
 }
 
 /// What reloads did: counted by the daemon's reloader.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct ReloadStats {
-    pub(crate) ok: u64,
-    pub(crate) refused: u64,
+pub struct ReloadStats {
+    pub ok: u64,
+    pub refused: u64,
     /// Whether the latest reload (if any) was applied; true before the first.
-    pub(crate) last_successful: bool,
+    pub last_successful: bool,
 }
 
 /// Label pairs sorted by name, as the prometheus crate's own metrics have them.
@@ -216,11 +216,7 @@ fn by_result(name: &str, help: &str, results: [(&str, u64); 2]) -> MetricFamily 
     )
 }
 
-pub(crate) fn families(
-    s: &Snapshot,
-    fw: &FirewallStats,
-    reloads: &ReloadStats,
-) -> Vec<MetricFamily> {
+pub fn families(s: &Snapshot, fw: &FirewallStats, reloads: &ReloadStats) -> Vec<MetricFamily> {
     let mut out = exporter_families(s);
     out.push(per_peer(
         s,
@@ -329,7 +325,7 @@ pub(crate) fn families(
 }
 
 /// The text exposition of `families` (Prometheus text format 0.0.4).
-pub(crate) fn encode(families: &[MetricFamily]) -> String {
+pub fn encode(families: &[MetricFamily]) -> String {
     let mut buf = String::new();
     match prometheus::TextEncoder::new().encode_utf8(families, &mut buf) {
         Ok(()) => buf,

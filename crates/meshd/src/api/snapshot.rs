@@ -11,34 +11,34 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// A peer is "up" while its latest handshake is younger than this (WireGuard's reject-after
 /// time: past it, the session can no longer carry data without a new handshake).
-pub(crate) const UP_WITHIN: Duration = Duration::from_secs(180);
+pub const UP_WITHIN: Duration = Duration::from_secs(180);
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct PeerSnapshot {
-    pub(crate) name: String,
-    pub(crate) public_key: [u8; 32],
+pub struct PeerSnapshot {
+    pub name: String,
+    pub public_key: [u8; 32],
     /// Overlay address.
-    pub(crate) address: IpAddr,
-    pub(crate) allowed_ips: Vec<IpNet>,
-    pub(crate) endpoint: Option<SocketAddr>,
+    pub address: IpAddr,
+    pub allowed_ips: Vec<IpNet>,
+    pub endpoint: Option<SocketAddr>,
     /// Wall-clock time of the latest completed handshake.
-    pub(crate) last_handshake: Option<SystemTime>,
+    pub last_handshake: Option<SystemTime>,
     /// Age of the latest completed handshake at the time of the snapshot.
-    pub(crate) since_last_handshake: Option<Duration>,
-    pub(crate) last_handshake_duration: Option<Duration>,
-    pub(crate) keepalive: Option<u16>,
-    pub(crate) tx: Traffic,
-    pub(crate) rx: Traffic,
-    pub(crate) handshake_initiations: u64,
-    pub(crate) handshakes_as_initiator: u64,
-    pub(crate) handshakes_as_responder: u64,
-    pub(crate) endpoint_changes: u64,
-    pub(crate) handshake_durations: HistogramSnapshot,
+    pub since_last_handshake: Option<Duration>,
+    pub last_handshake_duration: Option<Duration>,
+    pub keepalive: Option<u16>,
+    pub tx: Traffic,
+    pub rx: Traffic,
+    pub handshake_initiations: u64,
+    pub handshakes_as_initiator: u64,
+    pub handshakes_as_responder: u64,
+    pub endpoint_changes: u64,
+    pub handshake_durations: HistogramSnapshot,
 }
 
 impl PeerSnapshot {
     /// `up` (handshake under 180 s old), `stale` (older) or `never`.
-    pub(crate) fn state(&self) -> &'static str {
+    pub fn state(&self) -> &'static str {
         match self.since_last_handshake {
             None => "never",
             Some(age) if age < UP_WITHIN => "up",
@@ -48,25 +48,25 @@ impl PeerSnapshot {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Snapshot {
+pub struct Snapshot {
     /// Device name, e.g. `meshd0`.
-    pub(crate) interface: String,
+    pub interface: String,
     /// This node's name in the mesh.
-    pub(crate) node: String,
-    pub(crate) public_key: [u8; 32],
+    pub node: String,
+    pub public_key: [u8; 32],
     /// This node's overlay address with the mesh prefix length.
-    pub(crate) address: IpNet,
-    pub(crate) listen_port: u16,
+    pub address: IpNet,
+    pub listen_port: u16,
     /// When the snapshot was taken.
-    pub(crate) taken: SystemTime,
-    pub(crate) peers: Vec<PeerSnapshot>,
+    pub taken: SystemTime,
+    pub peers: Vec<PeerSnapshot>,
     /// Drops by reason label, every reason, zeros included.
-    pub(crate) drops: Vec<(&'static str, u64)>,
+    pub drops: Vec<(&'static str, u64)>,
 }
 
 impl Snapshot {
     /// `now` is the wall clock (for Unix times), `mono` the monotonic one (for ages).
-    pub(crate) fn take(plan: &NodePlan, node: &Node, now: SystemTime, mono: Instant) -> Self {
+    pub fn take(plan: &NodePlan, node: &Node, now: SystemTime, mono: Instant) -> Self {
         let peers = node
             .peers()
             .iter()
@@ -116,7 +116,7 @@ impl Snapshot {
 
     /// The node that owns `addr`: this node for its own address, else the peer whose
     /// AllowedIPs hold it (longest prefix, as cryptokey routing decides).
-    pub(crate) fn whois(&self, addr: IpAddr) -> Option<Owner<'_>> {
+    pub fn whois(&self, addr: IpAddr) -> Option<Owner<'_>> {
         if self.address.addr() == addr {
             return Some(Owner::Me);
         }
@@ -131,7 +131,7 @@ impl Snapshot {
 
 /// Who owns an overlay address.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Owner<'a> {
+pub enum Owner<'a> {
     Me,
     /// The peer and the AllowedIPs prefix that matched.
     Peer(&'a PeerSnapshot, IpNet),

@@ -23,7 +23,7 @@ const GAP: &str = "  ";
 
 /// The table, one line per peer under a header line, every line ending in `\n`. RX and TX
 /// are wire bytes (what `wg show` calls transfer).
-pub(crate) fn render(reply: &PeersReply) -> String {
+pub fn render(reply: &PeersReply) -> String {
     let rows: Vec<[String; 8]> = std::iter::once(HEADER.map(str::to_owned))
         .chain(reply.peers.iter().map(row))
         .collect();
@@ -69,7 +69,7 @@ fn row(p: &PeerStatus) -> [String; 8] {
 }
 
 /// "12s ago", "3m 4s ago", "2h 1m ago", "5d 3h ago", or "never".
-pub(crate) fn handshake(age_seconds: Option<u64>) -> String {
+pub fn handshake(age_seconds: Option<u64>) -> String {
     match age_seconds {
         Some(age) => format!("{} ago", human_duration(age)),
         None => "never".to_owned(),
@@ -77,7 +77,7 @@ pub(crate) fn handshake(age_seconds: Option<u64>) -> String {
 }
 
 /// A duration in its two largest units: "12s", "3m 4s", "2h 1m", "5d 3h".
-pub(crate) fn human_duration(seconds: u64) -> String {
+pub fn human_duration(seconds: u64) -> String {
     let (d, h, m, s) = (
         seconds / 86_400,
         seconds / 3_600 % 24,
@@ -96,7 +96,7 @@ pub(crate) fn human_duration(seconds: u64) -> String {
 }
 
 /// "25s", or "off".
-pub(crate) fn keepalive(seconds: Option<u16>) -> String {
+pub fn keepalive(seconds: Option<u16>) -> String {
     match seconds {
         Some(s) if s > 0 => format!("{s}s"),
         _ => "off".to_owned(),
@@ -105,7 +105,7 @@ pub(crate) fn keepalive(seconds: Option<u16>) -> String {
 
 /// Bytes in binary units with two decimals, as `wg show` prints transfer: "532 B",
 /// "1.21 MiB". Rounded so that a value never shows as "1024.00" of a unit.
-pub(crate) fn human_bytes(bytes: u64) -> String {
+pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if bytes < 1024 {
         return format!("{bytes} B");

@@ -21,18 +21,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The largest request accepted, its terminating blank line included. `wg set` with every
 /// peer of a large mesh would not fit, but `set` is refused anyway; `get=1\n\n` is 7 bytes.
-pub(crate) const MAX_REQUEST: usize = 64 * 1024;
+pub const MAX_REQUEST: usize = 64 * 1024;
 
 /// `errno=` values, negative as on the wire (wireguard-go's `ipc.IpcError*`).
-pub(crate) const ERRNO_EPERM: i32 = -1;
-pub(crate) const ERRNO_EINVAL: i32 = -22;
+pub const ERRNO_EPERM: i32 = -1;
+pub const ERRNO_EINVAL: i32 = -22;
 
 const GET: &[u8] = b"get=1\n";
 const SET: &[u8] = b"set=1\n";
 
 /// A well-formed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Request {
+pub enum Request {
     /// `get=1` and a blank line: answer with [`format_get`].
     Get,
     /// `set=1`, key=value lines and a blank line (the lines are discarded): refused.
@@ -42,7 +42,7 @@ pub(crate) enum Request {
 /// A request meshd cannot frame. Each one ends the connection: reply with
 /// [`UapiError::reply`], then close ([`UapiConn::is_closed`] is already true).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum UapiError {
+pub enum UapiError {
     /// The first line is neither `get=1` nor `set=1` (includes non-UTF-8 bytes and garbage).
     UnknownOperation,
     /// `get=1` followed by something other than the blank line that ends it.
@@ -54,12 +54,12 @@ pub(crate) enum UapiError {
 impl UapiError {
     /// The negative errno sent back: all of them are EINVAL, as wireguard-go's
     /// `IpcErrorInvalid`.
-    pub(crate) fn errno(self) -> i32 {
+    pub fn errno(self) -> i32 {
         ERRNO_EINVAL
     }
 
     /// The bytes to write back before closing.
-    pub(crate) fn reply(self) -> String {
+    pub fn reply(self) -> String {
         status(self.errno())
     }
 }
@@ -78,11 +78,11 @@ impl std::error::Error for UapiError {}
 
 /// The reading side of one UAPI connection: bytes in, requests out, in order, however the
 /// bytes were chunked. Buffers at most [`MAX_REQUEST`] bytes.
-pub(crate) type UapiConn = Framed<Requests>;
+pub type UapiConn = Framed<Requests>;
 
 /// Requests ended by a blank line (`get=1` by its newline and one more).
 #[derive(Debug, Default)]
-pub(crate) struct Requests {
+pub struct Requests {
     /// How far a `set` body has been searched for its blank line without finding it.
     scanned: usize,
 }
@@ -151,7 +151,7 @@ impl Requests {
 }
 
 /// The answer to a well-formed request.
-pub(crate) fn reply(request: Request, snapshot: &Snapshot) -> String {
+pub fn reply(request: Request, snapshot: &Snapshot) -> String {
     match request {
         Request::Get => format_get(snapshot),
         Request::Set => status(ERRNO_EPERM),
@@ -164,7 +164,7 @@ pub(crate) fn reply(request: Request, snapshot: &Snapshot) -> String {
 /// `tx_bytes`/`rx_bytes` (UDP payload bytes, handshakes and keepalives included, as WireGuard
 /// counts them), `persistent_keepalive_interval` (0 for off) and one `allowed_ip` per
 /// prefix; then `errno=0` and the blank line.
-pub(crate) fn format_get(s: &Snapshot) -> String {
+pub fn format_get(s: &Snapshot) -> String {
     let mut out = String::with_capacity(32 + s.peers.len() * 400);
     if s.listen_port != 0 {
         line(&mut out, "listen_port", s.listen_port);

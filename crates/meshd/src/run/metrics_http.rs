@@ -5,9 +5,9 @@
 
 use super::admission::{Admission, Ticket};
 use super::view::View;
-use crate::api::http::{self, Route, Status, MAX_HEAD};
-use crate::api::metrics;
 use anyhow::{Context, Result};
+use meshd::api::http::{self, Route, Status, MAX_HEAD};
+use meshd::api::metrics;
 use prometheus::process_collector::ProcessCollector;
 use prometheus::Registry;
 use socket2::{Domain, Protocol, Socket, Type};

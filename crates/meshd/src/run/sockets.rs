@@ -8,9 +8,9 @@
 
 use super::admission::{Admission, Ticket};
 use super::view::View;
-use crate::api::snapshot::Snapshot;
-use crate::api::{control, uapi};
 use anyhow::{bail, Context, Result};
+use meshd::api::snapshot::Snapshot;
+use meshd::api::{control, uapi};
 use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -2,9 +2,9 @@
 
 use super::datapath::Shared;
 use super::guard::Guard;
-use crate::api::metrics::{FirewallStats, ReloadStats};
-use crate::api::snapshot::Snapshot;
 use arc_swap::ArcSwap;
+use meshd::api::metrics::{FirewallStats, ReloadStats};
+use meshd::api::snapshot::Snapshot;
 use meshd_core::plan::NodePlan;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
