@@ -16,6 +16,10 @@ cargo fmt --all -- --check
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "the fuzz targets' crate: fmt and clippy (fuzz/Cargo.toml, a workspace of its own)"
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target --bins -- -D warnings
+
 step "systemd-analyze security --offline=true systemd/meshd.service (exposure 2.0 or lower)"
 echo "exposure $(bash scripts/exposure.sh systemd/meshd.service)"
 
@@ -43,3 +47,6 @@ if [[ $EUID -ne 0 ]]; then
     echo "note: not root, the end-to-end tests will skip${CI:+ (CI is set: they will fail instead)}"
 fi
 cargo test --profile release-tests --workspace
+
+step "every fuzz target, 20 s each from its seeds (scripts/fuzz.sh 20)"
+bash scripts/fuzz.sh 20
