@@ -183,16 +183,7 @@ impl Node {
             peer: peer.slot,
             initiator: !is_init,
         });
-        if state.endpoint != Some(from) {
-            // Roaming: the endpoint follows the latest authenticated datagram.
-            let old = state.endpoint.replace(from);
-            peer.counters.endpoint_changes.fetch_add(1, RELAXED);
-            self.event(Event::EndpointChanged {
-                peer: peer.slot,
-                from: old,
-                to: from,
-            });
-        }
+        self.roam(peer, &mut state, from);
     }
 
     /// Sends the peer in `slot` an initiation, unless it already has a session or one is in

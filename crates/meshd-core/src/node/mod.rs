@@ -270,6 +270,20 @@ impl Node {
             .push(e);
     }
 
+    /// Roaming: `peer`'s endpoint follows the source of its latest authenticated datagram.
+    fn roam(&self, peer: &Peer, state: &mut PeerState, from: SocketAddr) {
+        if state.endpoint == Some(from) {
+            return;
+        }
+        let old = state.endpoint.replace(from);
+        peer.counters.endpoint_changes.fetch_add(1, RELAXED);
+        self.event(Event::EndpointChanged {
+            peer: peer.slot,
+            from: old,
+            to: from,
+        });
+    }
+
     /// The peer whose AllowedIPs contain `addr` (longest prefix).
     pub fn route(&self, addr: IpAddr) -> Option<&Peer> {
         self.routes

@@ -8,9 +8,9 @@
 //!   that peer (we restarted, it did not), that peer is named for a new handshake, at most
 //!   once a second.
 
-use super::{Batch, Node, Peer, RELAXED};
+use super::{Batch, Node, Peer};
 use crate::counters::{DropReason, Side};
-use crate::node::{Event, MIN_SLOT};
+use crate::node::MIN_SLOT;
 use crate::packet;
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::{Packet, Tunn, TunnResult};
@@ -122,16 +122,7 @@ impl Node {
             return;
         }
         peer.counters.rx.add(0, datagram.len(), 0);
-        if state.endpoint != Some(from) {
-            // Roaming: the endpoint follows the latest authenticated datagram.
-            let old = state.endpoint.replace(from);
-            peer.counters.endpoint_changes.fetch_add(1, RELAXED);
-            self.event(Event::EndpointChanged {
-                peer: peer.slot,
-                from: old,
-                to: from,
-            });
-        }
+        self.roam(peer, &mut state, from);
     }
 
     /// A data message from `from` named no session of ours: if `from` is a peer's endpoint
