@@ -8,9 +8,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use meshd::api::control::{answer, error_line, ControlConn, Request};
+use meshd::api::control::{answer, error_line, Lines, Request};
 use meshd::api::snapshot::Snapshot;
-use meshd_fuzz::Pair;
+use meshd_fuzz::{feed_chunked, Pair};
 use std::sync::OnceLock;
 
 static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
@@ -25,28 +25,19 @@ fn json_line(line: &[u8], ok: bool) {
 }
 
 fn parsed(stream: &[u8], chunk: usize, snapshot: &Snapshot) -> Vec<String> {
-    let mut conn = ControlConn::new();
-    let mut out = Vec::new();
-    for piece in stream.chunks(chunk.max(1)) {
-        for item in conn.feed(piece) {
-            match &item {
-                Err(e) => json_line(&error_line(e), false),
-                // A whois for an address no node holds is a clean error too.
-                Ok(Request::Query(q)) => {
-                    let line = answer(*q, snapshot);
-                    let v: serde_json::Value = serde_json::from_slice(&line)
-                        .unwrap_or_else(|e| panic!("reply is not JSON: {e}"));
-                    json_line(&line, v["ok"] == serde_json::Value::Bool(true));
-                }
-                Ok(Request::Reload) => {}
+    feed_chunked::<Lines>(stream, chunk, |item| {
+        match item {
+            Err(e) => json_line(&error_line(e), false),
+            // A whois for an address no node holds is a clean error too.
+            Ok(Request::Query(q)) => {
+                let line = answer(*q, snapshot);
+                let v: serde_json::Value = serde_json::from_slice(&line)
+                    .unwrap_or_else(|e| panic!("reply is not JSON: {e}"));
+                json_line(&line, v["ok"] == serde_json::Value::Bool(true));
             }
-            out.push(format!("{item:?}"));
+            Ok(Request::Reload) => {}
         }
-        if conn.is_closed() {
-            break;
-        }
-    }
-    out
+    })
 }
 
 fuzz_target!(|data: &[u8]| {

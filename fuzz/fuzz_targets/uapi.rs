@@ -9,34 +9,25 @@
 
 use libfuzzer_sys::fuzz_target;
 use meshd::api::snapshot::Snapshot;
-use meshd::api::uapi::{reply, Request, UapiConn};
-use meshd_fuzz::Pair;
+use meshd::api::uapi::{reply, Request, Requests};
+use meshd_fuzz::{feed_chunked, Pair};
 use std::sync::OnceLock;
 
 static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
 
 fn parsed(stream: &[u8], chunk: usize, snapshot: &Snapshot) -> Vec<String> {
-    let mut conn = UapiConn::new();
-    let mut out = Vec::new();
-    for piece in stream.chunks(chunk.max(1)) {
-        for item in conn.feed(piece) {
-            if let Ok(request) = &item {
-                let answer = reply(*request, snapshot);
-                match request {
-                    Request::Set => assert_eq!(answer, "errno=-1\n\n"),
-                    Request::Get => {
-                        assert!(!answer.contains("private_key"));
-                        assert!(answer.ends_with("errno=0\n\n"));
-                    }
+    feed_chunked::<Requests>(stream, chunk, |item| {
+        if let Ok(request) = item {
+            let answer = reply(*request, snapshot);
+            match request {
+                Request::Set => assert_eq!(answer, "errno=-1\n\n"),
+                Request::Get => {
+                    assert!(!answer.contains("private_key"));
+                    assert!(answer.ends_with("errno=0\n\n"));
                 }
             }
-            out.push(format!("{item:?}"));
         }
-        if conn.is_closed() {
-            break;
-        }
-    }
-    out
+    })
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,7 @@
 //! What the fuzz targets share: a two-node mesh in memory (a at 10.100.0.1, b at 10.100.0.2,
 //! b also routing 192.168.50.0/24) and the plumbing to pass datagrams between them.
 
+use meshd::api::framing::{Framed, Frames};
 use meshd::api::snapshot::Snapshot;
 use meshd_core::config;
 use meshd_core::key::PrivateKey;
@@ -193,4 +194,29 @@ pub fn records(mut data: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
         data = rest;
         Some((tag, body))
     })
+}
+
+/// Feeds `stream` to a new connection in pieces of `chunk` bytes (at least 1), calling `check`
+/// on every request or error it yields; returns them all as text, for comparing chunkings.
+pub fn feed_chunked<F: Frames>(
+    stream: &[u8],
+    chunk: usize,
+    mut check: impl FnMut(&Result<F::Item, F::Error>),
+) -> Vec<String>
+where
+    F::Item: std::fmt::Debug,
+    F::Error: std::fmt::Debug,
+{
+    let mut conn = Framed::<F>::new();
+    let mut out = Vec::new();
+    for piece in stream.chunks(chunk.max(1)) {
+        for item in conn.feed(piece) {
+            check(&item);
+            out.push(format!("{item:?}"));
+        }
+        if conn.is_closed() {
+            break;
+        }
+    }
+    out
 }
