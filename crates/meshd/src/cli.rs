@@ -1,4 +1,4 @@
-//! The command line (SPEC §2).
+//! The command line.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;

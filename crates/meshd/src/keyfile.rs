@@ -1,4 +1,4 @@
-//! Reading the private key file (SPEC §1): where it is looked for, and the permission rule.
+//! Reading the private key file: where it is looked for, and the permission rule.
 
 use crate::bounded;
 use anyhow::{bail, Context, Result};

@@ -1,4 +1,4 @@
-//! The Prometheus metrics of SPEC §6, built from a [`Snapshot`] at scrape time.
+//! The Prometheus metrics (README, Status and metrics), built from a [`Snapshot`] at scrape time.
 //!
 //! Nothing here runs on the data path: the core's counters are plain relaxed atomics that the
 //! data path bumps anyway, and a scrape copies them. The families are prometheus crate
@@ -202,7 +202,7 @@ fn handshake_durations(s: &Snapshot) -> MetricFamily {
     )
 }
 
-/// Every meshd family of SPEC §6 (the process collector's are added by the caller).
+/// Every meshd metric family (the process collector's are added by the caller).
 /// A counter family with one series per `result` label value.
 fn by_result(name: &str, help: &str, results: [(&str, u64); 2]) -> MetricFamily {
     family(

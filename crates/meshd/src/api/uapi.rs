@@ -5,7 +5,7 @@
 //! write back; the socket itself belongs to the daemon.
 //!
 //! What differs from wireguard-go, on purpose:
-//! - `get=1` never prints `private_key` (SPEC §1: a private key never leaves its file). `wg`
+//! - `get=1` never prints `private_key` (a private key never leaves its file). `wg`
 //!   derives the interface's public key from that line, so `wg show` prints no `public key:`
 //!   line for the interface and `wg show <iface> dump` prints `(none)` in both key columns;
 //!   the peers are complete. `meshd peers` and the control socket's `status` show the key.
