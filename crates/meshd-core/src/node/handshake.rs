@@ -7,23 +7,33 @@
 //! - without one it is answered with a cookie reply (`under_load`) when the caller says the
 //!   node is under load or its address's `unproven` budget is spent; cookie replies have a
 //!   budget of their own per address, past which the message is only dropped;
-//! - an address with every budget spent is dropped (`rate_limited`) before any hashing.
+//! - an address with every budget spent is dropped (`rate_limited`) before any hashing;
+//! - the data path queues at most `QUEUED_PER_SECOND` messages of one address (more only
+//!   with a valid mac2), and none with every budget spent; an address it refuses more than
+//!   `REFUSED_PER_SECOND` times a second is named for blocking: see [`Node::gate`].
 //!
 //! One checker and one set of budgets for every peer: boringtun's sessions get a limiter that
 //! is never under load, so a peer answering our cookie is never asked for another one.
 
 use super::{note_sent, Batch, Node, RELAXED};
 use crate::counters::{DropReason, Side};
+use crate::node::source_limit::MAX_SOURCES;
 use crate::node::{Event, Macs, SourceLimiter};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::{Packet, Tunn, TunnResult};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Cookie replies a second one address may get, and at once.
 const COOKIES_PER_SECOND: u32 = 100;
 const COOKIE_BURST: u32 = 100;
+/// Handshake messages a second one address may queue for the worker, and at once.
+const QUEUED_PER_SECOND: u32 = 200;
+const QUEUED_BURST: u32 = 200;
+/// Handshake messages a second the data path refuses one address before it counts as
+/// flooding (and at once).
+const REFUSED_PER_SECOND: u32 = 1000;
 /// How often an initiation is re-sent at once when a cookie reply arrives for it.
 const COOKIE_RESEND_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -33,6 +43,19 @@ pub(crate) struct Budgets {
     proven: SourceLimiter,
     unproven: SourceLimiter,
     cookies: SourceLimiter,
+    /// Messages the data path queues for the worker: above what the others allow together.
+    queued: SourceLimiter,
+    /// Messages the data path refuses before the address counts as flooding.
+    refused: SourceLimiter,
+}
+
+/// The data path's verdict on a handshake message ([`Node::gate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    Queue,
+    Refuse,
+    /// Refuse, and the address sends far more than its budgets: block it in the kernel.
+    Flooding,
 }
 
 impl Default for Budgets {
@@ -40,13 +63,26 @@ impl Default for Budgets {
         Self {
             proven: SourceLimiter::for_handshakes(),
             unproven: SourceLimiter::for_handshakes(),
-            cookies: SourceLimiter::new(
-                COOKIES_PER_SECOND,
-                COOKIE_BURST,
-                super::source_limit::MAX_SOURCES,
-            ),
+            cookies: SourceLimiter::new(COOKIES_PER_SECOND, COOKIE_BURST, MAX_SOURCES),
+            queued: SourceLimiter::new(QUEUED_PER_SECOND, QUEUED_BURST, MAX_SOURCES),
+            refused: SourceLimiter::new(REFUSED_PER_SECOND, REFUSED_PER_SECOND, MAX_SOURCES),
         }
     }
+}
+
+impl Budgets {
+    /// Whether every budget `message` could draw on is spent for `ip`: a few lookups, no
+    /// hashing. An all-zero mac2 (the sender holds no cookie) cannot draw on `proven`.
+    fn spent(&self, message: &[u8], ip: IpAddr, now: Instant, under_load: bool) -> bool {
+        !self.cookies.has_token(ip, now)
+            && (under_load || !self.unproven.has_token(ip, now))
+            && (!has_mac2(message) || !self.proven.has_token(ip, now))
+    }
+}
+
+/// Whether a handshake message's mac2 (its last 16 bytes) is set: its sender holds a cookie.
+fn has_mac2(message: &[u8]) -> bool {
+    message.len() >= 16 && message[message.len() - 16..] != [0; 16]
 }
 
 /// The front door's verdict on a handshake message.
@@ -215,16 +251,46 @@ impl Node {
         b.proven.sweep(now);
         b.unproven.sweep(now);
         b.cookies.sweep(now);
+        b.queued.sweep(now);
+        b.refused.sweep(now);
+    }
+
+    /// What the data path does with handshake `message` from `from`: queue it for the worker
+    /// - unless its address's budgets are spent (a few lookups, no hashing; as if not under
+    ///   load, the worker's call);
+    /// - or it is past the address's `queued` budget (more than the worker could take from
+    ///   it), unless its mac2 checks with a `proven` token left: a forger of the address has no
+    ///   cookie, so it cannot keep the real sender out this way.
+    ///
+    /// An address refused more than `REFUSED_PER_SECOND` times a second is [`Gate::Flooding`].
+    pub(crate) fn gate(&self, message: &[u8], from: SocketAddr, now: Instant) -> Gate {
+        let ip = from.ip();
+        let mut b = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        let queue = if b.spent(message, ip, now, false) {
+            false
+        } else if b.queued.allow(ip, now) {
+            true
+        } else if has_mac2(message) && b.proven.has_token(ip, now) {
+            drop(b);
+            if self.cookies.check(message, from, now) == Macs::WithCookie {
+                return Gate::Queue;
+            }
+            b = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+            false
+        } else {
+            false
+        };
+        match (queue, b.refused.allow(ip, now)) {
+            (true, _) => Gate::Queue,
+            (false, true) => Gate::Refuse,
+            (false, false) => Gate::Flooding,
+        }
     }
 
     fn admit(&self, message: &[u8], from: SocketAddr, now: Instant, under_load: bool) -> Admit {
         let ip = from.ip();
         let mut b = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
-        // An address with every budget spent costs a few lookups, not its macs' hashing.
-        if !b.proven.has_token(ip, now)
-            && !b.cookies.has_token(ip, now)
-            && (under_load || !b.unproven.has_token(ip, now))
-        {
+        if b.spent(message, ip, now, under_load) {
             return Admit::No(DropReason::RateLimited);
         }
         let macs = self.cookies.check(message, from, now);

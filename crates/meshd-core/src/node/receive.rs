@@ -3,11 +3,15 @@
 //!
 //! - A datagram is classified by its type and exact length (what boringtun's parser checks);
 //!   anything else is `malformed` and costs nothing more.
+//! - An initiation or response from an address past its handshake budgets is `rate_limited`
+//!   here, before it is copied into the worker's queue; an address far past them is named in
+//!   [`HandshakeWork::flooding`].
 //! - A data message names its session by receiver index; one no session of ours has is
 //!   `unknown_session`, and if it came from a peer's endpoint while we hold no session with
 //!   that peer (we restarted, it did not), that peer is named for a new handshake, at most
 //!   once a second.
 
+use super::handshake::Gate;
 use super::{Batch, Node, Peer};
 use crate::counters::{DropReason, Side};
 use crate::node::MIN_SLOT;
@@ -27,6 +31,9 @@ pub struct HandshakeWork {
     pub messages: Batch,
     /// Slots of peers that sent data on a session this node no longer has.
     pub initiate: Vec<usize>,
+    /// Addresses sending handshake messages far past their budgets: worth blocking where
+    /// they cost less (a socket filter).
+    pub flooding: Vec<IpAddr>,
 }
 
 impl Default for HandshakeWork {
@@ -34,6 +41,7 @@ impl Default for HandshakeWork {
         Self {
             messages: Batch::new(16, MIN_SLOT),
             initiate: Vec::new(),
+            flooding: Vec::new(),
         }
     }
 }
@@ -42,10 +50,11 @@ impl HandshakeWork {
     pub fn clear(&mut self) {
         self.messages.clear();
         self.initiate.clear();
+        self.flooding.clear();
     }
 
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty() && self.initiate.is_empty()
+        self.messages.is_empty() && self.initiate.is_empty() && self.flooding.is_empty()
     }
 }
 
@@ -81,7 +90,19 @@ impl Node {
         }
         let data = match Tunn::parse_incoming_packet(datagram) {
             Ok(Packet::PacketData(data)) => data,
-            Ok(_) => return work.messages.push(datagram, from),
+            Ok(Packet::PacketCookieReply(_)) => return work.messages.push(datagram, from),
+            Ok(_) => {
+                return match self.gate(datagram, from, now) {
+                    Gate::Queue => work.messages.push(datagram, from),
+                    Gate::Refuse => count(DropReason::RateLimited),
+                    Gate::Flooding => {
+                        count(DropReason::RateLimited);
+                        if !work.flooding.contains(&from.ip()) {
+                            work.flooding.push(from.ip());
+                        }
+                    }
+                }
+            }
             Err(_) => return count(DropReason::Malformed),
         };
         let Some(index) = self.index_of_slot((data.receiver_idx >> 8) as usize) else {

@@ -485,6 +485,72 @@ fn under_load_an_address_past_its_cookie_budget_is_dropped_unanswered() {
 }
 
 #[test]
+fn an_address_with_its_budgets_spent_stops_at_the_data_path_unless_it_shows_a_cookie() {
+    let m = mesh();
+    let (n0, n1) = (m.node(0), m.node(1));
+    let init = initiation(&n0); // n0 holds no cookie yet: mac2 is zero
+    let mut cookie = Batch::new(8, MIN_SLOT);
+    for _ in 0..300 {
+        let (_, net) = deliver(&n1, &init, addr(A));
+        for (d, to) in net.iter().filter(|(d, _)| is_cookie(d)) {
+            cookie.clear();
+            cookie.push(d, to);
+        }
+    }
+    assert_eq!(
+        cookie.len(),
+        1,
+        "cookie replies until that budget was spent"
+    );
+    let limited = n1.drops().get(DropReason::RateLimited);
+    assert!(limited > 100, "{limited} dropped for the address's budgets");
+    // The next one is not even queued for the worker.
+    let mut work = HandshakeWork::default();
+    let again = init.iter().map(|(d, _)| (d, addr(A)));
+    n1.handle_datagrams(Instant::now(), again, &mut batch(), &mut work);
+    assert!(work.is_empty());
+    assert_eq!(n1.drops().get(DropReason::RateLimited), limited + 1);
+    // With the cookie, n0's initiation carries mac2: queued, and answered.
+    let (_, resent) = deliver(&n0, &cookie, addr(B));
+    assert_eq!(resent.len(), 1);
+    let (_, net) = deliver(&n1, &resent, addr(A));
+    assert_eq!(net.get(0).map(|(d, _)| d[0]), Some(2), "a response");
+}
+
+#[test]
+fn one_address_queues_no_more_than_the_worker_could_take_from_it() {
+    let m = mesh();
+    let (n0, n1) = (m.node(0), m.node(1));
+    let sent = initiation(&n0);
+    let Some((init, _)) = sent.iter().next() else {
+        panic!("no initiation")
+    };
+    let mut forged = init.to_vec();
+    let mac2 = forged.len() - 16;
+    forged[mac2..].fill(0xA5); // a mac2, but not one keyed with A's cookie
+    let mut work = HandshakeWork::default();
+    let flood = (0..500).map(|i| (if i % 2 == 0 { init } else { &forged[..] }, addr(A)));
+    n1.handle_datagrams(Instant::now(), flood, &mut batch(), &mut work);
+    // The worker has not run: only the queue's own budget (200 at once) held them back.
+    let queued = work.messages.len();
+    assert!((200..210).contains(&queued), "{queued} queued");
+    assert_eq!(n1.drops().get(DropReason::RateLimited), 500 - queued as u64);
+    assert!(work.flooding.is_empty(), "not yet refused a second's worth");
+    // Past 1000 refused, the address is named for blocking, once per batch.
+    let mut work = HandshakeWork::default();
+    let flood = (0..1000).map(|_| (init, addr(A)));
+    n1.handle_datagrams(Instant::now(), flood, &mut batch(), &mut work);
+    assert!(work.messages.len() < 5, "{} queued", work.messages.len());
+    assert_eq!(work.flooding, [addr(A).ip()]);
+    // Another address is not affected.
+    let mut work = HandshakeWork::default();
+    let other = [(init, addr("192.0.2.77:51820"))];
+    n1.handle_datagrams(Instant::now(), other, &mut batch(), &mut work);
+    assert_eq!(work.messages.len(), 1);
+    assert!(work.flooding.is_empty());
+}
+
+#[test]
 fn initiations_that_claim_a_peer_but_fail_leave_its_session_alone() {
     let m = mesh();
     let (n0, n1) = connected(&m);

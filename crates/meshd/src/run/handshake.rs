@@ -9,11 +9,13 @@
 //! - What the worker answers goes out through the listening sockets, as the timers' does.
 
 use super::datapath::{send_all, Shared, BATCH};
+use super::socket_filter::{self, MAX_BLOCKED};
+use super::udp::Sockets;
 use meshd_core::counters::{DropCounters, DropReason, Side};
 use meshd_core::node::{Batch, HandshakeWork, MIN_SLOT};
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,13 @@ const UNDER_LOAD_FOR: Duration = Duration::from_secs(1);
 const TAKE: usize = 256;
 /// The worker wakes at least this often, to sweep the budgets and show it is alive.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// How long a flooding source's handshake messages are dropped by the socket filter (about:
+/// the list is swept every [`IDLE_WAKE`]). Blocked again at once if it still floods.
+const BLOCK_FOR: Duration = Duration::from_secs(1);
+/// A source blocked again within this long is not logged again.
+const BLOCK_LOG_QUIET: Duration = Duration::from_secs(60);
+/// Sources logged as blocked within [`BLOCK_LOG_QUIET`], at most (many sources: a few lines).
+const MAX_LOGGED: usize = 64;
 
 enum Job {
     Message {
@@ -35,6 +44,8 @@ enum Job {
         bytes: [u8; MIN_SLOT],
     },
     Initiate(usize),
+    /// Block this source's handshake messages in the kernel for a while.
+    Block(IpAddr),
 }
 
 /// The data thread's hand-over to the worker.
@@ -70,6 +81,10 @@ impl HandshakeQueue {
                 jobs.push_back(Job::Initiate(slot));
             }
         }
+        // Ahead of the messages: the sooner it is blocked, the less the rest costs.
+        for &ip in &work.flooding {
+            jobs.push_front(Job::Block(ip));
+        }
         drop(jobs);
         self.ready.notify_one();
     }
@@ -98,6 +113,7 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     let mut jobs = Vec::with_capacity(TAKE);
     let mut loaded_until: Option<Instant> = None;
     let mut swept = Instant::now();
+    let mut blocked = Blocked::default();
     loop {
         let queued = shared.handshakes.take(&mut jobs, IDLE_WAKE);
         let now = Instant::now();
@@ -113,6 +129,7 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
                     node.handle_handshake(now, &bytes[..len], from, under_load, &mut out)
                 }
                 Job::Initiate(slot) => node.initiate(now, slot, &mut out),
+                Job::Block(ip) => blocked.add(ip, now, &shared.sockets),
             }
             if out.len() >= BATCH {
                 send_all(&shared.sockets, None, false, &out, &mut scratch);
@@ -122,8 +139,63 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
         send_all(&shared.sockets, None, false, &out, &mut scratch);
         if now.saturating_duration_since(swept) >= IDLE_WAKE {
             node.sweep_budgets(now);
+            blocked.expire(now, &shared.sockets);
             swept = now;
         }
         shared.health.handshakes_ran();
+    }
+}
+
+/// Sources whose handshake messages the listening sockets' filter drops in the kernel, for
+/// a while: each flooded far past its budgets (`Node::gate`), and the data path's refusing
+/// it one by one cost a read per message.
+#[derive(Default)]
+struct Blocked {
+    until: Vec<(IpAddr, Instant)>,
+    /// When each source was last logged as blocked.
+    logged: Vec<(IpAddr, Instant)>,
+}
+
+impl Blocked {
+    fn add(&mut self, ip: IpAddr, now: Instant, sockets: &Sockets) {
+        if self.until.iter().any(|&(b, _)| b == ip) {
+            return;
+        }
+        if self.until.len() >= MAX_BLOCKED {
+            // The one whose block ends first makes room.
+            if let Some(i) = (0..self.until.len()).min_by_key(|&i| self.until[i].1) {
+                self.until.swap_remove(i);
+            }
+        }
+        self.until.push((ip, now + BLOCK_FOR));
+        self.logged
+            .retain(|&(_, t)| now.saturating_duration_since(t) < BLOCK_LOG_QUIET);
+        if self.logged.len() < MAX_LOGGED && !self.logged.iter().any(|&(b, _)| b == ip) {
+            self.logged.push((ip, now));
+            tracing::warn!(
+                "handshake messages from {ip} dropped in the kernel: far over its budget \
+                 (blocked a second at a time while it lasts)"
+            );
+        }
+        self.apply(sockets);
+    }
+
+    fn expire(&mut self, now: Instant, sockets: &Sockets) {
+        let before = self.until.len();
+        self.until.retain(|&(_, t)| t > now);
+        if self.until.len() != before {
+            self.apply(sockets);
+        }
+    }
+
+    fn apply(&self, sockets: &Sockets) {
+        let ips: Vec<IpAddr> = self.until.iter().map(|&(ip, _)| ip).collect();
+        let listening =
+            std::iter::once((&sockets.v4, false)).chain(sockets.v6.as_ref().map(|s| (s, true)));
+        for (endpoint, v6) in listening {
+            if let Err(e) = socket_filter::attach_blocking(&endpoint.socket, &ips, v6) {
+                tracing::warn!("cannot update the socket filter: {e}");
+            }
+        }
     }
 }

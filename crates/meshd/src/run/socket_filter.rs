@@ -4,11 +4,17 @@
 //! - Kept: type 1, 2 or 3 (three zero bytes after the type) whose length is a multiple of
 //!   148, 92 or 64 bytes (several when the kernel coalesced a train, UDP GRO); type 4 of 32
 //!   bytes or more.
-//! - Dropped: everything else, counted by the kernel as `UdpInErrors` (`nstat -az UdpInErrors`).
+//! - Dropped: everything else, counted by the kernel as `UdpInErrors` (`nstat -az UdpInErrors`);
+//!   and initiations and responses from sources the handshake worker blocks for flooding
+//!   (IPv4 addresses, IPv6 /64s; at most [`MAX_BLOCKED`]), checked first.
 //! - `MESHD_SOCKET_FILTER=off` leaves the sockets unfiltered (for comparing).
 
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
+
+/// Sources whose handshake messages the filter drops, at most.
+pub(crate) const MAX_BLOCKED: usize = 16;
 
 /// What a UDP socket filter sees first: the UDP header.
 const UDP_HEADER: u32 = 8;
@@ -20,6 +26,11 @@ const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 const SUB: u16 = (libc::BPF_ALU | libc::BPF_SUB | libc::BPF_K) as u16;
 const MOD: u16 = (libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K) as u16;
 const RET: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
+/// Where the IP header's source address is read from (the kernel's negative offset for the
+/// network header).
+const SOURCE_V4: u32 = libc::SKF_NET_OFF as u32 + 12;
+const SOURCE_V6: u32 = libc::SKF_NET_OFF as u32 + 8;
 
 const fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
@@ -56,14 +67,70 @@ const PROGRAM: [libc::sock_filter; 22] = [
     op(RET, 0, 0, u32::MAX), // 21: KEEP, whole
 ];
 
+/// The filter for a socket of one family: handshake messages from the `blocked` sources of
+/// that family dropped, then [`PROGRAM`].
+fn program(blocked: &[IpAddr], v6: bool) -> Vec<libc::sock_filter> {
+    // The first 64 bits of each IPv6 source, or each IPv4 address, as words.
+    let sources: Vec<(u32, u32)> = blocked
+        .iter()
+        .filter_map(|ip| match (ip, v6) {
+            (IpAddr::V4(a), false) => Some((u32::from(*a), 0)),
+            (IpAddr::V6(a), true) => {
+                let bits = u128::from(*a);
+                Some(((bits >> 96) as u32, (bits >> 64) as u32))
+            }
+            _ => None,
+        })
+        .take(MAX_BLOCKED)
+        .collect();
+    let mut p = Vec::new();
+    if !sources.is_empty() {
+        let per = if v6 { 4 } else { 1 };
+        let n = sources.len();
+        let check = (if v6 { 0 } else { 1 }) + per * n + 2; // the source checks, JA, RET
+        p.push(op(LD_W_ABS, 0, 0, UDP_HEADER));
+        p.push(op(JEQ, 1, 0, word(1))); // initiation: check its source
+        p.push(op(JEQ, 0, check as u8, word(2))); // response too; anything else: PROGRAM
+        if !v6 {
+            p.push(op(LD_W_ABS, 0, 0, SOURCE_V4));
+        }
+        for (k, &(hi, lo)) in sources.iter().enumerate() {
+            let to_drop = (per * (n - 1 - k) + 1) as u8;
+            if v6 {
+                p.push(op(LD_W_ABS, 0, 0, SOURCE_V6));
+                p.push(op(JEQ, 0, 2, hi));
+                p.push(op(LD_W_ABS, 0, 0, SOURCE_V6 + 4));
+                p.push(op(JEQ, to_drop, 0, lo));
+            } else {
+                p.push(op(JEQ, to_drop, 0, hi));
+            }
+        }
+        p.push(op(JA, 0, 0, 1)); // not blocked: PROGRAM
+        p.push(op(RET, 0, 0, 0));
+    }
+    p.extend_from_slice(&PROGRAM);
+    p
+}
+
 /// Attaches the filter to `socket`, unless `MESHD_SOCKET_FILTER=off`.
 pub(crate) fn attach(socket: &impl AsRawFd) -> io::Result<()> {
+    attach_blocking(socket, &[], false)
+}
+
+/// Attaches (or replaces, atomically) the filter of `socket`, an IPv6 one if `v6`, with
+/// handshake messages from `blocked` dropped; unless `MESHD_SOCKET_FILTER=off`.
+pub(crate) fn attach_blocking(
+    socket: &impl AsRawFd,
+    blocked: &[IpAddr],
+    v6: bool,
+) -> io::Result<()> {
     if std::env::var("MESHD_SOCKET_FILTER").is_ok_and(|v| v == "off") {
         return Ok(());
     }
+    let filter = program(blocked, v6);
     let program = libc::sock_fprog {
-        len: PROGRAM.len() as u16,
-        filter: PROGRAM.as_ptr().cast_mut(),
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
     };
     // SAFETY: a valid fd, and a pointer/length pair to a live sock_fprog whose program the
     // kernel copies before returning.
@@ -86,7 +153,7 @@ pub(crate) fn attach(socket: &impl AsRawFd) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::UdpSocket;
+    use std::net::{Ipv6Addr, UdpSocket};
     use std::time::Duration;
 
     fn message(message_type: u8, len: usize) -> Vec<u8> {
@@ -137,5 +204,83 @@ mod tests {
         }
         assert_eq!(got, keep);
         Ok(())
+    }
+
+    /// What `receiver` gets of `sent`, each sent from `sender`.
+    fn through(
+        sender: &UdpSocket,
+        receiver: &UdpSocket,
+        sent: &[Vec<u8>],
+    ) -> io::Result<Vec<Vec<u8>>> {
+        receiver.set_read_timeout(Some(Duration::from_millis(200)))?;
+        for m in sent {
+            sender.send_to(m, receiver.local_addr()?)?;
+        }
+        let mut buf = [0u8; 2048];
+        let mut got = Vec::new();
+        while let Ok(n) = receiver.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        Ok(got)
+    }
+
+    #[test]
+    fn a_blocked_source_loses_its_handshakes_only_and_others_keep_theirs() -> io::Result<()> {
+        let receiver = UdpSocket::bind("127.0.0.1:0")?;
+        let blocked = UdpSocket::bind("127.0.0.2:0")?;
+        let other = UdpSocket::bind("127.0.0.3:0")?;
+        let list: Vec<IpAddr> = vec![
+            IpAddr::from([192, 0, 2, 9]),
+            IpAddr::from([127, 0, 0, 2]),
+            IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)), // another family: ignored on this socket
+        ];
+        attach_blocking(&receiver, &list, false)?;
+        let sent = [
+            message(1, 148),
+            message(2, 92),
+            message(3, 64),
+            message(4, 64),
+            message(9, 5),
+        ];
+        let from_blocked = through(&blocked, &receiver, &sent)?;
+        assert_eq!(
+            from_blocked,
+            sent[2..4],
+            "cookie replies and data still pass"
+        );
+        let from_other = through(&other, &receiver, &sent)?;
+        assert_eq!(from_other, sent[..4]);
+        // Unblocked again.
+        attach(&receiver)?;
+        assert_eq!(through(&blocked, &receiver, &sent)?, sent[..4]);
+        Ok(())
+    }
+
+    #[test]
+    fn an_ipv6_source_is_blocked_by_its_64() -> io::Result<()> {
+        let Ok(receiver) = UdpSocket::bind("[::1]:0") else {
+            return Ok(()); // no IPv6 loopback here
+        };
+        let sender = UdpSocket::bind("[::1]:0")?;
+        let sent = [message(1, 148), message(4, 64)];
+        let near: Vec<IpAddr> = vec![IpAddr::from(Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0xabcd))]; // ::1's /64
+        attach_blocking(&receiver, &near, true)?;
+        assert_eq!(through(&sender, &receiver, &sent)?, sent[1..]);
+        let far: Vec<IpAddr> = vec![
+            IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+            IpAddr::from([127, 0, 0, 1]),
+        ];
+        attach_blocking(&receiver, &far, true)?;
+        assert_eq!(through(&sender, &receiver, &sent)?, sent[..]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_longest_list_still_fits_the_jumps() {
+        let many: Vec<IpAddr> = (0..40u32)
+            .map(|i| IpAddr::from(Ipv6Addr::from(u128::from(i) << 64)))
+            .collect();
+        let p = program(&many, true);
+        assert_eq!(p.len(), 3 + 4 * MAX_BLOCKED + 2 + PROGRAM.len());
     }
 }
