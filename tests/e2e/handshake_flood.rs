@@ -4,7 +4,8 @@
 //! - a live session between two meshd nodes is untouched (no gap in its traffic);
 //! - a restarted meshd peer gets in within a second;
 //! - a new wireguard-go peer gets in within 6 s (its retransmit, if it must answer a cookie);
-//! - each kind of attack is counted under its own drop reason.
+//! - each kind of attack is counted under its own drop reason, and the attacker's address is
+//!   blocked in the socket filter.
 
 use meshd_e2e::attack::{AttackOpts, Attacker, Kind, Summary};
 use meshd_e2e::pulse::Pulse;
@@ -49,6 +50,22 @@ fn stop(floods: [Attacker; 2]) -> Vec<Summary> {
         assert!(s.achieved_rate > 1000.0, "the flood did not run: {s:?}");
     }
     summaries
+}
+
+/// The kernel's `Udp: InErrors` in `ns`: among others, what a socket filter dropped.
+fn udp_in_errors(ns: &meshd_e2e::netns::Netns) -> u64 {
+    let snmp = ns.exec_ok(&["cat", "/proc/net/snmp"]);
+    let udp: Vec<Vec<&str>> = snmp
+        .lines()
+        .filter(|l| l.starts_with("Udp:"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let column = udp
+        .first()
+        .and_then(|h| h.iter().position(|&c| c == "InErrors"));
+    column
+        .and_then(|i| udp.get(1)?.get(i)?.parse().ok())
+        .unwrap_or_else(|| panic!("no Udp InErrors in /proc/net/snmp:\n{snmp}"))
 }
 
 #[test]
@@ -107,7 +124,12 @@ fn meshd_peers_keep_their_session_and_a_restarted_one_gets_in_within_a_second() 
     ] {
         assert!(sb.counter(reason) > 0, "b counted no {what} ({reason})");
     }
-    let refused = sb.counter("dropped_rate_limited") + sb.counter("dropped_under_load");
+    // Far over its budget, the attacker's address was blocked in b's socket filter.
+    let blocked = format!("handshake messages from {} dropped in the kernel", x.addr);
+    assert!(sb.log_contains(&blocked), "b's log has no '{blocked}'");
+    let in_kernel = udp_in_errors(&b.ns);
+    eprintln!("b's socket filter dropped {in_kernel} datagrams");
+    let refused = sb.counter("dropped_rate_limited") + sb.counter("dropped_under_load") + in_kernel;
     let worked = sb.counter("dropped_unknown_peer") + sb.counter("dropped_handshake");
     assert!(
         worked * 20 < refused,
