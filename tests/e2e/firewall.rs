@@ -1,4 +1,4 @@
-//! The firewall (SPEC §4) end to end, with the seeds' topology on one switch:
+//! The host firewall end to end, with the seeds' topology on one switch:
 //!
 //! ```text
 //!   db       192.0.2.1   10.100.0.1   meshd   listens on tcp/3306 and tcp/22

@@ -1,4 +1,4 @@
-//! Observability end to end (SPEC §5, §6): two meshd nodes, a 50 MB TCP transfer, then what
+//! Observability end to end: two meshd nodes, a 50 MB TCP transfer, then what
 //! the metrics endpoint, `meshd peers`, `meshd whois`, Debian's `wg show` (over the UAPI
 //! socket) and the control socket say about it, checked against what the test itself sent,
 //! and against each other. Malformed requests on every endpoint get an error reply and the

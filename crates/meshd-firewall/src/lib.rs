@@ -1,4 +1,4 @@
-//! meshd's host firewall (SPEC §4): one nftables table, `inet meshd`, default drop.
+//! meshd's host firewall: one nftables table, `inet meshd`, default drop.
 //!
 //! - [`policy`]: what the mesh policy lets in, as plain tuples (pure, unit-tested per shape).
 //! - [`ruleset`]: the whole table as the nftables crate's schema (pure): one transaction that

@@ -1,4 +1,4 @@
-//! Endpoints given as DNS names (SPEC §1, §3): resolved in the background so that a name that
+//! Endpoints given as DNS names: resolved in the background so that a name that
 //! does not resolve holds up no other peer, and re-resolved while the peer has no recent
 //! handshake, so that a server that moved to a new address is found again.
 

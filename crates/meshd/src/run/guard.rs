@@ -1,4 +1,4 @@
-//! Keeps meshd's firewall in place (SPEC §4, fail closed): installed before the tunnel
+//! Keeps meshd's firewall in place (fail closed): installed before the tunnel
 //! exists, then read back every few seconds and put back if someone deleted the table,
 //! flushed the ruleset, emptied a chain or edited a rule or set. A reload replaces it in one
 //! transaction. It is never removed on exit.
