@@ -52,24 +52,6 @@ fn stop(floods: [Attacker; 2]) -> Vec<Summary> {
     summaries
 }
 
-/// What the kernel's socket filters dropped in `ns`: `Udp: InErrors` less the receive buffer
-/// overflows it also counts (`RcvbufErrors`).
-fn udp_filtered(ns: &meshd_e2e::netns::Netns) -> u64 {
-    let snmp = ns.exec_ok(&["cat", "/proc/net/snmp"]);
-    let udp: Vec<Vec<&str>> = snmp
-        .lines()
-        .filter(|l| l.starts_with("Udp:"))
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    let field = |name: &str| -> u64 {
-        udp.first()
-            .and_then(|h| h.iter().position(|&c| c == name))
-            .and_then(|i| udp.get(1)?.get(i)?.parse().ok())
-            .unwrap_or_else(|| panic!("no Udp {name} in /proc/net/snmp:\n{snmp}"))
-    };
-    field("InErrors") - field("RcvbufErrors")
-}
-
 #[test]
 fn meshd_peers_keep_their_session_and_a_restarted_one_gets_in_within_a_second() {
     if !require_root() {
@@ -129,7 +111,7 @@ fn meshd_peers_keep_their_session_and_a_restarted_one_gets_in_within_a_second() 
     // Far over its budget, the attacker's address was blocked in b's socket filter.
     let blocked = format!("handshake messages from {} dropped in the kernel", x.addr);
     assert!(sb.log_contains(&blocked), "b's log has no '{blocked}'");
-    let in_kernel = udp_filtered(&b.ns);
+    let in_kernel = b.ns.udp_filtered();
     eprintln!("b's socket filter dropped {in_kernel} datagrams");
     let refused = sb.counter("dropped_rate_limited") + sb.counter("dropped_under_load") + in_kernel;
     let worked = sb.counter("dropped_unknown_peer") + sb.counter("dropped_handshake");

@@ -53,6 +53,24 @@ impl Netns {
     }
 
     /// Runs `args` inside the namespace; it must succeed. Returns stdout.
+    /// What the kernel's socket filters dropped in this namespace: `Udp: InErrors` less the
+    /// receive buffer overflows it also counts (`RcvbufErrors`).
+    pub fn udp_filtered(&self) -> u64 {
+        let snmp = self.exec_ok(&["cat", "/proc/net/snmp"]);
+        let udp: Vec<Vec<&str>> = snmp
+            .lines()
+            .filter(|l| l.starts_with("Udp:"))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let field = |name: &str| -> u64 {
+            udp.first()
+                .and_then(|h| h.iter().position(|&c| c == name))
+                .and_then(|i| udp.get(1)?.get(i)?.parse().ok())
+                .unwrap_or_else(|| panic!("no Udp {name} in /proc/net/snmp:\n{snmp}"))
+        };
+        field("InErrors") - field("RcvbufErrors")
+    }
+
     pub fn exec_ok(&self, args: &[&str]) -> String {
         let (program, rest) = match args.split_first() {
             Some(x) => x,

@@ -249,6 +249,12 @@ impl Node {
         &self.peers
     }
 
+    /// The highest session slot in use (the upper 24 bits of our session indices); `None`
+    /// with no peers. A datagram for a session past it cannot be for this node.
+    pub fn highest_slot(&self) -> Option<usize> {
+        self.by_slot.highest()
+    }
+
     /// The peer in session slot `slot`, as events name it; `None` once it was reloaded away.
     pub fn peer_by_slot(&self, slot: usize) -> Option<&Arc<Peer>> {
         self.index_of_slot(slot).map(|i| &self.peers[i])

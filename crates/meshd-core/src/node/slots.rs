@@ -24,6 +24,10 @@ impl SlotIndex {
     pub(crate) fn contains(&self, slot: usize) -> bool {
         self.get(slot).is_some()
     }
+
+    pub(crate) fn highest(&self) -> Option<usize> {
+        self.0.last().map(|&(slot, _)| slot)
+    }
 }
 
 #[cfg(test)]
@@ -41,6 +45,8 @@ mod tests {
             assert_eq!(index.get(missing), None, "{missing}");
             assert!(!index.contains(missing));
         }
+        assert_eq!(index.highest(), Some(1 << 23));
         assert!(SlotIndex::default().get(0).is_none());
+        assert_eq!(SlotIndex::default().highest(), None);
     }
 }

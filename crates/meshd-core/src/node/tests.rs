@@ -716,6 +716,8 @@ fn a_changed_peer_gets_a_new_session_in_a_new_slot() {
     let (old, new) = (&n1.peers()[0], &reloaded.peers()[0]);
     assert!(!Arc::ptr_eq(old, new));
     assert_ne!(old.slot, new.slot);
+    assert!(new.slot > n1.highest_slot().unwrap_or_default());
+    assert_eq!(reloaded.highest_slot(), Some(new.slot));
     assert_eq!(new.plan.keepalive, Some(25));
     assert!(reloaded.peer_by_slot(old.slot).is_none());
     assert_eq!(
@@ -723,8 +725,14 @@ fn a_changed_peer_gets_a_new_session_in_a_new_slot() {
         Some(new.slot)
     );
 
-    // The old session's datagrams name the old slot: no session takes them.
-    let (tun, _) = deliver(&reloaded, &data_from_n0(&n0), addr(A));
+    // The old session's datagrams name the old slot (the receiver index's upper 24 bits,
+    // which the socket filter bounds): no session takes them.
+    let stale = data_from_n0(&n0);
+    let index = stale
+        .get(0)
+        .map(|(d, _)| u32::from_le_bytes([d[4], d[5], d[6], d[7]]));
+    assert_eq!(index.map(|i| i as usize >> 8), Some(old.slot));
+    let (tun, _) = deliver(&reloaded, &stale, addr(A));
     assert!(tun.is_empty());
     assert_eq!(reloaded.drops().get(DropReason::UnknownSession), 1);
     // A fresh handshake (n0 restarted, say) makes the new session work.

@@ -9,7 +9,7 @@
 //! - What the worker answers goes out through the listening sockets, as the timers' does.
 
 use super::datapath::{send_all, Shared, BATCH};
-use super::socket_filter::{self, MAX_BLOCKED};
+use super::socket_filter::MAX_BLOCKED;
 use super::udp::Sockets;
 use meshd_core::counters::{DropCounters, DropReason, Side};
 use meshd_core::node::{Batch, HandshakeWork, MIN_SLOT};
@@ -190,12 +190,6 @@ impl Blocked {
 
     fn apply(&self, sockets: &Sockets) {
         let ips: Vec<IpAddr> = self.until.iter().map(|&(ip, _)| ip).collect();
-        let listening =
-            std::iter::once((&sockets.v4, false)).chain(sockets.v6.as_ref().map(|s| (s, true)));
-        for (endpoint, v6) in listening {
-            if let Err(e) = socket_filter::attach_blocking(&endpoint.socket, &ips, v6) {
-                tracing::warn!("cannot update the socket filter: {e}");
-            }
-        }
+        sockets.refuse(|r| r.sources = ips);
     }
 }

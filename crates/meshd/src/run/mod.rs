@@ -105,6 +105,7 @@ fn switch(name: &str) -> bool {
 /// Runs the node until SIGTERM/SIGINT; returns the drop summary for the last log line.
 async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
     let sockets = udp::Sockets::bind(plan.interface.listen_port, switch("MESHD_UDP_OFFLOAD"))?;
+    sockets.refuse(|r| r.set_highest_slot(node.highest_slot()));
     let metrics = match plan.interface.metrics {
         Metrics::Listen(addr) => Some(metrics_http::bind(addr)?),
         Metrics::Off => None,

@@ -118,6 +118,8 @@ impl Reloader {
 
         let shared = &self.view.shared;
         let node = Arc::new(shared.node.load().reloaded(&prepared.plan));
+        let highest_slot = node.highest_slot();
+        shared.sockets.refuse(|r| r.set_highest_slot(highest_slot));
         shared.node.store(Arc::clone(&node));
         self.view.plan.store(Arc::new(prepared.plan));
 

@@ -4,9 +4,10 @@
 //! - Kept: type 1, 2 or 3 (three zero bytes after the type) whose length is a multiple of
 //!   148, 92 or 64 bytes (several when the kernel coalesced a train, UDP GRO); type 4 of 32
 //!   bytes or more.
-//! - Dropped: everything else, counted by the kernel as `UdpInErrors` (`nstat -az UdpInErrors`);
-//!   and initiations and responses from sources the handshake worker blocks for flooding
-//!   (IPv4 addresses, IPv6 /64s; at most [`MAX_BLOCKED`]), checked first.
+//! - Dropped: everything else, counted by the kernel as `UdpInErrors` (`nstat -az UdpInErrors`).
+//! - On the listening sockets, also dropped ([`Refused`]): data naming a session slot far past
+//!   the node's highest, and initiations and responses from sources the handshake worker
+//!   blocks for flooding (IPv4 addresses, IPv6 /64s; at most [`MAX_BLOCKED`]), checked first.
 //! - `MESHD_SOCKET_FILTER=off` leaves the sockets unfiltered (for comparing).
 
 use std::io;
@@ -16,12 +17,44 @@ use std::os::fd::AsRawFd;
 /// Sources whose handshake messages the filter drops, at most.
 pub(crate) const MAX_BLOCKED: usize = 16;
 
+/// Session slots past the node's highest that data may still name: a peer that has not
+/// noticed a restart sends for the sessions of the run before, whose slots reloads may have
+/// raised. Random indexes pass one time in 256.
+pub(crate) const SLOT_HEADROOM: usize = 1 << 16;
+
+/// The largest session slot: boringtun's session indices are the slot, shifted left by 8.
+const MAX_SLOT: usize = (1 << 24) - 1;
+
+/// What a listening socket's filter drops besides what cannot be WireGuard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Refused {
+    /// Sources whose initiations and responses are dropped (the first [`MAX_BLOCKED`]).
+    pub(crate) sources: Vec<IpAddr>,
+    /// Data naming a session slot above this is dropped; `None`: none is.
+    pub(crate) slots_above: Option<usize>,
+}
+
+impl Refused {
+    /// Data for slots past `highest` (the node's highest slot in use) and
+    /// [`SLOT_HEADROOM`] beyond refused.
+    pub(crate) fn set_highest_slot(&mut self, highest: Option<usize>) {
+        self.slots_above = Some(
+            highest
+                .unwrap_or(0)
+                .saturating_add(SLOT_HEADROOM)
+                .min(MAX_SLOT),
+        );
+    }
+}
+
 /// What a UDP socket filter sees first: the UDP header.
 const UDP_HEADER: u32 = 8;
 
 const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
 const LD_W_LEN: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_LEN) as u16;
 const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+const JGT: u16 = (libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K) as u16;
 const JGE: u16 = (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16;
 const SUB: u16 = (libc::BPF_ALU | libc::BPF_SUB | libc::BPF_K) as u16;
 const MOD: u16 = (libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K) as u16;
@@ -31,6 +64,9 @@ const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 /// network header).
 const SOURCE_V4: u32 = libc::SKF_NET_OFF as u32 + 12;
 const SOURCE_V6: u32 = libc::SKF_NET_OFF as u32 + 8;
+/// A data message's receiver index is little-endian at payload bytes 4..8: its slot's
+/// bytes, highest first, are payload bytes 7, 6, 5.
+const SLOT_BYTES: [u32; 3] = [UDP_HEADER + 7, UDP_HEADER + 6, UDP_HEADER + 5];
 
 const fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
@@ -41,37 +77,52 @@ const fn word(message_type: u32) -> u32 {
     message_type << 24
 }
 
-/// The program; jump offsets count from the next instruction. `DROP` is 20, `KEEP` 21.
-const PROGRAM: [libc::sock_filter; 22] = [
-    op(LD_W_ABS, 0, 0, UDP_HEADER), //  0: A = first word of the payload
-    op(JEQ, 4, 0, word(4)),         //  1: data -> 6
-    op(JEQ, 5, 0, word(1)),         //  2: initiation -> 8
-    op(JEQ, 8, 0, word(2)),         //  3: response -> 12
-    op(JEQ, 11, 0, word(3)),        //  4: cookie reply -> 16
-    op(RET, 0, 0, 0),               //  5: anything else
-    op(LD_W_LEN, 0, 0, 0),          //  6: data: A = length
-    op(JGE, 13, 12, UDP_HEADER + 32),
-    op(LD_W_LEN, 0, 0, 0), //  8: initiation
-    op(SUB, 0, 0, UDP_HEADER),
-    op(MOD, 0, 0, 148),
-    op(JEQ, 9, 8, 0),
-    op(LD_W_LEN, 0, 0, 0), // 12: response
-    op(SUB, 0, 0, UDP_HEADER),
-    op(MOD, 0, 0, 92),
-    op(JEQ, 5, 4, 0),
-    op(LD_W_LEN, 0, 0, 0), // 16: cookie reply
-    op(SUB, 0, 0, UDP_HEADER),
-    op(MOD, 0, 0, 64),
-    op(JEQ, 1, 0, 0),
-    op(RET, 0, 0, 0),        // 20: DROP
-    op(RET, 0, 0, u32::MAX), // 21: KEEP, whole
-];
+/// The program for data naming slots up to `highest_slot`; jump offsets count from the next
+/// instruction. `DROP` is 28, `KEEP` 29.
+const fn by_type(highest_slot: u32) -> [libc::sock_filter; 30] {
+    // The slot compared byte by byte, highest first: greater drops, smaller keeps.
+    let [_, hi, mid, lo] = highest_slot.to_be_bytes();
+    let (hi, mid, lo) = (hi as u32, mid as u32, lo as u32);
+    [
+        op(LD_W_ABS, 0, 0, UDP_HEADER), //  0: A = first word of the payload
+        op(JEQ, 4, 0, word(4)),         //  1: data -> 6
+        op(JEQ, 13, 0, word(1)),        //  2: initiation -> 16
+        op(JEQ, 16, 0, word(2)),        //  3: response -> 20
+        op(JEQ, 19, 0, word(3)),        //  4: cookie reply -> 24
+        op(RET, 0, 0, 0),               //  5: anything else
+        op(LD_W_LEN, 0, 0, 0),          //  6: data: A = length
+        op(JGE, 0, 20, UDP_HEADER + 32),
+        op(LD_B_ABS, 0, 0, SLOT_BYTES[0]), //  8: the slot's high byte
+        op(JGT, 18, 0, hi),
+        op(JEQ, 0, 18, hi),
+        op(LD_B_ABS, 0, 0, SLOT_BYTES[1]), // 11: its middle byte
+        op(JGT, 15, 0, mid),
+        op(JEQ, 0, 15, mid),
+        op(LD_B_ABS, 0, 0, SLOT_BYTES[2]), // 14: its low byte
+        op(JGT, 12, 13, lo),
+        op(LD_W_LEN, 0, 0, 0), // 16: initiation
+        op(SUB, 0, 0, UDP_HEADER),
+        op(MOD, 0, 0, 148),
+        op(JEQ, 9, 8, 0),
+        op(LD_W_LEN, 0, 0, 0), // 20: response
+        op(SUB, 0, 0, UDP_HEADER),
+        op(MOD, 0, 0, 92),
+        op(JEQ, 5, 4, 0),
+        op(LD_W_LEN, 0, 0, 0), // 24: cookie reply
+        op(SUB, 0, 0, UDP_HEADER),
+        op(MOD, 0, 0, 64),
+        op(JEQ, 1, 0, 0),
+        op(RET, 0, 0, 0),        // 28: DROP
+        op(RET, 0, 0, u32::MAX), // 29: KEEP, whole
+    ]
+}
 
-/// The filter for a socket of one family: handshake messages from the `blocked` sources of
-/// that family dropped, then [`PROGRAM`].
-fn program(blocked: &[IpAddr], v6: bool) -> Vec<libc::sock_filter> {
+/// The filter for a socket of one family: handshake messages from the refused sources of
+/// that family dropped, then [`by_type`].
+fn program(refused: &Refused, v6: bool) -> Vec<libc::sock_filter> {
     // The first 64 bits of each IPv6 source, or each IPv4 address, as words.
-    let sources: Vec<(u32, u32)> = blocked
+    let sources: Vec<(u32, u32)> = refused
+        .sources
         .iter()
         .filter_map(|ip| match (ip, v6) {
             (IpAddr::V4(a), false) => Some((u32::from(*a), 0)),
@@ -90,7 +141,7 @@ fn program(blocked: &[IpAddr], v6: bool) -> Vec<libc::sock_filter> {
         let check = (if v6 { 0 } else { 1 }) + per * n + 2; // the source checks, JA, RET
         p.push(op(LD_W_ABS, 0, 0, UDP_HEADER));
         p.push(op(JEQ, 1, 0, word(1))); // initiation: check its source
-        p.push(op(JEQ, 0, check as u8, word(2))); // response too; anything else: PROGRAM
+        p.push(op(JEQ, 0, check as u8, word(2))); // response too; anything else: by type
         if !v6 {
             p.push(op(LD_W_ABS, 0, 0, SOURCE_V4));
         }
@@ -105,29 +156,30 @@ fn program(blocked: &[IpAddr], v6: bool) -> Vec<libc::sock_filter> {
                 p.push(op(JEQ, to_drop, 0, hi));
             }
         }
-        p.push(op(JA, 0, 0, 1)); // not blocked: PROGRAM
+        p.push(op(JA, 0, 0, 1)); // not blocked: by type
         p.push(op(RET, 0, 0, 0));
     }
-    p.extend_from_slice(&PROGRAM);
+    let highest_slot = refused.slots_above.unwrap_or(MAX_SLOT).min(MAX_SLOT);
+    p.extend_from_slice(&by_type(highest_slot as u32));
     p
 }
 
 /// Attaches the filter to `socket`, unless `MESHD_SOCKET_FILTER=off`.
 pub(crate) fn attach(socket: &impl AsRawFd) -> io::Result<()> {
-    attach_blocking(socket, &[], false)
+    attach_refusing(socket, &Refused::default(), false)
 }
 
-/// Attaches (or replaces, atomically) the filter of `socket`, an IPv6 one if `v6`, with
-/// handshake messages from `blocked` dropped; unless `MESHD_SOCKET_FILTER=off`.
-pub(crate) fn attach_blocking(
+/// Attaches (or replaces, atomically) the filter of `socket`, an IPv6 one if `v6`, with what
+/// `refused` says dropped too; unless `MESHD_SOCKET_FILTER=off`.
+pub(crate) fn attach_refusing(
     socket: &impl AsRawFd,
-    blocked: &[IpAddr],
+    refused: &Refused,
     v6: bool,
 ) -> io::Result<()> {
     if std::env::var("MESHD_SOCKET_FILTER").is_ok_and(|v| v == "off") {
         return Ok(());
     }
-    let filter = program(blocked, v6);
+    let filter = program(refused, v6);
     let program = libc::sock_fprog {
         len: filter.len() as u16,
         filter: filter.as_ptr().cast_mut(),
@@ -206,6 +258,76 @@ mod tests {
         Ok(())
     }
 
+    fn sources(sources: Vec<IpAddr>) -> Refused {
+        Refused {
+            sources,
+            slots_above: None,
+        }
+    }
+
+    /// A data message whose receiver index is in session slot `slot` (any counter).
+    fn data_for(slot: u32, counter: u8) -> Vec<u8> {
+        let mut m = message(4, 64);
+        m[4..8].copy_from_slice(&(slot << 8 | u32::from(counter)).to_le_bytes());
+        m
+    }
+
+    #[test]
+    fn data_for_a_slot_past_the_bound_is_dropped_and_the_rest_kept() -> io::Result<()> {
+        let receiver = UdpSocket::bind("127.0.0.1:0")?;
+        let sender = UdpSocket::bind("127.0.0.1:0")?;
+        let slots = [
+            0, 1, 2, 0xff, 0x100, 0x101, 0x102, 0x103, 0x1ff, 0x200, 0xff02, 0x1_0000, 0x1_0102,
+            0x10_0000, 0xff_ffff,
+        ];
+        for bound in [0, 2, 0x102, 0x1_0000, 0x1_0102, 0xff_fffe, MAX_SLOT as u32] {
+            let refused = Refused {
+                sources: Vec::new(),
+                slots_above: Some(bound as usize),
+            };
+            attach_refusing(&receiver, &refused, false)?;
+            let sent: Vec<Vec<u8>> = slots.iter().map(|&s| data_for(s, 0xa7)).collect();
+            let kept: Vec<Vec<u8>> = slots
+                .iter()
+                .filter(|&&s| s <= bound)
+                .map(|&s| data_for(s, 0xa7))
+                .collect();
+            assert_eq!(
+                through(&sender, &receiver, &sent)?,
+                kept,
+                "bound {bound:#x}"
+            );
+        }
+        // Handshake messages carry no session index: not bounded.
+        let refused = Refused {
+            sources: Vec::new(),
+            slots_above: Some(0),
+        };
+        attach_refusing(&receiver, &refused, false)?;
+        let handshakes = [message(1, 148), message(2, 92), message(3, 64)];
+        assert_eq!(through(&sender, &receiver, &handshakes)?, handshakes);
+        // With the sender blocked too, both hold.
+        let refused = Refused {
+            sources: vec![IpAddr::from([127, 0, 0, 1])],
+            slots_above: Some(0x102),
+        };
+        attach_refusing(&receiver, &refused, false)?;
+        let sent = [message(1, 148), data_for(0x102, 1), data_for(0x103, 1)];
+        assert_eq!(through(&sender, &receiver, &sent)?, sent[1..2]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_bound_leaves_headroom_past_the_highest_slot() {
+        let mut refused = Refused::default();
+        refused.set_highest_slot(None);
+        assert_eq!(refused.slots_above, Some(SLOT_HEADROOM));
+        refused.set_highest_slot(Some(40));
+        assert_eq!(refused.slots_above, Some(40 + SLOT_HEADROOM));
+        refused.set_highest_slot(Some(MAX_SLOT - 1));
+        assert_eq!(refused.slots_above, Some(MAX_SLOT));
+    }
+
     /// What `receiver` gets of `sent`, each sent from `sender`.
     fn through(
         sender: &UdpSocket,
@@ -234,7 +356,7 @@ mod tests {
             IpAddr::from([127, 0, 0, 2]),
             IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)), // another family: ignored on this socket
         ];
-        attach_blocking(&receiver, &list, false)?;
+        attach_refusing(&receiver, &sources(list), false)?;
         let sent = [
             message(1, 148),
             message(2, 92),
@@ -264,13 +386,13 @@ mod tests {
         let sender = UdpSocket::bind("[::1]:0")?;
         let sent = [message(1, 148), message(4, 64)];
         let near: Vec<IpAddr> = vec![IpAddr::from(Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0xabcd))]; // ::1's /64
-        attach_blocking(&receiver, &near, true)?;
+        attach_refusing(&receiver, &sources(near), true)?;
         assert_eq!(through(&sender, &receiver, &sent)?, sent[1..]);
         let far: Vec<IpAddr> = vec![
             IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
             IpAddr::from([127, 0, 0, 1]),
         ];
-        attach_blocking(&receiver, &far, true)?;
+        attach_refusing(&receiver, &sources(far), true)?;
         assert_eq!(through(&sender, &receiver, &sent)?, sent[..]);
         Ok(())
     }
@@ -280,7 +402,7 @@ mod tests {
         let many: Vec<IpAddr> = (0..40u32)
             .map(|i| IpAddr::from(Ipv6Addr::from(u128::from(i) << 64)))
             .collect();
-        let p = program(&many, true);
-        assert_eq!(p.len(), 3 + 4 * MAX_BLOCKED + 2 + PROGRAM.len());
+        let p = program(&sources(many), true);
+        assert_eq!(p.len(), 3 + 4 * MAX_BLOCKED + 2 + by_type(0).len());
     }
 }

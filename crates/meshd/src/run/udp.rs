@@ -11,6 +11,7 @@
 //! received (early demux). The listening sockets are bound without `SO_REUSEPORT`, so that
 //! anything already on the port makes the bind fail, and take it on once bound.
 
+use super::socket_filter::{self, Refused};
 use super::wait::writable;
 use anyhow::{Context, Result};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
@@ -18,7 +19,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, ErrorKind, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Kernel socket buffers: big enough that a burst of a few thousand datagrams does not drop.
@@ -80,7 +81,7 @@ fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
         let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     }
     socket.set_nonblocking(true)?;
-    if let Err(e) = super::socket_filter::attach(&socket) {
+    if let Err(e) = socket_filter::attach(&socket) {
         tracing::warn!("no socket filter on the UDP socket, garbage reaches meshd: {e}");
     }
     Ok(socket)
@@ -324,6 +325,8 @@ pub(crate) struct Sockets {
     pub(crate) v4: Endpoint,
     pub(crate) v6: Option<Endpoint>,
     pub(crate) port: u16,
+    /// What the listening sockets' filters drop besides what cannot be WireGuard.
+    refused: Mutex<Refused>,
 }
 
 impl Sockets {
@@ -341,7 +344,25 @@ impl Sockets {
             v4: Endpoint::new(v4, offload, false),
             v6,
             port,
+            refused: Mutex::default(),
         })
+    }
+
+    /// Changes what the listening sockets' filters refuse, and re-attaches them if it changed.
+    pub(crate) fn refuse(&self, change: impl FnOnce(&mut Refused)) {
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let before = refused.clone();
+        change(&mut refused);
+        if *refused == before {
+            return;
+        }
+        let listening =
+            std::iter::once((&self.v4, false)).chain(self.v6.as_ref().map(|s| (s, true)));
+        for (endpoint, v6) in listening {
+            if let Err(e) = socket_filter::attach_refusing(&endpoint.socket, &refused, v6) {
+                tracing::warn!("cannot update the socket filter: {e}");
+            }
+        }
     }
 
     pub(crate) fn for_addr(&self, addr: &SocketAddr) -> Option<&Endpoint> {
