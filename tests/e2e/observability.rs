@@ -53,8 +53,10 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
     let files = mesh.write();
     let metrics_at: SocketAddr = "127.0.0.1:9586".parse().unwrap_or_else(|e| panic!("{e}"));
 
-    let ma = Meshd::start(&a.ns, &files, "a");
+    // b first: a, started second, greets b with the handshake that makes a the initiator
+    // (b's own greeting went out before a was up).
     let mb = Meshd::start(&b.ns, &files, "b");
+    let ma = Meshd::start(&a.ns, &files, "a");
     let (oa, ob) = (host_of(&ca), host_of(&cb));
     a.ns.assert_reaches(ob);
 
@@ -116,7 +118,7 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
         "b received {rx_wire} wire bytes, a sent {wire}"
     );
 
-    // Handshakes: a initiated (its ping came first) and timed it.
+    // Handshakes: a initiated and timed it.
     let hs = get(
         &after_a,
         "meshd_handshakes_total",

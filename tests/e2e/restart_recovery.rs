@@ -2,7 +2,7 @@
 //! flows both ways through the tunnel: traffic flows again, both ways, within a second of the
 //! restart. The side that kept running still sends on the session the other lost; the
 //! restarted side answers such data with a new handshake instead of waiting for the
-//! survivor's timers.
+//! survivor's timers. A node that starts handshakes with its peers before any traffic.
 
 use meshd_e2e::pulse::Pulse;
 use meshd_e2e::topo::{overlay_cidr, pair, two_node_mesh};
@@ -65,4 +65,22 @@ fn traffic_flows_again_within_a_second_of_either_side_restarting() {
     for n in nodes.into_iter().flatten() {
         n.stop().assert_clean();
     }
+}
+
+#[test]
+fn a_starting_node_handshakes_with_its_peers_before_any_traffic() {
+    if !require_root() {
+        return;
+    }
+    let (a, b) = pair(false);
+    let files = two_node_mesh(&a, &b).write();
+    let mb = Meshd::start(&b.ns, &files, "b");
+    let started = Instant::now();
+    let mut ma = Meshd::start(&a.ns, &files, "a");
+    // No packet has been sent through the tunnel: only a's greeting starts this handshake.
+    ma.wait_for_log("peer up peer=b role=initiator", LIMIT)
+        .unwrap_or_else(|e| panic!("a did not handshake with b on its own: {e}"));
+    eprintln!("a started: session with b after {:.2?}", started.elapsed());
+    ma.stop().assert_clean();
+    mb.stop().assert_clean();
 }

@@ -223,7 +223,7 @@ impl Node {
     }
 
     /// Sends the peer in `slot` an initiation, unless it already has a session or one is in
-    /// flight (the data path asked: the peer sent on a session we lost).
+    /// flight (the data path asked: the peer sent on a session we lost; or the node starts).
     pub fn initiate(&self, now: Instant, slot: usize, out: &mut Batch) {
         let Some(peer) = self.peer_by_slot(slot) else {
             return;

@@ -7,6 +7,7 @@
 //! - The node is under load while the queue holds an eighth of its room or more, and for a
 //!   second after: then every sender must show a cookie (`Node::handle_handshake`).
 //! - What the worker answers goes out through the listening sockets, as the timers' does.
+//! - As the node starts, the worker sends an initiation to every peer with an endpoint.
 
 use super::datapath::{send_all, Shared, BATCH};
 use super::socket_filter::MAX_BLOCKED;
@@ -114,6 +115,7 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     let mut loaded_until: Option<Instant> = None;
     let mut swept = Instant::now();
     let mut blocked = Blocked::default();
+    greet_peers(&shared, &mut out, &mut scratch);
     loop {
         let queued = shared.handshakes.take(&mut jobs, IDLE_WAKE);
         let now = Instant::now();
@@ -144,6 +146,23 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
         }
         shared.health.handshakes_ran();
     }
+}
+
+/// Sends an initiation to every peer with an endpoint, once, as the node starts: a peer still
+/// on a session of the run before gets a new one at once, whether or not it sends.
+fn greet_peers(shared: &Shared, out: &mut Batch, scratch: &mut Vec<u8>) {
+    let node = shared.node.load_full();
+    let now = Instant::now();
+    out.clear();
+    for peer in node.peers() {
+        node.initiate(now, peer.slot, out);
+        if out.len() >= BATCH {
+            send_all(&shared.sockets, None, false, out, scratch);
+            out.clear();
+        }
+    }
+    send_all(&shared.sockets, None, false, out, scratch);
+    out.clear();
 }
 
 /// Sources whose handshake messages the listening sockets' filter drops in the kernel, for
