@@ -29,12 +29,13 @@ fn only_packets_from_the_device_connect_a_socket() {
     let oa = host_of(&overlay_cidr(1, false));
     let (ea, eb) = (endpoint(a.addr, PORT), endpoint(b.addr, PORT));
 
-    let send = format!("echo probe > /dev/udp/{ob}/9");
-    a.ns.exec_ok(&["bash", "-c", &send]);
+    // The nodes greet each other as they start: handshakes go through the listening sockets.
     if let Err(e) = mb.wait_for_log("peer up peer=a", Duration::from_secs(10)) {
         panic!("no handshake: {e}");
     }
-    // b answered a's handshake and took its packet, through the listening socket.
+    let send = format!("echo probe > /dev/udp/{ob}/9");
+    a.ns.exec_ok(&["bash", "-c", &send]);
+    // a's packet went through a socket connected to b; b took it through its listening one.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(a.ns.connected_udp(PORT), [(ea.clone(), eb.clone())]);
     assert_eq!(

@@ -66,8 +66,11 @@ fn dns_name_endpoint_resolves_and_an_unresolvable_one_blocks_nothing() {
     mesh.rule_both("a", "c", &["any"]);
     let files = mesh.write();
 
-    let ma = Meshd::start(&a.ns, &files, "a");
+    // b first, so that its greeting to a is lost: a greets b once the name resolves.
     let mb = Meshd::start(&b.ns, &files, "b");
+    let mut ma = Meshd::start(&a.ns, &files, "a");
+    ma.wait_for_log("peer up peer=b role=initiator", Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("a did not greet b at its resolved address: {e}"));
     a.ns.assert_reaches(host_of(&overlay_cidr(2, false)));
     b.ns.assert_reaches(host_of(&overlay_cidr(1, false)));
 

@@ -84,3 +84,56 @@ fn a_starting_node_handshakes_with_its_peers_before_any_traffic() {
     ma.stop().assert_clean();
     mb.stop().assert_clean();
 }
+
+#[test]
+fn a_restarted_node_whose_greeting_was_lost_answers_the_old_session_with_a_handshake() {
+    if !require_root() {
+        return;
+    }
+    let (a, b) = pair(false);
+    let files = two_node_mesh(&a, &b).write();
+    let ma = Meshd::start(&a.ns, &files, "a");
+    let mut mb = Some(Meshd::start(&b.ns, &files, "b"));
+    let ob = host_of(&overlay_cidr(2, false));
+    a.ns.assert_reaches(ob);
+    let pulse = Pulse::start(a.ns.name(), b.ns.name(), SocketAddr::new(ob, 7006), EVERY)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        pulse
+            .wait_after(Instant::now(), Duration::from_secs(5))
+            .is_some(),
+        "nothing flows to b before its restart"
+    );
+    let mut old = mb.take().unwrap_or_else(|| unreachable!());
+    old.daemon().signal(libc::SIGKILL);
+    assert!(old.daemon().wait_exit(Duration::from_secs(10)).is_some());
+    drop(old);
+
+    // While b starts, everything it sends to a's WireGuard port is lost: its greeting too.
+    let nft = |script: &str| b.ns.exec_ok(&["nft", script]);
+    nft("add table inet lose");
+    nft("add chain inet lose out { type filter hook output priority 0; }");
+    nft("add rule inet lose out udp dport 51820 drop");
+    let restarted = Instant::now();
+    mb = Some(Meshd::start(&b.ns, &files, "b"));
+    std::thread::sleep(Duration::from_millis(300));
+    nft("delete table inet lose");
+    let lost_until = restarted.elapsed();
+    // a still sends on the session b lost; b answers with a new initiation (at most one a
+    // second), well before its lost greeting's retransmit (5 s).
+    let back = pulse.wait_after(restarted, Duration::from_secs(20));
+    eprintln!(
+        "b restarted, its handshakes lost for {lost_until:.2?}: traffic back after {back:.2?}"
+    );
+    let back = back.unwrap_or_else(|| panic!("no traffic to b within 20 s of its restart"));
+    assert!(
+        back <= Duration::from_millis(2500),
+        "traffic to b came back {back:.2?} after its restart, its handshakes lost for \
+         {lost_until:.2?}"
+    );
+    drop(pulse);
+    if let Some(m) = mb {
+        m.stop().assert_clean();
+    }
+    ma.stop().assert_clean();
+}

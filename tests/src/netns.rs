@@ -52,7 +52,6 @@ impl Netns {
         output(self.cmd(program).args(rest))
     }
 
-    /// Runs `args` inside the namespace; it must succeed. Returns stdout.
     /// What the kernel's socket filters dropped in this namespace: `Udp: InErrors` less the
     /// receive buffer overflows it also counts (`RcvbufErrors`).
     pub fn udp_filtered(&self) -> u64 {
@@ -71,6 +70,7 @@ impl Netns {
         field("InErrors") - field("RcvbufErrors")
     }
 
+    /// Runs `args` inside the namespace; it must succeed. Returns stdout.
     pub fn exec_ok(&self, args: &[&str]) -> String {
         let (program, rest) = match args.split_first() {
             Some(x) => x,

@@ -222,8 +222,9 @@ impl Node {
         self.roam(peer, &mut state, from);
     }
 
-    /// Sends the peer in `slot` an initiation, unless it already has a session or one is in
-    /// flight (the data path asked: the peer sent on a session we lost; or the node starts).
+    /// Sends the peer in `slot` an initiation, unless it has a session: the node starts, the
+    /// peer's endpoint changed, or the peer sent on a session we lost. One in flight is sent
+    /// anew (it may have been lost); the callers ask at most once a second per peer.
     pub fn initiate(&self, now: Instant, slot: usize, out: &mut Batch) {
         let Some(peer) = self.peer_by_slot(slot) else {
             return;
@@ -237,7 +238,7 @@ impl Node {
         }
         if let TunnResult::WriteToNetwork(init) = state
             .tunn
-            .format_handshake_initiation(out.next_slot(), false)
+            .format_handshake_initiation(out.next_slot(), true)
         {
             let len = init.len();
             note_sent(peer, &mut state, now, init);

@@ -109,7 +109,7 @@ pub struct Node {
 }
 
 /// The largest session slot boringtun's 24-bit index space has room for.
-const MAX_SLOT: usize = (1 << 24) - 1;
+pub const MAX_SESSION_SLOT: usize = (1 << 24) - 1;
 
 fn reason_of(e: &WireGuardError) -> DropReason {
     use WireGuardError as E;
@@ -199,7 +199,13 @@ impl Node {
                     // Past 2^24 new peers in one process, slots wrap around, skipping those
                     // still in use; a stray datagram for a long-gone session then fails to
                     // decrypt, as it would anyway.
-                    let next = |slot: usize| if slot >= MAX_SLOT { 0 } else { slot + 1 };
+                    let next = |slot: usize| {
+                        if slot >= MAX_SESSION_SLOT {
+                            0
+                        } else {
+                            slot + 1
+                        }
+                    };
                     while self.by_slot.contains(next_slot) || by_slot.contains_key(&next_slot) {
                         next_slot = next(next_slot);
                     }
@@ -250,7 +256,7 @@ impl Node {
     }
 
     /// The highest session slot in use (the upper 24 bits of our session indices); `None`
-    /// with no peers. A datagram for a session past it cannot be for this node.
+    /// with no peers. A datagram naming a slot past it is for no live session.
     pub fn highest_slot(&self) -> Option<usize> {
         self.by_slot.highest()
     }

@@ -29,6 +29,8 @@ pub(crate) async fn follow(
     refresh: Duration,
     // Whether this node has an IPv6 socket to reach an IPv6 address with.
     have_v6: bool,
+    // Called when the endpoint changes (first resolved, or moved), to start a handshake.
+    changed: impl Fn(),
 ) {
     let mut failing = false;
     loop {
@@ -47,6 +49,7 @@ pub(crate) async fn follow(
                     if peer.endpoint() != Some(addr) {
                         tracing::info!("resolved endpoint peer={} {host}={addr}", peer.plan.name);
                         peer.set_endpoint(addr);
+                        changed();
                     }
                     refresh
                 }

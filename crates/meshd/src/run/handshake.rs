@@ -7,13 +7,14 @@
 //! - The node is under load while the queue holds an eighth of its room or more, and for a
 //!   second after: then every sender must show a cookie (`Node::handle_handshake`).
 //! - What the worker answers goes out through the listening sockets, as the timers' does.
-//! - As the node starts, the worker sends an initiation to every peer with an endpoint.
+//! - As the node starts, the worker sends an initiation to every peer with an endpoint (32
+//!   every 10 ms), and to a peer whose endpoint a DNS name gave when it changes.
 
 use super::datapath::{send_all, Shared, BATCH};
 use super::socket_filter::MAX_BLOCKED;
 use super::udp::Sockets;
 use meshd_core::counters::{DropCounters, DropReason, Side};
-use meshd_core::node::{Batch, HandshakeWork, MIN_SLOT};
+use meshd_core::node::{Batch, HandshakeWork, Node, MIN_SLOT};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +34,10 @@ const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// How long a flooding source's handshake messages are dropped by the socket filter (about:
 /// the list is swept every [`IDLE_WAKE`]). Blocked again at once if it still floods.
 const BLOCK_FOR: Duration = Duration::from_secs(1);
+/// Peers greeted at most per round of the worker as the node starts, and how soon the next
+/// round comes: a fleet's responses arrive spread out, not all at once.
+const GREET_AT_ONCE: usize = 32;
+const GREET_PACE: Duration = Duration::from_millis(10);
 /// A source blocked again within this long is not logged again.
 const BLOCK_LOG_QUIET: Duration = Duration::from_secs(60);
 /// Sources logged as blocked within [`BLOCK_LOG_QUIET`], at most (many sources: a few lines).
@@ -90,6 +95,16 @@ impl HandshakeQueue {
         self.ready.notify_one();
     }
 
+    /// Asks for an initiation to the peer in session `slot` (its endpoint changed).
+    pub(crate) fn initiate(&self, slot: usize) {
+        let mut jobs = self.lock();
+        if jobs.len() < QUEUE_ROOM {
+            jobs.push_back(Job::Initiate(slot));
+        }
+        drop(jobs);
+        self.ready.notify_one();
+    }
+
     /// Waits up to `wait` for jobs and moves up to [`TAKE`] of them into `into`; returns how
     /// many were queued before the take.
     fn take(&self, into: &mut Vec<Job>, wait: Duration) -> usize {
@@ -115,9 +130,15 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     let mut loaded_until: Option<Instant> = None;
     let mut swept = Instant::now();
     let mut blocked = Blocked::default();
-    greet_peers(&shared, &mut out, &mut scratch);
+    // The next peer (by position in the node's peers) to greet; `None` once all were.
+    let mut greeting = Some(0);
     loop {
-        let queued = shared.handshakes.take(&mut jobs, IDLE_WAKE);
+        let wait = if greeting.is_some() {
+            GREET_PACE
+        } else {
+            IDLE_WAKE
+        };
+        let queued = shared.handshakes.take(&mut jobs, wait);
         let now = Instant::now();
         if queued >= UNDER_LOAD_AT {
             loaded_until = Some(now + UNDER_LOAD_FOR);
@@ -125,6 +146,11 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
         let under_load = loaded_until.is_some_and(|t| now < t);
         let node = shared.node.load_full();
         out.clear();
+        if let Some(next) = greeting {
+            greeting = greet(&node, now, next, &mut out);
+            send_all(&shared.sockets, None, false, &out, &mut scratch);
+            out.clear();
+        }
         for job in jobs.drain(..) {
             match job {
                 Job::Message { from, len, bytes } => {
@@ -148,21 +174,16 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     }
 }
 
-/// Sends an initiation to every peer with an endpoint, once, as the node starts: a peer still
-/// on a session of the run before gets a new one at once, whether or not it sends.
-fn greet_peers(shared: &Shared, out: &mut Batch, scratch: &mut Vec<u8>) {
-    let node = shared.node.load_full();
-    let now = Instant::now();
-    out.clear();
-    for peer in node.peers() {
+/// Sends an initiation to each peer with an endpoint from the `next`th on, [`GREET_AT_ONCE`]
+/// at most, as the node starts: a peer still on a session of the run before gets a new one
+/// at once, whether or not it sends. Returns where to go on, `None` past the last peer.
+fn greet(node: &Node, now: Instant, next: usize, out: &mut Batch) -> Option<usize> {
+    let peers = node.peers();
+    let end = next.saturating_add(GREET_AT_ONCE).min(peers.len());
+    for peer in peers.get(next..end).unwrap_or_default() {
         node.initiate(now, peer.slot, out);
-        if out.len() >= BATCH {
-            send_all(&shared.sockets, None, false, out, scratch);
-            out.clear();
-        }
     }
-    send_all(&shared.sockets, None, false, out, scratch);
-    out.clear();
+    (end < peers.len()).then_some(end)
 }
 
 /// Sources whose handshake messages the listening sockets' filter drops in the kernel, for

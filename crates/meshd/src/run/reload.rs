@@ -63,12 +63,14 @@ impl Reloader {
 
     fn follow(&mut self, peer: &Arc<Peer>, refresh: u32) {
         if let Some(Endpoint::Host { host, port }) = peer.plan.endpoint.clone() {
+            let (shared, slot) = (Arc::clone(&self.view.shared), peer.slot);
             let task = dns::follow(
                 Arc::clone(peer),
                 host,
                 port,
                 Duration::from_secs(u64::from(refresh)),
-                self.view.shared.sockets.v6.is_some(),
+                shared.sockets.v6.is_some(),
+                move || shared.handshakes.initiate(slot),
             );
             self.dns.insert(peer.slot, self.dns_tasks.spawn(task));
         }

@@ -8,8 +8,11 @@
 //! - On the listening sockets, also dropped ([`Refused`]): data naming a session slot far past
 //!   the node's highest, and initiations and responses from sources the handshake worker
 //!   blocks for flooding (IPv4 addresses, IPv6 /64s; at most [`MAX_BLOCKED`]), checked first.
+//! - A train the kernel coalesced (UDP GRO) is judged by its first message: one flow, and
+//!   in practice one session.
 //! - `MESHD_SOCKET_FILTER=off` leaves the sockets unfiltered (for comparing).
 
+use meshd_core::node::MAX_SESSION_SLOT;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -19,11 +22,8 @@ pub(crate) const MAX_BLOCKED: usize = 16;
 
 /// Session slots past the node's highest that data may still name: a peer that has not
 /// noticed a restart sends for the sessions of the run before, whose slots reloads may have
-/// raised. Random indexes pass one time in 256.
+/// raised. Random indexes pass (highest + 65,537) times in 2^24: one in 256 with few peers.
 pub(crate) const SLOT_HEADROOM: usize = 1 << 16;
-
-/// The largest session slot: boringtun's session indices are the slot, shifted left by 8.
-const MAX_SLOT: usize = (1 << 24) - 1;
 
 /// What a listening socket's filter drops besides what cannot be WireGuard.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,15 +35,11 @@ pub(crate) struct Refused {
 }
 
 impl Refused {
-    /// Data for slots past `highest` (the node's highest slot in use) and
-    /// [`SLOT_HEADROOM`] beyond refused.
+    /// Refuses data for slots more than [`SLOT_HEADROOM`] past `highest`, the node's highest
+    /// slot in use.
     pub(crate) fn set_highest_slot(&mut self, highest: Option<usize>) {
-        self.slots_above = Some(
-            highest
-                .unwrap_or(0)
-                .saturating_add(SLOT_HEADROOM)
-                .min(MAX_SLOT),
-        );
+        let bound = highest.unwrap_or(0).saturating_add(SLOT_HEADROOM);
+        self.slots_above = Some(bound.min(MAX_SESSION_SLOT));
     }
 }
 
@@ -77,11 +73,11 @@ const fn word(message_type: u32) -> u32 {
     message_type << 24
 }
 
-/// The program for data naming slots up to `highest_slot`; jump offsets count from the next
-/// instruction. `DROP` is 28, `KEEP` 29.
-const fn by_type(highest_slot: u32) -> [libc::sock_filter; 30] {
+/// The program for data naming slots up to `slots_above` at most; jump offsets count from
+/// the next instruction. `DROP` is 28, `KEEP` 29.
+const fn by_type(slots_above: u32) -> [libc::sock_filter; 30] {
     // The slot compared byte by byte, highest first: greater drops, smaller keeps.
-    let [_, hi, mid, lo] = highest_slot.to_be_bytes();
+    let [_, hi, mid, lo] = slots_above.to_be_bytes();
     let (hi, mid, lo) = (hi as u32, mid as u32, lo as u32);
     [
         op(LD_W_ABS, 0, 0, UDP_HEADER), //  0: A = first word of the payload
@@ -159,8 +155,8 @@ fn program(refused: &Refused, v6: bool) -> Vec<libc::sock_filter> {
         p.push(op(JA, 0, 0, 1)); // not blocked: by type
         p.push(op(RET, 0, 0, 0));
     }
-    let highest_slot = refused.slots_above.unwrap_or(MAX_SLOT).min(MAX_SLOT);
-    p.extend_from_slice(&by_type(highest_slot as u32));
+    let slots_above = refused.slots_above.unwrap_or(MAX_SESSION_SLOT);
+    p.extend_from_slice(&by_type(slots_above.min(MAX_SESSION_SLOT) as u32));
     p
 }
 
@@ -280,7 +276,15 @@ mod tests {
             0, 1, 2, 0xff, 0x100, 0x101, 0x102, 0x103, 0x1ff, 0x200, 0xff02, 0x1_0000, 0x1_0102,
             0x10_0000, 0xff_ffff,
         ];
-        for bound in [0, 2, 0x102, 0x1_0000, 0x1_0102, 0xff_fffe, MAX_SLOT as u32] {
+        for bound in [
+            0,
+            2,
+            0x102,
+            0x1_0000,
+            0x1_0102,
+            0xff_fffe,
+            MAX_SESSION_SLOT as u32,
+        ] {
             let refused = Refused {
                 sources: Vec::new(),
                 slots_above: Some(bound as usize),
@@ -324,8 +328,8 @@ mod tests {
         assert_eq!(refused.slots_above, Some(SLOT_HEADROOM));
         refused.set_highest_slot(Some(40));
         assert_eq!(refused.slots_above, Some(40 + SLOT_HEADROOM));
-        refused.set_highest_slot(Some(MAX_SLOT - 1));
-        assert_eq!(refused.slots_above, Some(MAX_SLOT));
+        refused.set_highest_slot(Some(MAX_SESSION_SLOT - 1));
+        assert_eq!(refused.slots_above, Some(MAX_SESSION_SLOT));
     }
 
     /// What `receiver` gets of `sent`, each sent from `sender`.

@@ -351,17 +351,23 @@ impl Sockets {
     /// Changes what the listening sockets' filters refuse, and re-attaches them if it changed.
     pub(crate) fn refuse(&self, change: impl FnOnce(&mut Refused)) {
         let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        let before = refused.clone();
-        change(&mut refused);
-        if *refused == before {
+        let mut next = refused.clone();
+        change(&mut next);
+        if next == *refused {
             return;
         }
         let listening =
             std::iter::once((&self.v4, false)).chain(self.v6.as_ref().map(|s| (s, true)));
+        let mut attached = true;
         for (endpoint, v6) in listening {
-            if let Err(e) = socket_filter::attach_refusing(&endpoint.socket, &refused, v6) {
+            if let Err(e) = socket_filter::attach_refusing(&endpoint.socket, &next, v6) {
                 tracing::warn!("cannot update the socket filter: {e}");
+                attached = false;
             }
+        }
+        // Kept only once in force, so that the next change tries again.
+        if attached {
+            *refused = next;
         }
     }
 
