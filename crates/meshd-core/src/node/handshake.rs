@@ -210,8 +210,11 @@ impl Node {
             peer.counters.handshakes_as_responder.fetch_add(1, RELAXED);
         } else {
             peer.counters.handshakes_as_initiator.fetch_add(1, RELAXED);
-            state.last_handshake_duration = state.initiation_sent.take().map(|t| now - t);
-            if let Some(d) = state.last_handshake_duration {
+            // Timed from our initiation it answers; a second answer (initiations crossed, or
+            // one sent anew) has none left and keeps the last duration.
+            if let Some(sent) = state.initiation_sent.take() {
+                let d = now - sent;
+                state.last_handshake_duration = Some(d);
                 peer.counters.handshake_duration.observe(d);
             }
         }
