@@ -6,7 +6,7 @@
 #   apply:   nft -j -f ruleset.json   inside a fresh network namespace
 #   replace: the same again, with the table already there (what a reload does)
 # $RUNS times each (default 7) and prints medians as a markdown table, with the size of the
-# ruleset. The target (issue 3) is build + apply under 1 s.
+# ruleset. The aim: build + apply under 1 s at this size.
 #
 #   sudo benches/firewall_scale.sh [RUNS]
 #
