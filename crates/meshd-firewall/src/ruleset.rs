@@ -5,7 +5,7 @@
 //! table and never sees half of it; no other table is touched and nothing is flushed.
 //! Per-peer matches live in sets, so the rule count does not grow with the mesh.
 
-use crate::policy::{disjoint, MeshIn};
+use crate::policy::{disjoint, MeshIn, ProtocolKey};
 use ipnet::IpNet;
 use meshd_core::config::{Protocol, RateUnit};
 use meshd_core::plan::NodePlan;
@@ -20,7 +20,7 @@ use nftables::schema::{
 use nftables::stmt::{Counter, JumpTarget, Limit, Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// Multicast listener discovery (RFC 4890 §4.4.1): link-local only.
 const ICMPV6_MLD: [&str; 4] = [
@@ -135,6 +135,9 @@ fn accept() -> Statement<'static> {
 fn counter() -> Statement<'static> {
     Statement::Counter(Counter::Anonymous(None))
 }
+
+/// A protocol and the port ranges a source is allowed with it.
+type PortsKey<'a> = (ProtocolKey, &'a [(u16, u16)]);
 
 /// Which address family a set or match is for.
 #[derive(Clone, Copy)]
@@ -326,14 +329,20 @@ pub fn ruleset(plan: &NodePlan) -> Nftables<'static> {
     b.addr_sets("mesh_icmp", &mesh.icmp.iter().copied().collect::<Vec<_>>());
     b.addr_sets("routes", &plan.me.routes);
     for fam in Fam::BOTH {
-        let elems = mesh
-            .ports
-            .iter()
-            .filter(|((src, _), _)| fam.has(src))
-            .flat_map(|((src, proto), ranges)| {
-                ranges
-                    .iter()
-                    .map(|&(lo, hi)| concat(vec![prefix(*src), s(proto.name()), ports(lo, hi)]))
+        // Sources allowed the very same ports share elements: their prefixes, aggregated
+        // (a full mesh's thousands of peers become a few prefixes per port).
+        let mut by_ports: BTreeMap<PortsKey, Vec<IpNet>> = BTreeMap::new();
+        for ((src, proto), ranges) in mesh.ports.iter().filter(|((src, _), _)| fam.has(src)) {
+            by_ports.entry((*proto, ranges)).or_default().push(*src);
+        }
+        let elems = by_ports
+            .into_iter()
+            .flat_map(|((proto, ranges), sources)| {
+                disjoint(&sources).into_iter().flat_map(move |src| {
+                    ranges.iter().map(move |&(lo, hi)| {
+                        concat(vec![prefix(src), s(proto.name()), ports(lo, hi)])
+                    })
+                })
             })
             .collect();
         b.set(

@@ -196,3 +196,59 @@ fn a_mesh_source_off_the_tunnel_is_dropped_by_reverse_path_before_conntrack() {
         assert!(spoof < ct, "chain {chain}: anti-spoofing after conntrack");
     }
 }
+
+#[test]
+fn sources_allowed_the_same_ports_share_aggregated_elements_that_nft_loads() {
+    // db and five nodes at 10.100.0.2-7 that may all reach it on tcp/22 and tcp/443, but
+    // x (10.100.0.5) on tcp/22 only.
+    let mut yaml = String::from("nodes:\n");
+    for (i, name) in ["db", "a", "b", "x", "c", "d"].into_iter().enumerate() {
+        yaml += &format!(
+            "  - {{name: {name}, public_key: \"{}\", address: 10.100.0.{}/24}}\n",
+            meshd_core::key::PrivateKey::generate()
+                .public_key()
+                .to_base64(),
+            i + 2
+        );
+    }
+    yaml += "policy:\n  - {from: [a, b, c, d], to: db, allow: [tcp/22, tcp/443]}\n";
+    yaml += "  - {from: x, to: db, allow: [tcp/22]}\n";
+    let cfg = config::parse("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let plan = NodePlan::new(&cfg, &Identity::Name("db".into())).unwrap_or_else(|e| panic!("{e}"));
+    let rules = ruleset(&plan);
+    let json: serde_json::Value =
+        serde_json::from_str(&ruleset::to_json(&rules)).unwrap_or_default();
+    let elems: Vec<String> = json["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.get("add").and_then(|a| a.get("set")))
+        .find(|s| s["name"] == "mesh_ports_v4")
+        .and_then(|s| s["elem"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let prefix = |net: &str, len: u8, port: u16| {
+        format!(r#"{{"concat":[{{"prefix":{{"addr":"{net}","len":{len}}}}},"tcp",{port}]}}"#)
+    };
+    let host = |addr: &str, port: u16| format!(r#"{{"concat":["{addr}","tcp",{port}]}}"#);
+    // a and b (10.100.0.3, .4: no prefix holds just the two), c and d (10.100.0.6/31).
+    let mut want = vec![
+        host("10.100.0.3", 22),
+        host("10.100.0.3", 443),
+        host("10.100.0.4", 22),
+        host("10.100.0.4", 443),
+        prefix("10.100.0.6", 31, 22),
+        prefix("10.100.0.6", 31, 443),
+        host("10.100.0.5", 22),
+    ];
+    want.sort();
+    let mut got = elems.clone();
+    got.sort();
+    assert_eq!(got, want);
+    if can_unshare() {
+        let text = nft::render(&rules).unwrap_or_else(|e| panic!("{e}"));
+        assert!(text.contains("10.100.0.6/31 . tcp . 443"), "{text}");
+    }
+}
