@@ -29,11 +29,12 @@ fn only_packets_from_the_device_connect_a_socket() {
     let oa = host_of(&overlay_cidr(1, false));
     let (ea, eb) = (endpoint(a.addr, PORT), endpoint(b.addr, PORT));
 
-    // The nodes greet each other as they start: handshakes go through the listening sockets.
+    // a's first packet makes the session: the handshake goes through the listening sockets.
+    let send = format!("echo probe > /dev/udp/{ob}/9");
+    a.ns.exec_ok(&["bash", "-c", &send]);
     if let Err(e) = mb.wait_for_log("peer up peer=a", Duration::from_secs(10)) {
         panic!("no handshake: {e}");
     }
-    let send = format!("echo probe > /dev/udp/{ob}/9");
     a.ns.exec_ok(&["bash", "-c", &send]);
     // a's packet went through a socket connected to b; b took it through its listening one.
     std::thread::sleep(Duration::from_millis(300));

@@ -56,7 +56,8 @@ fn dns_name_endpoint_resolves_and_an_unresolvable_one_blocks_nothing() {
         "b",
         &overlay_cidr(2, false),
         Some(&format!("b.mesh.test:{PORT}")),
-    );
+    )
+    .keepalive = Some(25);
     mesh.node(
         "c",
         &overlay_cidr(3, false),
@@ -66,7 +67,8 @@ fn dns_name_endpoint_resolves_and_an_unresolvable_one_blocks_nothing() {
     mesh.rule_both("a", "c", &["any"]);
     let files = mesh.write();
 
-    // b first, so that its greeting to a is lost: a greets b once the name resolves.
+    // a greets b, a peer with keepalive, once the name resolves (b, which has no keepalive
+    // to a, greets nobody).
     let mb = Meshd::start(&b.ns, &files, "b");
     let mut ma = Meshd::start(&a.ns, &files, "a");
     ma.wait_for_log("peer up peer=b role=initiator", Duration::from_secs(2))

@@ -1,7 +1,7 @@
 //! (c) meshd <-> wireguard-go interop, each side initiating: ping both ways and a 10 MB TCP
 //! transfer in each direction with checksums. Only the initiator knows the other's endpoint, so
-//! the other side cannot be the one that starts the handshake. meshd, knowing the endpoint,
-//! starts it as it starts.
+//! the other side cannot be the one that starts the handshake. meshd, knowing the endpoint of
+//! a peer with persistent keepalive, starts it as it starts.
 
 use meshd_e2e::topo::{endpoint, pair};
 use meshd_e2e::{assert_tcp_transfer, ip, require_root, Key, MeshSpec, Meshd, WgGo, MB};
@@ -16,12 +16,15 @@ fn interop(meshd_initiates: bool) {
     let mut mesh = MeshSpec::new();
     mesh.node("m", "10.100.0.1/24", Some(&endpoint(a.addr, PORT)));
     let w_endpoint = endpoint(b.addr, PORT);
-    mesh.node_with_key(
+    let w = mesh.node_with_key(
         "w",
         kw.clone(),
         "10.100.0.2/24",
         meshd_initiates.then_some(w_endpoint.as_str()),
     );
+    if meshd_initiates {
+        w.keepalive = Some(25);
+    }
     mesh.rule_both("m", "w", &["any"]);
     let files = mesh.write();
     let km = mesh.key("m").clone();
@@ -33,7 +36,7 @@ fn interop(meshd_initiates: bool) {
     wg.up(&b.ns);
     let m = Meshd::start(&a.ns, &files, "m");
     if meshd_initiates {
-        // meshd greets a peer with an endpoint as it starts, before any traffic.
+        // meshd greets a keepalive peer with an endpoint as it starts, before any traffic.
         let started = Instant::now();
         while wg.latest_handshake(&km.public) == 0 {
             assert!(

@@ -53,8 +53,7 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
     let files = mesh.write();
     let metrics_at: SocketAddr = "127.0.0.1:9586".parse().unwrap_or_else(|e| panic!("{e}"));
 
-    // b first: a, started second, greets b with the handshake that makes a the initiator
-    // (b's own greeting went out before a was up).
+    // a's first packet makes the handshake: a is the initiator.
     let mb = Meshd::start(&b.ns, &files, "b");
     let ma = Meshd::start(&a.ns, &files, "a");
     let (oa, ob) = (host_of(&ca), host_of(&cb));

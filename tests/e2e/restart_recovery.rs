@@ -2,7 +2,8 @@
 //! flows both ways through the tunnel: traffic flows again, both ways, within a second of the
 //! restart. The side that kept running still sends on the session the other lost; the
 //! restarted side answers such data with a new handshake instead of waiting for the
-//! survivor's timers. A node that starts handshakes with its peers before any traffic.
+//! survivor's timers. A node that starts handshakes with its keepalive peers before any
+//! traffic, and with the others at their first packet.
 
 use meshd_e2e::pulse::Pulse;
 use meshd_e2e::topo::{overlay_cidr, pair, two_node_mesh};
@@ -68,18 +69,39 @@ fn traffic_flows_again_within_a_second_of_either_side_restarting() {
 }
 
 #[test]
-fn a_starting_node_handshakes_with_its_peers_before_any_traffic() {
+fn a_starting_node_greets_its_keepalive_peers_and_the_others_at_their_first_packet() {
     if !require_root() {
         return;
     }
     let (a, b) = pair(false);
-    let files = two_node_mesh(&a, &b).write();
+    let mut mesh = two_node_mesh(&a, &b);
+    // b has no keepalive: a makes no session with it until a packet is for it.
+    let files = mesh.write();
+    let mb = Meshd::start(&b.ns, &files, "b");
+    let mut ma = Meshd::start(&a.ns, &files, "a");
+    std::thread::sleep(Duration::from_millis(1500));
+    let quiet = ma.stop();
+    quiet.assert_clean();
+    assert!(
+        !quiet.log_contains("peer up"),
+        "a handshook with b, a peer without keepalive, before any traffic"
+    );
+    ma = Meshd::start(&a.ns, &files, "a");
+    let ob = host_of(&overlay_cidr(2, false));
+    a.ns.assert_reaches(ob);
+    ma.wait_for_log("peer up peer=b role=initiator", LIMIT)
+        .unwrap_or_else(|e| panic!("a's first packet made no handshake: {e}"));
+    ma.stop().assert_clean();
+    mb.stop().assert_clean();
+
+    // With keepalive on b, a greets it as it starts: no packet goes through the tunnel.
+    mesh.get_mut("b").keepalive = Some(25);
+    let files = mesh.write();
     let mb = Meshd::start(&b.ns, &files, "b");
     let started = Instant::now();
     let mut ma = Meshd::start(&a.ns, &files, "a");
-    // No packet has been sent through the tunnel: only a's greeting starts this handshake.
     ma.wait_for_log("peer up peer=b role=initiator", LIMIT)
-        .unwrap_or_else(|e| panic!("a did not handshake with b on its own: {e}"));
+        .unwrap_or_else(|e| panic!("a did not greet b, a keepalive peer: {e}"));
     eprintln!("a started: session with b after {:.2?}", started.elapsed());
     ma.stop().assert_clean();
     mb.stop().assert_clean();
@@ -91,7 +113,10 @@ fn a_restarted_node_whose_greeting_was_lost_answers_the_old_session_with_a_hands
         return;
     }
     let (a, b) = pair(false);
-    let files = two_node_mesh(&a, &b).write();
+    let mut mesh = two_node_mesh(&a, &b);
+    // a has keepalive: b greets it as it starts.
+    mesh.get_mut("a").keepalive = Some(25);
+    let files = mesh.write();
     let ma = Meshd::start(&a.ns, &files, "a");
     let mut mb = Some(Meshd::start(&b.ns, &files, "b"));
     let ob = host_of(&overlay_cidr(2, false));

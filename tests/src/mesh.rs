@@ -163,6 +163,13 @@ impl MeshSpec {
         }
     }
 
+    pub fn get_mut(&mut self, name: &str) -> &mut NodeSpec {
+        match self.nodes.iter_mut().find(|n| n.name == name) {
+            Some(n) => n,
+            None => panic!("no node {name} in the test mesh"),
+        }
+    }
+
     pub fn key(&self, name: &str) -> &Key {
         &self.get(name).key
     }

@@ -15,7 +15,7 @@
 //! One checker and one set of budgets for every peer: boringtun's sessions get a limiter that
 //! is never under load, so a peer answering our cookie is never asked for another one.
 
-use super::{note_sent, Batch, Node, RELAXED};
+use super::{has_session, note_sent, Batch, Node, RELAXED};
 use crate::counters::{DropReason, Side};
 use crate::node::source_limit::MAX_SOURCES;
 use crate::node::{Event, Macs, SourceLimiter};
@@ -148,10 +148,13 @@ impl Node {
         let is_cookie = matches!(packet, Packet::PacketCookieReply(_));
         let peer = &self.peers[index];
         let mut state = peer.lock();
-        match state
-            .tunn
-            .decapsulate(Some(from.ip()), message, out.next_slot())
-        {
+        // Only an initiation makes a session; a response or cookie reply is for one we made.
+        let tunn = match state.tunn.as_deref_mut() {
+            Some(tunn) => tunn,
+            None if is_init => self.session(peer, &mut state),
+            None => return count(DropReason::UnknownPeer),
+        };
+        match tunn.decapsulate(Some(from.ip()), message, out.next_slot()) {
             TunnResult::Done if is_cookie => {
                 // The cookie is ours to use: send the initiation it was for again, with mac2,
                 // rather than waiting out the retransmit timer.
@@ -165,9 +168,11 @@ impl Node {
                     return;
                 };
                 state.cookie_resent = Some(now);
-                if let TunnResult::WriteToNetwork(init) = state
-                    .tunn
-                    .format_handshake_initiation(out.next_slot(), true)
+                let Some(tunn) = state.tunn.as_deref_mut() else {
+                    return;
+                };
+                if let TunnResult::WriteToNetwork(init) =
+                    tunn.format_handshake_initiation(out.next_slot(), true)
                 {
                     let len = init.len();
                     note_sent(peer, &mut state, now, init);
@@ -190,8 +195,10 @@ impl Node {
                 let len = reply.len();
                 note_sent(peer, &mut state, now, reply);
                 out.commit(len, from);
-                while let TunnResult::WriteToNetwork(queued) =
-                    state.tunn.decapsulate(None, &[], out.next_slot())
+                while let Some(TunnResult::WriteToNetwork(queued)) = state
+                    .tunn
+                    .as_deref_mut()
+                    .map(|t| t.decapsulate(None, &[], out.next_slot()))
                 {
                     let len = queued.len();
                     note_sent(peer, &mut state, now, queued);
@@ -236,11 +243,11 @@ impl Node {
         let Some(endpoint) = state.endpoint else {
             return;
         };
-        if state.tunn.time_since_last_handshake().is_some() {
+        if has_session(&state) {
             return;
         }
-        if let TunnResult::WriteToNetwork(init) = state
-            .tunn
+        if let TunnResult::WriteToNetwork(init) = self
+            .session(peer, &mut state)
             .format_handshake_initiation(out.next_slot(), true)
         {
             let len = init.len();

@@ -32,7 +32,7 @@ pub use peer::{Peer, PeerStatus};
 pub use receive::HandshakeWork;
 pub use source_limit::SourceLimiter;
 
-use peer::PeerState;
+use peer::{PeerState, WAITING_PACKETS};
 use slots::SlotIndex;
 
 use crate::counters::{DropCounters, DropReason, Side};
@@ -153,7 +153,7 @@ fn note_sent(peer: &Peer, state: &mut PeerState, now: Instant, datagram: &[u8]) 
 }
 
 impl Node {
-    /// A node for `plan`, with sessions for every peer and no traffic yet.
+    /// A node for `plan`: its peers have no sessions until they have traffic or a handshake.
     pub fn new(plan: &NodePlan, private_key: &PrivateKey) -> Self {
         let static_private = private_key.to_x25519();
         let static_public = x25519::PublicKey::from(&static_private);
@@ -211,16 +211,7 @@ impl Node {
                     }
                     let slot = next_slot;
                     next_slot = next(next_slot);
-                    // boringtun shifts the slot left by 8 for its session indices.
-                    let tunn = Tunn::new(
-                        self.static_private.clone(),
-                        p.public_key.to_x25519(),
-                        None,
-                        p.keepalive,
-                        slot as u32,
-                        Some(Arc::clone(&self.session_limiter)),
-                    );
-                    Arc::new(Peer::new(p, slot, tunn))
+                    Arc::new(Peer::new(p, slot))
                 }
             };
             for prefix in &p.allowed_ips {
@@ -296,6 +287,22 @@ impl Node {
         });
     }
 
+    /// `peer`'s session, made now if it has none yet (two Diffie-Hellman computations: on the
+    /// handshake worker, or the timers for a keepalive peer, never the data thread).
+    fn session<'s>(&self, peer: &Peer, state: &'s mut PeerState) -> &'s mut Tunn {
+        state.tunn.get_or_insert_with(|| {
+            // boringtun shifts the slot left by 8 for its session indices.
+            Box::new(Tunn::new(
+                self.static_private.clone(),
+                peer.plan.public_key.to_x25519(),
+                None,
+                peer.plan.keepalive,
+                peer.slot as u32,
+                Some(Arc::clone(&self.session_limiter)),
+            ))
+        })
+    }
+
     /// The peer whose AllowedIPs contain `addr` (longest prefix).
     pub fn route(&self, addr: IpAddr) -> Option<&Peer> {
         self.routes
@@ -306,12 +313,14 @@ impl Node {
 
     /// Outbound: encrypts `packets` read from the device into `out` (datagrams with their
     /// destination). Packets waiting for a handshake are queued in the session and sent
-    /// once it completes.
+    /// once it completes; those for a peer without a session yet wait in the peer, which is
+    /// named in `work.start` for the handshake worker ([`Node::start`]).
     pub fn handle_tun_packets<'a>(
         &self,
         now: Instant,
         packets: impl IntoIterator<Item = (&'a [u8], SocketAddr)>,
         out: &mut Batch,
+        work: &mut HandshakeWork,
     ) {
         // Consecutive packets to one peer (a bulk transfer, a split GSO segment) share one
         // hold of its lock.
@@ -343,17 +352,74 @@ impl Node {
                 self.drops.add(Side::Outbound, DropReason::NoEndpoint, 1);
                 continue;
             };
-            match state.tunn.encapsulate(packet, out.next_slot()) {
-                // Either the packet, or (no session yet: it was queued) a handshake initiation.
-                TunnResult::WriteToNetwork(datagram) => {
-                    let len = datagram.len();
-                    note_sent(peer, state, now, datagram);
-                    out.commit(len, endpoint);
-                }
-                TunnResult::Done => {} // queued behind a handshake already in flight
-                TunnResult::Err(e) => self.drops.add(Side::Outbound, reason_of(&e), 1),
-                TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
+            if state.tunn.is_none() {
+                self.hold(peer, state, packet, work);
+                continue;
             }
+            self.seal(peer, state, now, packet, endpoint, out);
+        }
+    }
+
+    /// Encrypts `packet` on `peer`'s session (which it has) into `out`.
+    fn seal(
+        &self,
+        peer: &Peer,
+        state: &mut PeerState,
+        now: Instant,
+        packet: &[u8],
+        endpoint: SocketAddr,
+        out: &mut Batch,
+    ) {
+        let Some(tunn) = state.tunn.as_deref_mut() else {
+            return;
+        };
+        match tunn.encapsulate(packet, out.next_slot()) {
+            // Either the packet, or (no session yet: it was queued) a handshake initiation.
+            TunnResult::WriteToNetwork(datagram) => {
+                let len = datagram.len();
+                note_sent(peer, state, now, datagram);
+                out.commit(len, endpoint);
+            }
+            TunnResult::Done => {} // queued behind a handshake already in flight
+            TunnResult::Err(e) => self.drops.add(Side::Outbound, reason_of(&e), 1),
+            TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..) => {}
+        }
+    }
+
+    /// A packet for a peer without a session: it waits in the peer (up to
+    /// [`WAITING_PACKETS`]; past that it is dropped as `handshake_queue_full`) and the peer is
+    /// named for the worker, which makes the session. Named again with every batch that finds
+    /// it waiting, in case the worker's queue had no room.
+    fn hold(&self, peer: &Peer, state: &mut PeerState, packet: &[u8], work: &mut HandshakeWork) {
+        if state.waiting.len() < WAITING_PACKETS {
+            state.waiting.push(packet.to_vec());
+        } else {
+            self.drops.add(Side::Outbound, DropReason::QueueFull, 1);
+        }
+        if !work.start.contains(&peer.slot) {
+            work.start.push(peer.slot);
+        }
+    }
+
+    /// Makes the session of the peer in `slot` and sends what waited for it (the first packet
+    /// brings out a handshake initiation, the rest queue behind it): the worker's half of
+    /// [`Node::handle_tun_packets`]. Nothing to do once an earlier call sent them.
+    pub fn start(&self, now: Instant, slot: usize, out: &mut Batch) {
+        let Some(peer) = self.peer_by_slot(slot) else {
+            return;
+        };
+        let mut state = peer.lock();
+        let waiting = std::mem::take(&mut state.waiting);
+        let Some(endpoint) = state.endpoint else {
+            let n = waiting.len() as u64;
+            return self.drops.add(Side::Outbound, DropReason::NoEndpoint, n);
+        };
+        if waiting.is_empty() {
+            return;
+        }
+        self.session(peer, &mut state);
+        for packet in &waiting {
+            self.seal(peer, &mut state, now, packet, endpoint, out);
         }
     }
 
@@ -371,7 +437,10 @@ impl Node {
         for peer in &self.peers {
             let mut state = peer.lock();
             let endpoint = state.endpoint;
-            let len = match state.tunn.update_timers(out.next_slot()) {
+            let Some(tunn) = state.tunn.as_deref_mut() else {
+                continue; // no session, nothing to time
+            };
+            let len = match tunn.update_timers(out.next_slot()) {
                 TunnResult::WriteToNetwork(datagram) => datagram.len(),
                 TunnResult::Err(WireGuardError::ConnectionExpired) => {
                     retry_expired(peer, &mut state, now, out)
@@ -408,13 +477,22 @@ fn retry_expired(peer: &Peer, state: &mut PeerState, now: Instant, out: &mut Bat
         return 0;
     }
     state.last_expired_retry = Some(now);
-    match state
-        .tunn
-        .format_handshake_initiation(out.next_slot(), false)
-    {
+    let Some(tunn) = state.tunn.as_deref_mut() else {
+        return 0;
+    };
+    match tunn.format_handshake_initiation(out.next_slot(), false) {
         TunnResult::WriteToNetwork(datagram) => datagram.len(),
         _ => 0,
     }
+}
+
+/// Whether the peer has a session that completed a handshake (boringtun forgets it once the
+/// session expires).
+fn has_session(state: &PeerState) -> bool {
+    state
+        .tunn
+        .as_ref()
+        .is_some_and(|t| t.time_since_last_handshake().is_some())
 }
 
 const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;

@@ -8,9 +8,18 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// Packets a peer without a session holds for the handshake worker to send (more are dropped
+/// as `handshake_queue_full`).
+pub(crate) const WAITING_PACKETS: usize = 8;
+
 /// The mutable half of a peer, behind one lock: the session and where to send.
 pub(crate) struct PeerState {
-    pub(crate) tunn: Tunn,
+    /// boringtun's session state (about 11 KB and two Diffie-Hellman computations): made when
+    /// the peer first has a handshake or traffic (`Node::session`), not at start.
+    pub(crate) tunn: Option<Box<Tunn>>,
+    /// Packets for the peer from before its session was made, which the handshake worker
+    /// sends once it has made it (`Node::start`).
+    pub(crate) waiting: Vec<Vec<u8>>,
     pub(crate) endpoint: Option<SocketAddr>,
     /// When the handshake initiation in flight was sent, to time the handshake.
     pub(crate) initiation_sent: Option<Instant>,
@@ -49,7 +58,7 @@ pub struct PeerStatus {
 }
 
 impl Peer {
-    pub(crate) fn new(plan: &PeerPlan, slot: usize, tunn: Tunn) -> Self {
+    pub(crate) fn new(plan: &PeerPlan, slot: usize) -> Self {
         let endpoint = match &plan.endpoint {
             Some(Endpoint::Addr(a)) => Some(*a),
             _ => None,
@@ -59,7 +68,8 @@ impl Peer {
             plan: plan.clone(),
             counters: PeerCounters::default(),
             state: Mutex::new(PeerState {
-                tunn,
+                tunn: None,
+                waiting: Vec::new(),
                 endpoint,
                 initiation_sent: None,
                 last_handshake_duration: None,

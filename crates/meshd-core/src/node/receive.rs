@@ -12,7 +12,7 @@
 //!   once a second.
 
 use super::handshake::Gate;
-use super::{Batch, Node, Peer};
+use super::{has_session, Batch, Node, Peer};
 use crate::counters::{DropReason, Side};
 use crate::node::MIN_SLOT;
 use crate::packet;
@@ -31,6 +31,9 @@ pub struct HandshakeWork {
     pub messages: Batch,
     /// Slots of peers that sent data on a session this node no longer has.
     pub initiate: Vec<usize>,
+    /// Slots of peers with packets waiting for the worker to make their session
+    /// ([`Node::start`]).
+    pub start: Vec<usize>,
     /// Addresses sending handshake messages far past their budgets: worth blocking where
     /// they cost less (a socket filter).
     pub flooding: Vec<IpAddr>,
@@ -41,6 +44,7 @@ impl Default for HandshakeWork {
         Self {
             messages: Batch::new(16, MIN_SLOT),
             initiate: Vec::new(),
+            start: Vec::new(),
             flooding: Vec::new(),
         }
     }
@@ -50,11 +54,15 @@ impl HandshakeWork {
     pub fn clear(&mut self) {
         self.messages.clear();
         self.initiate.clear();
+        self.start.clear();
         self.flooding.clear();
     }
 
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty() && self.initiate.is_empty() && self.flooding.is_empty()
+        self.messages.is_empty()
+            && self.initiate.is_empty()
+            && self.start.is_empty()
+            && self.flooding.is_empty()
     }
 }
 
@@ -111,34 +119,35 @@ impl Node {
         };
         let peer = &self.peers[index];
         let mut state = peer.lock();
-        let authenticated =
-            match state
-                .tunn
-                .decapsulate(Some(from.ip()), datagram, to_tun.next_slot())
-            {
-                TunnResult::Done => true, // a keepalive
-                TunnResult::Err(WireGuardError::NoCurrentSession | WireGuardError::WrongIndex) => {
-                    count(DropReason::UnknownSession);
-                    drop(state);
-                    return self.restart_from(now, from, Some(index), work);
-                }
-                TunnResult::Err(e) => {
-                    count(super::reason_of(&e));
-                    false
-                }
-                TunnResult::WriteToTunnelV4(inner, src) => {
-                    let well_formed = packet::addresses(inner).is_some();
-                    let len = inner.len();
-                    self.accept_inner(peer, index, IpAddr::V4(src), len, well_formed, to_tun)
-                }
-                TunnResult::WriteToTunnelV6(inner, src) => {
-                    let well_formed = packet::addresses(inner).is_some();
-                    let len = inner.len();
-                    self.accept_inner(peer, index, IpAddr::V6(src), len, well_formed, to_tun)
-                }
-                // A data message never asks for an answer.
-                TunnResult::WriteToNetwork(_) => false,
-            };
+        let Some(tunn) = state.tunn.as_deref_mut() else {
+            count(DropReason::UnknownSession);
+            drop(state);
+            return self.restart_from(now, from, Some(index), work);
+        };
+        let authenticated = match tunn.decapsulate(Some(from.ip()), datagram, to_tun.next_slot()) {
+            TunnResult::Done => true, // a keepalive
+            TunnResult::Err(WireGuardError::NoCurrentSession | WireGuardError::WrongIndex) => {
+                count(DropReason::UnknownSession);
+                drop(state);
+                return self.restart_from(now, from, Some(index), work);
+            }
+            TunnResult::Err(e) => {
+                count(super::reason_of(&e));
+                false
+            }
+            TunnResult::WriteToTunnelV4(inner, src) => {
+                let well_formed = packet::addresses(inner).is_some();
+                let len = inner.len();
+                self.accept_inner(peer, index, IpAddr::V4(src), len, well_formed, to_tun)
+            }
+            TunnResult::WriteToTunnelV6(inner, src) => {
+                let well_formed = packet::addresses(inner).is_some();
+                let len = inner.len();
+                self.accept_inner(peer, index, IpAddr::V6(src), len, well_formed, to_tun)
+            }
+            // A data message never asks for an answer.
+            TunnResult::WriteToNetwork(_) => false,
+        };
         if !authenticated {
             return;
         }
@@ -165,7 +174,7 @@ impl Node {
         };
         let peer: &Peer = &self.peers[index];
         let mut state = peer.lock();
-        if state.tunn.time_since_last_handshake().is_some()
+        if has_session(&state)
             || state
                 .restart_asked
                 .is_some_and(|t| now.saturating_duration_since(t) < RESTART_INTERVAL)

@@ -124,13 +124,26 @@ fn work_off(node: &Node, work: &HandshakeWork, under_load: bool) -> Batch {
     for &slot in &work.initiate {
         node.initiate(Instant::now(), slot, &mut to_net);
     }
+    for &slot in &work.start {
+        node.start(Instant::now(), slot, &mut to_net);
+    }
     to_net
+}
+
+/// Into `out`, what `node` sends for `packets` read from its device: through the data path
+/// and, for peers without a session, the handshake worker.
+fn send(node: &Node, packets: &Batch, out: &mut Batch) {
+    let mut work = HandshakeWork::default();
+    node.handle_tun_packets(Instant::now(), packets, out, &mut work);
+    for (d, to) in work_off(node, &work, false).iter() {
+        out.push(d, to);
+    }
 }
 
 /// What `node` sends for one packet read from its device.
 fn encrypt(node: &Node, packet: &[u8]) -> Batch {
     let mut out = batch();
-    node.handle_tun_packets(Instant::now(), &one(packet), &mut out);
+    send(node, &one(packet), &mut out);
     out
 }
 
@@ -154,7 +167,7 @@ fn connected(m: &Mesh) -> (Node, Node) {
     let mut input = one(&p1);
     input.push(&p2, addr("0.0.0.0:0"));
     let mut init = batch();
-    n0.handle_tun_packets(Instant::now(), &input, &mut init);
+    send(&n0, &input, &mut init);
     assert_eq!(
         init.len(),
         1,
@@ -243,12 +256,12 @@ fn outbound_without_a_route_is_dropped_and_counted() {
     let n0 = m.node(0);
     let mut out = batch();
     // n2 (10.100.0.3) shares no rule with n0: no peer, no route, nothing on the wire.
-    n0.handle_tun_packets(
-        Instant::now(),
+    send(
+        &n0,
         &one(&ipv4([10, 100, 0, 1], [10, 100, 0, 3], b"x")),
         &mut out,
     );
-    n0.handle_tun_packets(Instant::now(), &one(b"\x45junk"), &mut out);
+    send(&n0, &one(b"\x45junk"), &mut out);
     assert!(out.is_empty());
     assert_eq!(n0.drops().get(DropReason::NoRoute), 1);
     assert_eq!(n0.drops().get(DropReason::Malformed), 1);
@@ -261,11 +274,7 @@ fn inbound_source_outside_allowed_ips_is_dropped_and_counted() {
     // n0 forges a source it does not own (n2's address, then an outside one).
     let mut out = batch();
     for src in [[10, 100, 0, 3], [172, 16, 0, 1]] {
-        n0.handle_tun_packets(
-            Instant::now(),
-            &one(&ipv4(src, [10, 100, 0, 2], b"spoof")),
-            &mut out,
-        );
+        send(&n0, &one(&ipv4(src, [10, 100, 0, 2], b"spoof")), &mut out);
     }
     assert_eq!(out.len(), 2);
     let (tun, _) = deliver(&n1, &out, addr(A));
@@ -392,8 +401,8 @@ fn initiation(node: &Node) -> Batch {
     let mut out = batch();
     let peer = &node.peers()[0];
     let mut state = peer.lock();
-    let len = match state
-        .tunn
+    let len = match node
+        .session(peer, &mut state)
         .format_handshake_initiation(out.next_slot(), true)
     {
         TunnResult::WriteToNetwork(d) => d.len(),
@@ -619,12 +628,12 @@ fn packets_above_the_device_mtu_are_dropped_not_fatal() {
     let mut input = Batch::new(8, 2048);
     input.push(&big, addr("0.0.0.0:0"));
     let mut out = batch();
-    n0.handle_tun_packets(Instant::now(), &input, &mut out); // no session yet: would queue
+    send(&n0, &input, &mut out); // no session yet: would queue
     assert!(out.is_empty());
     assert_eq!(n0.drops().get(DropReason::TooBig), 1);
     let (n0, _n1) = connected(&m);
     let mut out = batch();
-    n0.handle_tun_packets(Instant::now(), &input, &mut out); // with a session
+    send(&n0, &input, &mut out); // with a session
     assert!(out.is_empty());
     assert_eq!(n0.drops().get(DropReason::TooBig), 1);
 }
@@ -638,7 +647,7 @@ fn a_peer_with_a_larger_mtu_is_received_whole() {
     let mut input = Batch::new(8, slot_size(1500));
     input.push(&big, addr("0.0.0.0:0"));
     let mut out = Batch::new(8, slot_size(1500));
-    n0.handle_tun_packets(Instant::now(), &input, &mut out);
+    send(&n0, &input, &mut out);
     assert_eq!(out.get(0).map(|(d, _)| d.len()), Some(1500 + DATA_OVERHEAD));
     let (tun, _) = deliver(&n1, &out, addr(A));
     assert_eq!(packets(&tun), vec![big]);
@@ -744,4 +753,88 @@ fn a_changed_peer_gets_a_new_session_in_a_new_slot() {
     let (tun, _) = deliver(&reloaded, &flushed, addr(A));
     assert_eq!(tun.len(), 1);
     assert_eq!(new.counters.handshakes_as_responder.load(RELAXED), 1);
+}
+
+fn has_state(node: &Node) -> Vec<bool> {
+    node.peers()
+        .iter()
+        .map(|p| p.lock().tunn.is_some())
+        .collect()
+}
+
+#[test]
+fn a_peer_gets_its_session_from_the_worker_with_its_first_packet_not_at_start() {
+    let m = mesh();
+    let n1 = m.node(1);
+    assert_eq!(has_state(&n1), [false, false], "sessions made at start");
+    let mut out = batch();
+    n1.update_timers(Instant::now(), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(has_state(&n1), [false, false], "the timers made a session");
+
+    // The data path holds the packets and names the peer; it makes no session itself.
+    let mut input = batch();
+    for i in 0..3u8 {
+        input.push(&ipv4([10, 100, 0, 2], [10, 100, 0, 3], &[i]), NO_ADDR);
+    }
+    let mut work = HandshakeWork::default();
+    n1.handle_tun_packets(Instant::now(), &input, &mut out, &mut work);
+    assert!(out.is_empty());
+    let n2_slot = n1.peers()[1].slot;
+    assert_eq!(work.start, [n2_slot], "named once for three packets");
+    assert_eq!(has_state(&n1), [false, false]);
+
+    // The worker makes it: one initiation, the packets queued behind it.
+    n1.start(Instant::now(), n2_slot, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out.get(0).map(|(d, _)| (d.len(), d[0])), Some((148, 1)));
+    assert_eq!(has_state(&n1), [false, true]);
+    // A second call (the peer named again before the first ran) sends nothing more.
+    n1.start(Instant::now(), n2_slot, &mut out);
+    assert_eq!(out.len(), 1);
+
+    // The initiation makes n2's session for n1 (only n1's) and the packets arrive.
+    let n2 = m.node(2);
+    let (_, response) = deliver(&n2, &out, addr(B));
+    assert_eq!(has_state(&n2), [true]);
+    let (_, flushed) = deliver(&n1, &response, addr("192.0.2.3:51820"));
+    let (tun, _) = deliver(&n2, &flushed, addr(B));
+    assert_eq!(tun.len(), 3);
+}
+
+#[test]
+fn packets_past_the_waiting_room_are_dropped_and_counted() {
+    let m = mesh();
+    let n0 = m.node(0);
+    let mut input = batch();
+    let mut work = HandshakeWork::default();
+    let mut out = batch();
+    for i in 0..WAITING_PACKETS + 2 {
+        input.clear();
+        input.push(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], &[i as u8]), NO_ADDR);
+        n0.handle_tun_packets(Instant::now(), &input, &mut out, &mut work);
+    }
+    assert_eq!(n0.drops().get(DropReason::QueueFull), 2);
+    assert_eq!(n0.peers()[0].lock().waiting.len(), WAITING_PACKETS);
+}
+
+#[test]
+fn a_response_or_data_for_a_peer_without_a_session_makes_none() {
+    let m = mesh();
+    let (n0, n1) = connected(&m);
+    // A fresh n1 (restarted) gets n0's data and n0's response to an old initiation.
+    let fresh = m.node(1);
+    let data = encrypt(&n0, &ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"old session"));
+    let (tun, to_net) = deliver(&fresh, &data, addr(A));
+    assert!(tun.is_empty());
+    assert_eq!(fresh.drops().get(DropReason::UnknownSession), 1);
+    // Data from n0's endpoint on a lost session: the worker initiates, making the session.
+    assert_eq!(to_net.get(0).map(|(d, _)| (d.len(), d[0])), Some((148, 1)));
+    // A restarted n0 gets n1's response to the old n0's initiation.
+    let (_, response) = deliver(&n1, &initiation(&n0), addr(A));
+    let restarted = m.node(0);
+    let (_, sent) = deliver(&restarted, &response, addr(B));
+    assert!(sent.is_empty());
+    assert_eq!(restarted.drops().get(DropReason::UnknownPeer), 1);
+    assert_eq!(has_state(&restarted), [false]);
 }

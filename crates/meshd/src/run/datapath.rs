@@ -219,6 +219,8 @@ struct TunReader {
     /// When the device was last read (see STREAM_GAP).
     last_read: Option<Instant>,
     out: Batch,
+    /// Peers whose packets wait for the handshake worker to make their session.
+    work: HandshakeWork,
     scratch: Vec<u8>,
 }
 
@@ -235,6 +237,7 @@ impl TunReader {
             per_read: if offload { SEGMENTS_PER_READ } else { 1 },
             last_read: None,
             out: Batch::new(BATCH, stride),
+            work: HandshakeWork::default(),
             scratch: Vec::new(),
         }
     }
@@ -284,7 +287,9 @@ impl TunReader {
             .iter()
             .zip(&self.sizes[..n])
             .map(|(b, &len)| (&b[..len], NO_ADDR));
-        node.handle_tun_packets(now, packets, &mut self.out);
+        self.work.clear();
+        node.handle_tun_packets(now, packets, &mut self.out, &mut self.work);
+        shared.handshakes.push(&self.work, node.drops());
         send_all(
             &shared.sockets,
             Some(links),

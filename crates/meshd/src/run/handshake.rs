@@ -7,8 +7,11 @@
 //! - The node is under load while the queue holds an eighth of its room or more, and for a
 //!   second after: then every sender must show a cookie (`Node::handle_handshake`).
 //! - What the worker answers goes out through the listening sockets, as the timers' does.
-//! - As the node starts, the worker sends an initiation to every peer with an endpoint (32
-//!   every 10 ms), and to a peer whose endpoint a DNS name gave when it changes.
+//! - A peer's session is made here, when it first has a handshake or traffic: the data thread
+//!   names a peer whose packets wait for one (`Node::start`).
+//! - As the node starts, the worker sends an initiation to every peer with persistent
+//!   keepalive and an endpoint (32 every 10 ms), and to such a peer whose endpoint a DNS name
+//!   gave when it changes.
 
 use super::datapath::{send_all, Shared, BATCH};
 use super::socket_filter::MAX_BLOCKED;
@@ -50,6 +53,8 @@ enum Job {
         bytes: [u8; MIN_SLOT],
     },
     Initiate(usize),
+    /// Make the session of the peer in this slot and send the packets that wait for it.
+    Start(usize),
     /// Block this source's handshake messages in the kernel for a while.
     Block(IpAddr),
 }
@@ -83,9 +88,10 @@ impl HandshakeQueue {
             jobs.push_back(Job::Message { from, len, bytes });
         }
         for &slot in &work.initiate {
-            if jobs.len() < QUEUE_ROOM {
-                jobs.push_back(Job::Initiate(slot));
-            }
+            queue_if_room(&mut jobs, Job::Initiate(slot));
+        }
+        for &slot in &work.start {
+            queue_if_room(&mut jobs, Job::Start(slot));
         }
         // Ahead of the messages: the sooner it is blocked, the less the rest costs.
         for &ip in &work.flooding {
@@ -97,11 +103,7 @@ impl HandshakeQueue {
 
     /// Asks for an initiation to the peer in session `slot` (its endpoint changed).
     pub(crate) fn initiate(&self, slot: usize) {
-        let mut jobs = self.lock();
-        if jobs.len() < QUEUE_ROOM {
-            jobs.push_back(Job::Initiate(slot));
-        }
-        drop(jobs);
+        queue_if_room(&mut self.lock(), Job::Initiate(slot));
         self.ready.notify_one();
     }
 
@@ -119,6 +121,14 @@ impl HandshakeQueue {
         let queued = jobs.len();
         into.extend(jobs.drain(..queued.min(TAKE)));
         queued
+    }
+}
+
+/// A peer's job is queued only if there is room: the peer is named again (by its next packet,
+/// the next datagram on a lost session, or its next DNS change).
+fn queue_if_room(jobs: &mut VecDeque<Job>, job: Job) {
+    if jobs.len() < QUEUE_ROOM {
+        jobs.push_back(job);
     }
 }
 
@@ -157,6 +167,7 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
                     node.handle_handshake(now, &bytes[..len], from, under_load, &mut out)
                 }
                 Job::Initiate(slot) => node.initiate(now, slot, &mut out),
+                Job::Start(slot) => node.start(now, slot, &mut out),
                 Job::Block(ip) => blocked.add(ip, now, &shared.sockets),
             }
             if out.len() >= BATCH {
@@ -174,16 +185,22 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     }
 }
 
-/// Sends an initiation to each peer with an endpoint from the `next`th on, [`GREET_AT_ONCE`]
-/// at most, as the node starts: a peer still on a session of the run before gets a new one
-/// at once, whether or not it sends. Returns where to go on, `None` past the last peer.
+/// Sends an initiation to each peer with persistent keepalive and an endpoint, as the kernel's
+/// WireGuard does when it comes up: [`GREET_AT_ONCE`] at most from the `next`th peer on.
+/// Other peers get a session when they first have traffic. Returns where to go on, `None`
+/// past the last peer.
 fn greet(node: &Node, now: Instant, next: usize, out: &mut Batch) -> Option<usize> {
     let peers = node.peers();
-    let end = next.saturating_add(GREET_AT_ONCE).min(peers.len());
-    for peer in peers.get(next..end).unwrap_or_default() {
-        node.initiate(now, peer.slot, out);
+    let mut greeted = 0;
+    let mut at = next;
+    while at < peers.len() && greeted < GREET_AT_ONCE {
+        if peers[at].plan.keepalive.is_some() {
+            node.initiate(now, peers[at].slot, out);
+            greeted += 1;
+        }
+        at += 1;
     }
-    (end < peers.len()).then_some(end)
+    (at < peers.len()).then_some(at)
 }
 
 /// Sources whose handshake messages the listening sockets' filter drops in the kernel, for

@@ -64,13 +64,20 @@ impl Reloader {
     fn follow(&mut self, peer: &Arc<Peer>, refresh: u32) {
         if let Some(Endpoint::Host { host, port }) = peer.plan.endpoint.clone() {
             let (shared, slot) = (Arc::clone(&self.view.shared), peer.slot);
+            // Greeted at its new address only if it is a peer to keep reachable (keepalive),
+            // as at start; any other gets its session with its next packet.
+            let greet = peer.plan.keepalive.is_some();
             let task = dns::follow(
                 Arc::clone(peer),
                 host,
                 port,
                 Duration::from_secs(u64::from(refresh)),
                 shared.sockets.v6.is_some(),
-                move || shared.handshakes.initiate(slot),
+                move || {
+                    if greet {
+                        shared.handshakes.initiate(slot);
+                    }
+                },
             );
             self.dns.insert(peer.slot, self.dns_tasks.spawn(task));
         }
