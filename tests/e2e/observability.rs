@@ -46,6 +46,8 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
     let (ca, cb) = (overlay_cidr(1, false), overlay_cidr(2, false));
     let mut mesh = MeshSpec::new();
     mesh.metrics = "127.0.0.1:9586".into();
+    // Every peer metric per peer (by default most are summed over the node).
+    mesh.metrics_detail = Some("peer".into());
     mesh.node("a", &ca, Some(&endpoint(a.addr, PORT)));
     mesh.node("b", &cb, Some(&endpoint(b.addr, PORT)));
     mesh.rule("a", "b", &["any"]);

@@ -89,6 +89,8 @@ pub struct MeshSpec {
     pub busy_poll: Option<u32>,
     /// `interface.quiet_cpu`, written as given, when a test wants other than the default.
     pub quiet_cpu: Option<String>,
+    /// `interface.metrics_detail` (`node` or `peer`), when a test wants other than the default.
+    pub metrics_detail: Option<String>,
     pub nodes: Vec<NodeSpec>,
     pub rules: Vec<RuleSpec>,
 }
@@ -111,6 +113,7 @@ impl MeshSpec {
             dns_refresh: None,
             busy_poll: None,
             quiet_cpu: None,
+            metrics_detail: None,
             nodes: Vec::new(),
             rules: Vec::new(),
         }
@@ -190,6 +193,9 @@ impl MeshSpec {
         }
         if let Some(cpu) = &self.quiet_cpu {
             let _ = writeln!(y, "  quiet_cpu: {cpu}");
+        }
+        if let Some(detail) = &self.metrics_detail {
+            let _ = writeln!(y, "  metrics_detail: {detail}");
         }
         let _ = writeln!(y, "admin:");
         let _ = writeln!(y, "  ssh_from: [{}]", self.ssh_from.join(", "));

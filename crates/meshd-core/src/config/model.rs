@@ -41,6 +41,8 @@ pub struct InterfaceConfig {
     pub busy_poll: u32,
     /// The CPU the data path keeps to while traffic is light. Default `auto`.
     pub quiet_cpu: QuietCpu,
+    /// Which metrics carry a `peer` label. Default `node`.
+    pub metrics_detail: MetricsDetail,
 }
 
 impl Default for InterfaceConfig {
@@ -57,8 +59,19 @@ impl Default for InterfaceConfig {
             dns_refresh: DEFAULT_DNS_REFRESH,
             busy_poll: DEFAULT_BUSY_POLL,
             quiet_cpu: QuietCpu::Auto,
+            metrics_detail: MetricsDetail::Node,
         }
     }
+}
+
+/// How much of the metrics is per peer (`interface.metrics_detail`): a node of a large mesh
+/// would otherwise export thousands of series per scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsDetail {
+    /// Per peer only bytes each way, latest handshake and up; the rest summed over the node.
+    Node,
+    /// Every peer metric per peer.
+    Peer,
 }
 
 /// Where the data path's thread runs while traffic is light: kept to one CPU it is woken on a

@@ -8,8 +8,8 @@
 
 use super::error::{ConfigError, ConfigErrors, MAX_ERRORS};
 use super::model::{
-    AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, Metrics, NodeConfig, PolicyRule,
-    PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector,
+    AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, Metrics, MetricsDetail, NodeConfig,
+    PolicyRule, PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector,
 };
 use super::validate;
 use crate::key::PublicKey;
@@ -59,6 +59,7 @@ const INTERFACE_KEYS: &[&str] = &[
     "dns_refresh",
     "busy_poll",
     "quiet_cpu",
+    "metrics_detail",
 ];
 const ADMIN_KEYS: &[&str] = &["ssh_from", "icmp_rate"];
 const NODE_KEYS: &[&str] = &[
@@ -1022,6 +1023,19 @@ fn walk_interface(f: Field<'_, '_>, draft: &mut Draft, errs: &mut Errors) {
             match parse_quiet_cpu(text) {
                 Ok(cpu) => draft.interface.quiet_cpu = cpu,
                 Err(message) => errs.push(f.pos(), f.path, message),
+            }
+        }
+    }
+    if let Some(f) = fields.optional("metrics_detail") {
+        if let Some(text) = expect_text(f, "`node` or `peer`", errs) {
+            match text {
+                "node" => draft.interface.metrics_detail = MetricsDetail::Node,
+                "peer" => draft.interface.metrics_detail = MetricsDetail::Peer,
+                _ => errs.push(
+                    f.pos(),
+                    f.path,
+                    format!("metrics_detail {text:?} is not `node` or `peer`"),
+                ),
             }
         }
     }

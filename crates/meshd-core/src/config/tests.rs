@@ -4,8 +4,8 @@
 use super::parse;
 use super::{parse_allow, parse_endpoint, parse_port_spec, parse_prefix};
 use crate::config::{
-    AdminConfig, Allow, ConfigError, Endpoint, InterfaceConfig, MeshConfig, Metrics, NodeConfig,
-    PolicyRule, PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector,
+    AdminConfig, Allow, ConfigError, Endpoint, InterfaceConfig, MeshConfig, Metrics, MetricsDetail,
+    NodeConfig, PolicyRule, PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector,
 };
 use crate::key::PublicKey;
 use base64::engine::general_purpose::STANDARD;
@@ -150,6 +150,7 @@ fn spec_example_parses_to_the_expected_model() {
             dns_refresh: 30,
             busy_poll: 100,
             quiet_cpu: QuietCpu::Auto,
+            metrics_detail: MetricsDetail::Node,
         },
         admin: AdminConfig {
             ssh_from: vec![net("192.0.2.10/32"), net("192.0.2.11/32")],
@@ -253,6 +254,7 @@ fn defaults_apply_when_sections_are_absent() {
             dns_refresh: 30,
             busy_poll: 100,
             quiet_cpu: QuietCpu::Auto,
+            metrics_detail: MetricsDetail::Node,
         }
     );
     assert_eq!(c.admin.ssh_from, vec![]);
@@ -547,7 +549,7 @@ policy:
         "interface.nmae",
         3,
         3,
-        "unknown key `nmae`; expected one of: name, listen_port, mtu, metrics, dns_refresh, busy_poll, quiet_cpu",
+        "unknown key `nmae`; expected one of: name, listen_port, mtu, metrics, dns_refresh, busy_poll, quiet_cpu, metrics_detail",
     );
     check(
         &errs[2],
@@ -792,6 +794,33 @@ fn busy_poll_is_whole_microseconds_up_to_a_millisecond() {
             "interface.busy_poll",
             9,
             14,
+            fragment,
+        );
+    }
+}
+
+#[test]
+fn metrics_detail_is_node_or_peer() {
+    let detail = |yaml: &str| ok(&two_with(yaml)).interface.metrics_detail;
+    assert_eq!(detail(""), MetricsDetail::Node);
+    assert_eq!(
+        detail("interface:\n  metrics_detail: node\n"),
+        MetricsDetail::Node
+    );
+    assert_eq!(
+        detail("interface:\n  metrics_detail: peer\n"),
+        MetricsDetail::Peer
+    );
+    for (value, fragment) in [
+        ("peers", "metrics_detail \"peers\" is not `node` or `peer`"),
+        ("1", "metrics_detail \"1\" is not `node` or `peer`"),
+        ("[peer]", "expected `node` or `peer`"),
+    ] {
+        one_err(
+            &two_with(&format!("interface:\n  metrics_detail: {value}\n")),
+            "interface.metrics_detail",
+            9,
+            19,
             fragment,
         );
     }

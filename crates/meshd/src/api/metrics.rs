@@ -5,7 +5,8 @@
 //! protobuf models, encoded by its `TextEncoder` beside the process collector.
 
 use super::snapshot::{PeerSnapshot, Snapshot};
-use meshd_core::counters::{Traffic, HANDSHAKE_BUCKETS};
+use meshd_core::config::MetricsDetail;
+use meshd_core::counters::{HistogramSnapshot, Traffic, HANDSHAKE_BUCKETS};
 use meshd_core::key::PublicKey;
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
@@ -93,21 +94,59 @@ fn per_peer(
     family(name, help, kind, metrics)
 }
 
+/// Counter series labelled `labels`: one per peer (with its `peer` label) under
+/// `metrics_detail: peer`, else one for the whole node, the sum over its peers.
+fn peer_or_node(
+    s: &Snapshot,
+    labels: &[(&str, &str)],
+    value: impl Fn(&PeerSnapshot) -> u64,
+) -> Vec<Metric> {
+    match s.metrics_detail {
+        MetricsDetail::Peer => s
+            .peers
+            .iter()
+            .map(|p| {
+                let mut l = labels.to_vec();
+                l.push(("peer", &p.name));
+                counter(&l, value(p) as f64)
+            })
+            .collect(),
+        MetricsDetail::Node => {
+            let sum: u64 = s.peers.iter().map(&value).sum();
+            vec![counter(labels, sum as f64)]
+        }
+    }
+}
+
+/// A counter family with one series (per peer, or for the node) per label pair of `by`.
+fn counters_by<const N: usize>(
+    s: &Snapshot,
+    name: &str,
+    help: &str,
+    by: [(&str, &str); N],
+    value: impl Fn(&PeerSnapshot, &str) -> u64,
+) -> MetricFamily {
+    let metrics = by
+        .iter()
+        .flat_map(|&(label, v)| peer_or_node(s, &[(label, v)], |p| value(p, v)))
+        .collect();
+    family(name, help, MetricType::COUNTER, metrics)
+}
+
+/// A traffic counter family: tx and rx, per peer or for the node.
 fn per_direction(
     s: &Snapshot,
     name: &str,
     help: &str,
     value: impl Fn(&Traffic) -> u64,
 ) -> MetricFamily {
-    let metrics = s
-        .peers
-        .iter()
-        .flat_map(|p| {
-            [("tx", &p.tx), ("rx", &p.rx)]
-                .map(|(dir, t)| counter(&[("peer", &p.name), ("direction", dir)], value(t) as f64))
-        })
-        .collect();
-    family(name, help, MetricType::COUNTER, metrics)
+    counters_by(
+        s,
+        name,
+        help,
+        [("direction", "tx"), ("direction", "rx")],
+        |p, dir| value(if dir == "tx" { &p.tx } else { &p.rx }),
+    )
 }
 
 /// prometheus_wireguard_exporter's families, with its labels, so its dashboards work.
@@ -169,31 +208,49 @@ fn exporter_families(s: &Snapshot) -> Vec<MetricFamily> {
     ]
 }
 
-fn handshake_durations(s: &Snapshot) -> MetricFamily {
-    let metrics = s
-        .peers
+fn histogram(pairs: &[(&str, &str)], h: &HistogramSnapshot) -> Metric {
+    let mut hist = Histogram::default();
+    hist.set_sample_count(h.count);
+    hist.set_sample_sum(h.sum_seconds);
+    let buckets = HANDSHAKE_BUCKETS
         .iter()
-        .map(|p| {
-            let h = &p.handshake_durations;
-            let mut hist = Histogram::default();
-            hist.set_sample_count(h.count);
-            hist.set_sample_sum(h.sum_seconds);
-            let buckets = HANDSHAKE_BUCKETS
-                .iter()
-                .zip(&h.cumulative)
-                .map(|(bound, n)| {
-                    let mut b = Bucket::default();
-                    b.set_upper_bound(*bound);
-                    b.set_cumulative_count(*n);
-                    b
-                })
-                .collect();
-            hist.set_bucket(buckets);
-            let mut m = Metric::from_label(labels(&[("peer", &p.name)]));
-            m.set_histogram(hist);
-            m
+        .zip(&h.cumulative)
+        .map(|(bound, n)| {
+            let mut b = Bucket::default();
+            b.set_upper_bound(*bound);
+            b.set_cumulative_count(*n);
+            b
         })
         .collect();
+    hist.set_bucket(buckets);
+    let mut m = Metric::from_label(labels(pairs));
+    m.set_histogram(hist);
+    m
+}
+
+fn handshake_durations(s: &Snapshot) -> MetricFamily {
+    let metrics = match s.metrics_detail {
+        MetricsDetail::Peer => s
+            .peers
+            .iter()
+            .map(|p| histogram(&[("peer", &p.name)], &p.handshake_durations))
+            .collect(),
+        MetricsDetail::Node => {
+            let mut all = HistogramSnapshot {
+                cumulative: vec![0; HANDSHAKE_BUCKETS.len()],
+                count: 0,
+                sum_seconds: 0.0,
+            };
+            for h in s.peers.iter().map(|p| &p.handshake_durations) {
+                for (total, n) in all.cumulative.iter_mut().zip(&h.cumulative) {
+                    *total += n;
+                }
+                all.count += h.count;
+                all.sum_seconds += h.sum_seconds;
+            }
+            vec![histogram(&[], &all)]
+        }
+    };
     family(
         "meshd_handshake_duration_seconds",
         "Handshakes this node initiated: initiation sent to response received",
@@ -225,29 +282,24 @@ pub fn families(s: &Snapshot, fw: &FirewallStats, reloads: &ReloadStats) -> Vec<
         MetricType::GAUGE,
         |p| f64::from(u8::from(p.state() == "up")),
     ));
-    let handshakes = s
-        .peers
-        .iter()
-        .flat_map(|p| {
-            [
-                ("initiator", p.handshakes_as_initiator),
-                ("responder", p.handshakes_as_responder),
-            ]
-            .map(|(role, n)| counter(&[("peer", &p.name), ("role", role)], n as f64))
-        })
-        .collect();
-    out.push(family(
+    out.push(counters_by(
+        s,
         "meshd_handshakes_total",
         "Completed handshakes, by this node's role",
-        MetricType::COUNTER,
-        handshakes,
+        [("role", "initiator"), ("role", "responder")],
+        |p, role| {
+            if role == "initiator" {
+                p.handshakes_as_initiator
+            } else {
+                p.handshakes_as_responder
+            }
+        },
     ));
-    out.push(per_peer(
-        s,
+    out.push(family(
         "meshd_handshake_initiations_total",
         "Handshake initiations sent",
         MetricType::COUNTER,
-        |p| p.handshake_initiations as f64,
+        peer_or_node(s, &[], |p| p.handshake_initiations),
     ));
     out.push(handshake_durations(s));
     out.push(per_direction(
@@ -277,12 +329,11 @@ pub fn families(s: &Snapshot, fw: &FirewallStats, reloads: &ReloadStats) -> Vec<
             .map(|(reason, n)| counter(&[("reason", reason)], *n as f64))
             .collect(),
     ));
-    out.push(per_peer(
-        s,
+    out.push(family(
         "meshd_endpoint_changes_total",
-        "Times the peer's endpoint moved (roaming, or learned)",
+        "Times a peer's endpoint moved (roaming, or learned)",
         MetricType::COUNTER,
-        |p| p.endpoint_changes as f64,
+        peer_or_node(s, &[], |p| p.endpoint_changes),
     ));
     out.push(by_result(
         "meshd_firewall_applies_total",
@@ -340,7 +391,7 @@ mod tests {
     use meshd_core::counters::HistogramSnapshot;
     use std::time::Duration;
 
-    fn snapshot() -> Snapshot {
+    fn snapshot(metrics_detail: MetricsDetail) -> Snapshot {
         let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let peer = |name: &str, n: u8, hs: Option<u64>| PeerSnapshot {
             name: name.into(),
@@ -381,10 +432,15 @@ mod tests {
             taken: now,
             peers: vec![peer("app", 2, Some(12)), peer("old", 3, None)],
             drops: vec![("no_route", 4), ("decrypt", 0)],
+            metrics_detail,
         }
     }
 
     fn text() -> String {
+        text_of(MetricsDetail::Peer)
+    }
+
+    fn text_of(detail: MetricsDetail) -> String {
         let fw = FirewallStats {
             applies_ok: 2,
             applies_error: 0,
@@ -396,7 +452,7 @@ mod tests {
             refused: 1,
             last_successful: false,
         };
-        encode(&families(&snapshot(), &fw, &reloads))
+        encode(&families(&snapshot(detail), &fw, &reloads))
     }
 
     #[test]
@@ -460,6 +516,106 @@ mod tests {
             .find(|l| l.starts_with("wireguard_latest_handshake_seconds") && l.contains("\"old\""))
             .unwrap_or_default();
         assert!(never.ends_with(" 0"), "{never}");
+    }
+
+    /// Sample lines (not comments) of `t` that name `peer`.
+    fn per_peer_lines(t: &str, peer: &str) -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.contains(&format!("peer=\"{peer}\""))
+                    || l.contains(&format!("friendly_name=\"{peer}\""))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn by_default_a_peer_has_four_series_and_the_rest_is_summed_over_the_node() {
+        let t = text_of(MetricsDetail::Node);
+        let app = per_peer_lines(&t, "app");
+        assert_eq!(app.len(), 4, "{app:#?}");
+        for family in [
+            "wireguard_sent_bytes_total",
+            "wireguard_received_bytes_total",
+            "wireguard_latest_handshake_seconds",
+            "meshd_peer_up",
+        ] {
+            assert!(
+                app.iter().any(|l| l.starts_with(family)),
+                "no {family}: {app:#?}"
+            );
+        }
+        // Two peers' counters, one series each: app's and old's values added up.
+        for line in [
+            "meshd_payload_bytes_total{direction=\"tx\"} 2000",
+            "meshd_wire_bytes_total{direction=\"tx\"} 2200",
+            "meshd_packets_total{direction=\"rx\"} 0",
+            "meshd_handshakes_total{role=\"initiator\"} 2",
+            "meshd_handshake_initiations_total 4",
+            "meshd_handshake_duration_seconds_bucket{le=\"0.0005\"} 2",
+            "meshd_handshake_duration_seconds_count 2",
+            "meshd_endpoint_changes_total 2",
+        ] {
+            assert!(t.contains(line), "missing `{line}` in:\n{t}");
+        }
+        // With peer detail: app alone has the full set (31 series).
+        assert_eq!(per_peer_lines(&text(), "app").len(), 31);
+    }
+
+    /// The metric names a dashboard expression uses.
+    fn metric_names(expr: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut word = String::new();
+        for c in expr.chars().chain([' ']) {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                word.push(c);
+            } else {
+                if ["meshd_", "wireguard_", "process_"]
+                    .iter()
+                    .any(|p| word.starts_with(p))
+                {
+                    names.push(std::mem::take(&mut word));
+                }
+                word.clear();
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn the_dashboard_asks_only_for_series_of_both_details_and_filters_peers_by_regex() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../config/grafana-dashboard.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let exprs: Vec<&str> = text
+            .split("\"expr\": \"")
+            .skip(1)
+            .chain(text.split("\"query\": \"").skip(1))
+            .filter_map(|rest| rest.split("\",").next())
+            .collect();
+        assert!(exprs.len() > 10, "{exprs:?}");
+        for detail in [MetricsDetail::Node, MetricsDetail::Peer] {
+            let t = text_of(detail);
+            for expr in &exprs {
+                for name in metric_names(expr) {
+                    // process_* come from the process collector, beside these families.
+                    let base = name.trim_end_matches("_bucket");
+                    assert!(
+                        name.starts_with("process_") || t.contains(&format!("# TYPE {base} ")),
+                        "{detail:?}: the dashboard asks for {name}, which meshd does not export"
+                    );
+                }
+                // A series without a `peer` label matches `peer=~".*"` (All), not `peer="x"`.
+                assert!(!expr.contains("peer=\\\""), "an exact peer match: {expr}");
+            }
+        }
+        assert!(
+            text.contains("label_values(meshd_peer_up{instance=~\\\"$instance\\\"}, peer)"),
+            "the peer list must come from a per-peer family of both details"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! holds each peer's lock only to copy its endpoint and handshake times.
 
 use ipnet::IpNet;
+use meshd_core::config::MetricsDetail;
 use meshd_core::counters::{HistogramSnapshot, Traffic};
 use meshd_core::node::Node;
 use meshd_core::plan::NodePlan;
@@ -62,6 +63,8 @@ pub struct Snapshot {
     pub peers: Vec<PeerSnapshot>,
     /// Drops by reason label, every reason, zeros included.
     pub drops: Vec<(&'static str, u64)>,
+    /// Which metrics carry a `peer` label (`interface.metrics_detail`).
+    pub metrics_detail: MetricsDetail,
 }
 
 impl Snapshot {
@@ -103,6 +106,7 @@ impl Snapshot {
             public_key: plan.me.public_key.0,
             address: plan.me.address,
             listen_port: plan.interface.listen_port,
+            metrics_detail: plan.interface.metrics_detail,
             taken: now,
             peers,
             drops: node

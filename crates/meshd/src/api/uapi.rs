@@ -253,6 +253,7 @@ pub(crate) mod tests {
             public_key: [7; 32],
             address: net([10, 100, 0, 2], 24),
             listen_port: 51820,
+            metrics_detail: meshd_core::config::MetricsDetail::Node,
             taken,
             peers: vec![
                 PeerSnapshot {
