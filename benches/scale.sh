@@ -3,11 +3,12 @@
 # every other on a few ports, run in a namespace of its own; the other nodes' endpoints
 # (198.51.100.0/24) are unrouted there, so nothing leaves it. For each N, one row:
 #   check, firewall   `meshd check` and `meshd firewall` (build and print the ruleset), seconds
+#   fw apply          nft loading that ruleset (`meshd firewall --json`) into the namespace
 #   ready             `meshd run` started to its `ready` line, seconds
 #   RSS idle          2 s after ready, MB; then after each of 3 reloads
 #   reload            `meshd reload` after one rule's ports changed (median of the 3), seconds
 #   series, scrape    metrics samples in one scrape, its size and time
-#   peers             `meshd peers` (the control socket), seconds
+#   peers, wg show    `meshd peers` (the control socket) and `wg show` (the UAPI), seconds
 # and, below, each row's figures over the previous row's (the work's growth against N's).
 #
 #   sudo benches/scale.sh                    env: NODES (default "1000 5000 10000 20000"),
@@ -19,7 +20,7 @@ TAG=mds$$
 source "$(dirname "$0")/lib.sh"
 NODES=${NODES:-1000 5000 10000 20000}
 METRICS=127.0.0.1:9586
-bench_need python3 curl /usr/bin/time nsenter
+bench_need python3 curl /usr/bin/time nsenter nft wg
 NS=$TAG-n
 PID=
 bench_cleanup_extra() {
@@ -67,6 +68,9 @@ for n in $NODES; do
   mesh "$n" 8080 >"$WORK/mesh.yaml"
   check=$(secs "$MESHD" check --config "$WORK/mesh.yaml" --private-key "$WORK/n.key")
   firewall=$(secs "$MESHD" firewall --config "$WORK/mesh.yaml" --private-key "$WORK/n.key")
+  "$MESHD" firewall --json --config "$WORK/mesh.yaml" --private-key "$WORK/n.key" >"$WORK/fw.json"
+  apply=$(secs ip netns exec "$NS" nft -j -f "$WORK/fw.json")
+  ip netns exec "$NS" "$MESHD" firewall --remove 2>/dev/null
   t0=$(date +%s.%N)
   ip netns exec "$NS" "${PRIVATE_RUN[@]}" "$MESHD" run --config "$WORK/mesh.yaml" \
     --private-key "$WORK/n.key" 2>"$WORK/n.log" &
@@ -94,9 +98,10 @@ for n in $NODES; do
   series=$(grep -vc '^#' "$WORK/scrape.txt")
   size=$(python3 -c "import os; print(f'{os.path.getsize(\"$WORK/scrape.txt\") / 1e6:.1f}')")
   peers=$(secs in_node "$MESHD" peers)
+  wgshow=$(secs in_node wg show meshd0)
   stop_pids "$PID"; PID=
   ip netns exec "$NS" "$MESHD" firewall --remove 2>/dev/null || true
-  ROWS+=("$n $check $firewall $ready $idle ${after[*]} $reload $series $size $scrape $peers")
+  ROWS+=("$n $check $firewall $apply $ready $idle ${after[*]} $reload $series $size $scrape $peers $wgshow")
   log "   ${ROWS[-1]}"
 done
 
@@ -104,24 +109,24 @@ echo "# meshd fleet scale: kernel $(uname -r), $(nproc) cores, meshd $MESHD"
 echo
 echo "command: benches/scale.sh (NODES=\"$NODES\")"
 echo
-echo "| nodes | check s | firewall s | run to ready s | RSS idle MB | RSS after reloads 1, 2, 3 MB | reload s | series | scrape MB | scrape s | peers s |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| nodes | check s | firewall s | fw apply s | run to ready s | RSS idle MB | RSS after reloads 1, 2, 3 MB | reload s | series | scrape MB | scrape s | peers s | wg show s |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for r in "${ROWS[@]}"; do
-  read -r n c f rd i a1 a2 a3 rl se sz sc p <<<"$r"
-  echo "| $n | $c | $f | $rd | $i | $a1, $a2, $a3 | $rl | $se | $sz | $sc | $p |"
+  read -r n c f ap rd i a1 a2 a3 rl se sz sc p w <<<"$r"
+  echo "| $n | $c | $f | $ap | $rd | $i | $a1, $a2, $a3 | $rl | $se | $sz | $sc | $p | $w |"
 done
 echo
 echo "Growth over the row before (nodes, then each figure):"
 echo
-echo "| nodes | check | firewall | ready | RSS idle | reload | series | scrape | peers |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| nodes | check | firewall | fw apply | ready | RSS idle | reload | series | scrape | peers | wg show |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 prev=
 for r in "${ROWS[@]}"; do
   if [[ -n $prev ]]; then
     python3 - "$prev" "$r" <<'PY'
 import sys
 a, b = (list(map(float, s.split())) for s in sys.argv[1:])
-cols = [0, 1, 2, 3, 4, 8, 9, 11, 12]
+cols = [0, 1, 2, 3, 4, 5, 9, 10, 12, 13, 14]
 ratio = lambda i: f"{b[i] / a[i]:.1f}x" if a[i] > 0 else "-"
 print(f"| {int(a[0])} -> {int(b[0])} ({b[0] / a[0]:.1f}x) | " + " | ".join(ratio(i) for i in cols[1:]) + " |")
 PY
