@@ -9,6 +9,7 @@
 #   reload            `meshd reload` after one rule's ports changed (median of the 3), seconds
 #   series, scrape    metrics samples in one scrape, its size and time
 #   peers, wg show    `meshd peers` (the control socket) and `wg show` (the UAPI), seconds
+#                     (median of 5)
 # and, below, each row's figures over the previous row's (the work's growth against N's).
 #
 #   sudo benches/scale.sh                    env: NODES (default "1000 5000 10000 20000"),
@@ -97,8 +98,13 @@ for n in $NODES; do
   scrape=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.3f}')")
   series=$(grep -vc '^#' "$WORK/scrape.txt")
   size=$(python3 -c "import os; print(f'{os.path.getsize(\"$WORK/scrape.txt\") / 1e6:.1f}')")
-  peers=$(secs in_node "$MESHD" peers)
-  wgshow=$(secs in_node wg show meshd0)
+  runs=() wgs=()
+  for _ in 1 2 3 4 5; do
+    runs+=("$(secs in_node "$MESHD" peers)")
+    wgs+=("$(secs in_node wg show meshd0)")
+  done
+  peers=$(median <<<"${runs[*]}")
+  wgshow=$(median <<<"${wgs[*]}")
   stop_pids "$PID"; PID=
   ip netns exec "$NS" "$MESHD" firewall --remove 2>/dev/null || true
   ROWS+=("$n $check $firewall $apply $ready $idle ${after[*]} $reload $series $size $scrape $peers $wgshow")

@@ -8,6 +8,7 @@
 
 use crate::plan::{NodePlan, PeerPlan};
 use ipnet::IpNet;
+use std::collections::{HashMap, HashSet};
 
 /// A change that needs a restart; the reload is refused and nothing changes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,37 +62,39 @@ pub fn diff(old: &NodePlan, new: &NodePlan) -> Result<PlanDiff, NeedsRestart> {
     if let Some((what, _)) = fixed.into_iter().find(|(_, differs)| *differs) {
         return Err(NeedsRestart(what));
     }
-    let find = |plan: &'_ NodePlan, p: &PeerPlan| -> Option<PeerPlan> {
-        plan.peers
-            .iter()
-            .find(|q| q.public_key == p.public_key)
-            .cloned()
-    };
+    // By key: linear in the number of peers and routes, not quadratic.
+    let (old_peers, new_peers) = (by_key(old), by_key(new));
     let mut d = PlanDiff::default();
     for p in &new.peers {
-        match find(old, p) {
+        match old_peers.get(&p.public_key.0) {
             None => d.added.push(p.name.clone()),
-            Some(q) if q == *p => d.unchanged.push(p.name.clone()),
+            Some(q) if *q == p => d.unchanged.push(p.name.clone()),
             Some(_) => d.changed.push(p.name.clone()),
         }
     }
     for p in &old.peers {
-        if find(new, p).is_none() {
+        if !new_peers.contains_key(&p.public_key.0) {
             d.removed.push(p.name.clone());
         }
     }
     let (before, after) = (old.extra_routes(), new.extra_routes());
+    let (before_set, after_set): (HashSet<_>, HashSet<_>) =
+        (before.iter().collect(), after.iter().collect());
     d.routes_added = after
         .iter()
-        .filter(|r| !before.contains(r))
+        .filter(|r| !before_set.contains(r))
         .copied()
         .collect();
     d.routes_removed = before
         .iter()
-        .filter(|r| !after.contains(r))
+        .filter(|r| !after_set.contains(r))
         .copied()
         .collect();
     Ok(d)
+}
+
+fn by_key(plan: &NodePlan) -> HashMap<[u8; 32], &PeerPlan> {
+    plan.peers.iter().map(|p| (p.public_key.0, p)).collect()
 }
 
 #[cfg(test)]
