@@ -48,6 +48,7 @@ pub mod probe;
 pub mod process;
 pub mod pulse;
 pub mod scrape;
+pub mod storm;
 pub mod topo;
 pub mod transfer;
 pub mod util;
