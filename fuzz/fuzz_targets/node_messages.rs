@@ -43,9 +43,7 @@ fn state() -> State {
         meshd_core::node::NO_ADDR,
     );
     let mut out = meshd_fuzz::batch();
-    fresh
-        .b
-        .handle_tun_packets(std::time::Instant::now(), &to_b, &mut out);
+    meshd_fuzz::send(&fresh.b, &to_b, &mut out);
     let b_init = out
         .iter()
         .map(|(d, _)| d.to_vec())

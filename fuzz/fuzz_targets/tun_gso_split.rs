@@ -86,6 +86,5 @@ fuzz_target!(|data: &[u8]| {
         packets.push(&buf[..size], NO_ADDR);
     }
     let mut out = Batch::new(BUFS, stride);
-    pair.a
-        .handle_tun_packets(std::time::Instant::now(), &packets, &mut out);
+    meshd_fuzz::send(&pair.a, &packets, &mut out);
 });

@@ -108,7 +108,7 @@ impl Pair {
         let mut input = Batch::new(1, MAX_DATAGRAM);
         input.push(packet, NO_ADDR);
         let mut out = batch();
-        self.a.handle_tun_packets(Instant::now(), &input, &mut out);
+        send(&self.a, &input, &mut out);
         out
     }
 }
@@ -137,6 +137,16 @@ pub fn deliver(node: &Node, datagrams: &Batch, from: SocketAddr) -> (Batch, Batc
     (to_tun, work_off(node, &work, false))
 }
 
+/// Into `out`, what `node` sends for `packets` read from its device: through the data path
+/// and, for peers without a session yet, the handshake worker.
+pub fn send(node: &Node, packets: &Batch, out: &mut Batch) {
+    let mut work = HandshakeWork::default();
+    node.handle_tun_packets(Instant::now(), packets, out, &mut work);
+    for (d, to) in work_off(node, &work, false).iter() {
+        out.push(d, to);
+    }
+}
+
 /// What the handshake worker sends for `work`.
 pub fn work_off(node: &Node, work: &HandshakeWork, under_load: bool) -> Batch {
     let mut to_net = batch();
@@ -151,6 +161,9 @@ pub fn work_off(node: &Node, work: &HandshakeWork, under_load: bool) -> Batch {
             break;
         }
         node.initiate(Instant::now(), slot, &mut to_net);
+    }
+    for &slot in &work.start {
+        node.start(Instant::now(), slot, &mut to_net);
     }
     to_net
 }

@@ -11,6 +11,11 @@
 //! [`Node::handle_handshake`] (`handshake.rs`); the data path only decrypts data messages
 //! (`receive.rs`) and encrypts packets (here).
 //!
+//! A peer's session (boringtun's `Tunn`) is made on first use, by the worker: for an
+//! initiation from the peer, an initiation to it, or packets for it that the data path holds
+//! and names in [`HandshakeWork::start`] ([`Node::start`]). A peer that never talks costs no
+//! session state.
+//!
 //! A reload builds a new node from the new plan with [`Node::reloaded`]: unchanged peers are
 //! the very same objects (shared), sessions and counters included, so the caller can swap the
 //! new node in while batches still run through the old one.
@@ -287,8 +292,8 @@ impl Node {
         });
     }
 
-    /// `peer`'s session, made now if it has none yet (two Diffie-Hellman computations: on the
-    /// handshake worker, or the timers for a keepalive peer, never the data thread).
+    /// `peer`'s session, made now if it has none yet: two Diffie-Hellman computations, so only
+    /// the handshake worker's calls make one, never the data thread's.
     fn session<'s>(&self, peer: &Peer, state: &'s mut PeerState) -> &'s mut Tunn {
         state.tunn.get_or_insert_with(|| {
             // boringtun shifts the slot left by 8 for its session indices.
