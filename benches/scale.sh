@@ -5,7 +5,8 @@
 #   check, firewall   `meshd check` and `meshd firewall` (build and print the ruleset), seconds
 #   fw apply          nft loading that ruleset (`meshd firewall --json`) into the namespace
 #   ready             `meshd run` started to its `ready` line, seconds
-#   RSS idle          2 s after ready, MB; then after each of 3 reloads
+#   RSS idle          2 s after ready, MB; then after reloads 1 and 2, the last of $RELOADS
+#                     (default 3) and the most after any
 #   reload            `meshd reload` after one rule's ports changed (median of the 3), seconds
 #   series, scrape    metrics samples in one scrape, its size and time
 #   peers, wg show    `meshd peers` (the control socket) and `wg show` (the UAPI), seconds
@@ -20,6 +21,8 @@ TAG=mds$$
 # shellcheck source=benches/lib.sh
 source "$(dirname "$0")/lib.sh"
 NODES=${NODES:-1000 5000 10000 20000}
+RELOADS=${RELOADS:-3}
+((RELOADS >= 2)) || { echo "RELOADS: at least 2" >&2; exit 2; }
 METRICS=127.0.0.1:9586
 bench_need python3 curl /usr/bin/time nsenter nft wg
 NS=$TAG-n
@@ -84,14 +87,14 @@ for n in $NODES; do
   sleep 2
   idle=$(mem_mb VmRSS "$PID")
   reloads=() after=()
-  for port in 8081 8082 8083; do
+  for port in $(seq 8081 $((8080 + RELOADS))); do
     # The same mesh, only the third rule's port changed.
     sed "s|allow: \[tcp/80[0-9][0-9]\]|allow: [tcp/$port]|" "$WORK/mesh.yaml" >"$WORK/next.yaml"
     mv "$WORK/next.yaml" "$WORK/mesh.yaml"
     reloads+=("$(secs in_node "$MESHD" reload)")
     after+=("$(mem_mb VmRSS "$PID")")
   done
-  [[ $(grep -c ' reloaded ' "$WORK/n.log") == 3 ]] || { log "a reload failed"; tail -n 20 "$WORK/n.log" >&2; exit 1; }
+  [[ $(grep -c ' reloaded ' "$WORK/n.log") == "$RELOADS" ]] || { log "a reload failed"; tail -n 20 "$WORK/n.log" >&2; exit 1; }
   reload=$(median <<<"${reloads[*]}")
   t0=$(date +%s.%N)
   ip netns exec "$NS" curl -sf "http://$METRICS/metrics" >"$WORK/scrape.txt"
@@ -107,19 +110,20 @@ for n in $NODES; do
   wgshow=$(median <<<"${wgs[*]}")
   stop_pids "$PID"; PID=
   ip netns exec "$NS" "$MESHD" firewall --remove 2>/dev/null || true
-  ROWS+=("$n $check $firewall $apply $ready $idle ${after[*]} $reload $series $size $scrape $peers $wgshow")
+  most=$(tr ' ' '\n' <<<"${after[*]}" | sort -n | tail -n 1)
+  ROWS+=("$n $check $firewall $apply $ready $idle ${after[0]} ${after[1]} ${after[-1]} $most $reload $series $size $scrape $peers $wgshow")
   log "   ${ROWS[-1]}"
 done
 
 echo "# meshd fleet scale: kernel $(uname -r), $(nproc) cores, meshd $MESHD"
 echo
-echo "command: benches/scale.sh (NODES=\"$NODES\")"
+echo "command: benches/scale.sh (NODES=\"$NODES\" RELOADS=$RELOADS)"
 echo
-echo "| nodes | check s | firewall s | fw apply s | run to ready s | RSS idle MB | RSS after reloads 1, 2, 3 MB | reload s | series | scrape MB | scrape s | peers s | wg show s |"
+echo "| nodes | check s | firewall s | fw apply s | run to ready s | RSS idle MB | RSS after reloads 1, 2, last; most MB | reload s | series | scrape MB | scrape s | peers s | wg show s |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for r in "${ROWS[@]}"; do
-  read -r n c f ap rd i a1 a2 a3 rl se sz sc p w <<<"$r"
-  echo "| $n | $c | $f | $ap | $rd | $i | $a1, $a2, $a3 | $rl | $se | $sz | $sc | $p | $w |"
+  read -r n c f ap rd i a1 a2 a3 am rl se sz sc p w <<<"$r"
+  echo "| $n | $c | $f | $ap | $rd | $i | $a1, $a2, $a3; $am | $rl | $se | $sz | $sc | $p | $w |"
 done
 echo
 echo "Growth over the row before (nodes, then each figure):"
@@ -132,7 +136,7 @@ for r in "${ROWS[@]}"; do
     python3 - "$prev" "$r" <<'PY'
 import sys
 a, b = (list(map(float, s.split())) for s in sys.argv[1:])
-cols = [0, 1, 2, 3, 4, 5, 9, 10, 12, 13, 14]
+cols = [0, 1, 2, 3, 4, 5, 10, 11, 13, 14, 15]
 ratio = lambda i: f"{b[i] / a[i]:.1f}x" if a[i] > 0 else "-"
 print(f"| {int(a[0])} -> {int(b[0])} ({b[0] / a[0]:.1f}x) | " + " | ".join(ratio(i) for i in cols[1:]) + " |")
 PY

@@ -476,20 +476,20 @@ fn json_line<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Client side: one reply line into the expected reply type, or the daemon's error.
 pub fn parse_reply<T: DeserializeOwned>(line: &[u8]) -> Result<T, ControlError> {
-    let value: Value =
-        serde_json::from_slice(line).map_err(|e| ControlError::BadReply(e.to_string()))?;
-    match value.get("ok") {
-        Some(Value::Bool(true)) => {
-            serde_json::from_value(value).map_err(|e| ControlError::BadReply(e.to_string()))
-        }
-        Some(Value::Bool(false)) => Err(ControlError::Daemon(
-            value
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("meshd refused the request without saying why")
-                .to_owned(),
-        )),
-        _ => Err(ControlError::BadReply(r#"no "ok" field"#.to_owned())),
+    // `ok` and `error` first, skipping the rest: a large reply is not built twice.
+    #[derive(Deserialize)]
+    struct Envelope {
+        ok: Option<bool>,
+        error: Option<String>,
+    }
+    let bad = |e: serde_json::Error| ControlError::BadReply(e.to_string());
+    let envelope: Envelope = serde_json::from_slice(line).map_err(bad)?;
+    match envelope.ok {
+        Some(true) => serde_json::from_slice(line).map_err(bad),
+        Some(false) => Err(ControlError::Daemon(envelope.error.unwrap_or_else(|| {
+            "meshd refused the request without saying why".to_owned()
+        }))),
+        None => Err(ControlError::BadReply(r#"no "ok" field"#.to_owned())),
     }
 }
 
