@@ -8,6 +8,7 @@
 //! - The hub's memory grows by about a session per storm peer the first time (their state
 //!   is made on first use), and not again when they all handshake anew.
 
+use meshd_e2e::process::rss_kib;
 use meshd_e2e::pulse::Pulse;
 use meshd_e2e::storm::{storm, StormReport};
 use meshd_e2e::topo::{endpoint, switched};
@@ -21,17 +22,6 @@ const STORM_PEERS: usize = 1000;
 const SOURCES: u8 = 100;
 const EVERY: Duration = Duration::from_millis(10);
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// Resident memory of `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
-}
 
 fn assert_all_in(what: &str, r: &StormReport) {
     eprintln!(

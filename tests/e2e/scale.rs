@@ -5,6 +5,7 @@
 //! `metrics_detail: peer`.
 
 use base64::Engine;
+use meshd_e2e::process::rss_kib;
 use meshd_e2e::scrape::scrape;
 use meshd_e2e::topo::{endpoint, pair};
 use meshd_e2e::{ip, meshd_bin, require_root, Key, MeshSpec, Meshd};
@@ -33,17 +34,6 @@ fn series(metrics: &str, name: &str) -> (usize, usize) {
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .count();
     (samples.len(), of)
-}
-
-/// Resident memory of `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
 }
 
 #[test]
