@@ -89,6 +89,8 @@ fn reload_adds_removes_and_changes_nodes_while_a_stream_runs() {
 
     let mut all = MeshSpec::new();
     all.metrics = METRICS.to_string();
+    // Handshakes are counted per peer below.
+    all.metrics_detail = Some("peer".into());
     for (i, name) in names.iter().enumerate() {
         let n = u8::try_from(i + 1).unwrap_or(1);
         all.node(
