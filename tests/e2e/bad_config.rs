@@ -1,4 +1,4 @@
-//! (f) A bad config or a bad key file: `meshd run` exits 1, says what is wrong on stderr (with
+//! A bad config or a bad key file: `meshd run` exits 1, says what is wrong on stderr (with
 //! the file and line for config errors), never prints the private key, and changes nothing: no
 //! TUN device, no `inet meshd` table in its namespace.
 

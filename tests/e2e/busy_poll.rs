@@ -1,4 +1,4 @@
-//! (r) The busy-poll (`interface.busy_poll`) runs only while traffic is light. A transfer paced
+//! The busy-poll (`interface.busy_poll`) runs only while traffic is light. A transfer paced
 //! by a link shaped to 1 Gbit/s brings its datagrams further apart than a long busy-poll
 //! lasts; if the data threads spun between them, they would use several times the CPU they
 //! use without a busy-poll. Here the longest one allowed (1000 µs) costs about nothing.

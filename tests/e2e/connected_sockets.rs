@@ -1,4 +1,4 @@
-//! (k) Connected sockets: meshd sends packets from its device to a peer through a UDP socket
+//! Connected sockets: meshd sends packets from its device to a peer through a UDP socket
 //! connected to the peer's endpoint (on the listening port), but answers a datagram (a
 //! handshake response, a cookie reply) through the listening socket, so that whoever sends it
 //! datagrams cannot make it open sockets; `MESHD_CONNECTED_SOCKETS=off` uses the listening

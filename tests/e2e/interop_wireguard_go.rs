@@ -1,4 +1,4 @@
-//! (c) meshd <-> wireguard-go interop, each side initiating: ping both ways and a 10 MB TCP
+//! meshd <-> wireguard-go interop, each side initiating: ping both ways and a 10 MB TCP
 //! transfer in each direction with checksums. Only the initiator knows the other's endpoint, so
 //! the other side cannot be the one that starts the handshake. meshd, knowing the endpoint of
 //! a peer with persistent keepalive, starts it as it starts.

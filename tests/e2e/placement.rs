@@ -1,4 +1,4 @@
-//! (q) Data thread placement (`interface.quiet_cpu`): while traffic is light the data path's
+//! Data thread placement (`interface.quiet_cpu`): while traffic is light the data path's
 //! thread keeps to one CPU (the first meshd may run on, or the one named), so that a lone
 //! packet wakes it on a vCPU that is awake; a transfer gives it back every CPU; `off` never
 //! pins it; a CPU meshd may not run on is refused with a warning, and the tunnel works.

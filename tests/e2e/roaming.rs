@@ -1,4 +1,4 @@
-//! (e) Roaming: node a's underlay address changes in the middle of a 100 MB transfer a -> b. The
+//! Roaming: node a's underlay address changes in the middle of a 100 MB transfer a -> b. The
 //! transfer completes intact, and b follows a to its new address and logs it. Each end sends
 //! through a socket connected to the other's endpoint; a's, left with a source address that is
 //! gone, is replaced by one from the new address, and b connects one to a's new endpoint.

@@ -1,4 +1,4 @@
-//! (b) Three meshd nodes a, b, c on one switch; policy joins a–b and b–c only. a reaches b, b
+//! Three meshd nodes a, b, c on one switch; policy joins a–b and b–c only. a reaches b, b
 //! reaches c, a cannot reach c, and not a single packet goes between a and c on the underlay
 //! (nft counters inside a's namespace, installed before any meshd starts).
 

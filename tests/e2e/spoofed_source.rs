@@ -1,4 +1,4 @@
-//! (d) A wireguard-go peer sends inner packets whose source is outside its AllowedIPs: meshd must
+//! A wireguard-go peer sends inner packets whose source is outside its AllowedIPs: meshd must
 //! drop them after decryption (cryptokey routing, inbound) and count them as allowed_ips, while a
 //! datagram from the peer's legitimate address arrives.
 

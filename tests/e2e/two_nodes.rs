@@ -1,4 +1,4 @@
-//! (a) Two meshd nodes over a veth underlay: ping both ways and a 100 MB TCP transfer whose
+//! Two meshd nodes over a veth underlay: ping both ways and a 100 MB TCP transfer whose
 //! checksum is verified at the far end; IPv4 overlay over an IPv4 underlay, and IPv6 over IPv6;
 //! with the TUN and UDP offloads and the default busy-poll (checked in the log), and without
 //! either.

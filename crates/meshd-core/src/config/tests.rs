@@ -112,7 +112,7 @@ fn two_with(extra: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Valid configs
 
-const SPEC_EXAMPLE: &str = "\
+const FULL_EXAMPLE: &str = "\
 interface:
   name: meshd0             # TUN device name, at most 15 bytes
   listen_port: 51820       # UDP port of the WireGuard endpoint
@@ -140,7 +140,7 @@ policy:                    # who may open connections to whom inside the mesh; a
 ";
 
 #[test]
-fn spec_example_parses_to_the_expected_model() {
+fn a_full_example_parses_to_the_expected_model() {
     let expected = MeshConfig {
         interface: InterfaceConfig {
             name: "meshd0".into(),
@@ -208,7 +208,7 @@ fn spec_example_parses_to_the_expected_model() {
             },
         }],
     };
-    assert_eq!(ok(SPEC_EXAMPLE), expected);
+    assert_eq!(ok(FULL_EXAMPLE), expected);
 }
 
 #[test]
@@ -1876,7 +1876,7 @@ fn random_yaml_like_input_never_panics() {
 
 #[test]
 fn mutated_valid_config_never_panics() {
-    let base = yaml(SPEC_EXAMPLE);
+    let base = yaml(FULL_EXAMPLE);
     let bytes = base.as_bytes();
     let mut rng = Rng(42);
     for _ in 0..2000 {

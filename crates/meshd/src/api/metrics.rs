@@ -1,4 +1,4 @@
-//! The Prometheus metrics (README, Status and metrics), built from a [`Snapshot`] at scrape time.
+//! The Prometheus metrics (docs/observability.md), built from a [`Snapshot`] at scrape time.
 //!
 //! Nothing here runs on the data path: the core's counters are plain relaxed atomics that the
 //! data path bumps anyway, and a scrape copies them. The families are prometheus crate
@@ -456,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn spec_series_are_there_with_their_labels_and_values() {
+    fn every_family_is_there_with_its_labels_and_values() {
         let t = text();
         for line in [
             "meshd_payload_bytes_total{direction=\"tx\",peer=\"app\"} 1000",
