@@ -2,7 +2,7 @@
 # A/B of two meshd builds (or two settings of one): alternating in every round on the same
 # namespaces, ping RTT (median of $PINGS at 10 ms intervals) and one TCP stream (iperf3, $SECS
 # s) through each, and plain's ping beside them. Prints every round and the medians; the
-# README's latency experiments were measured this way.
+# latency experiments in docs/performance.md were measured this way.
 #
 #   sudo benches/ab.sh OLD_BINARY NEW_BINARY [ROUNDS]      (default 5 rounds)
 #   env: SECS (default 3), PINGS (default 300), OLD_ENV / NEW_ENV (VAR=VALUE ..., for meshd),

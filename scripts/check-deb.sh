@@ -13,10 +13,10 @@ expected="-rwxr-xr-x ./usr/bin/meshd
 -rw-r--r-- ./usr/lib/systemd/system/meshd.service
 -rw-r--r-- ./usr/lib/sysusers.d/meshd.conf
 -rw-r--r-- ./usr/share/doc/meshd/README.md
--rw-r--r-- ./usr/share/doc/meshd/control-protocol.md
 -rw-r--r-- ./usr/share/doc/meshd/copyright
 -rw-r--r-- ./usr/share/meshd/grafana-dashboard.json
 -rw-r--r-- ./usr/share/meshd/mesh.example.yaml"
+for doc in docs/*.md; do expected+=$'\n'"-rw-r--r-- ./usr/share/doc/meshd/$doc"; done
 expected=$(sort <<<"$expected")
 files=$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print $1, $6}' | sort)
 [[ $files == "$expected" ]] || fail "files differ:

@@ -7,7 +7,7 @@
 #   /usr/share/meshd/mesh.example.yaml         config/mesh.example.yaml (postinst copies it
 #                                              to /etc/meshd/mesh.yaml if there is none)
 #   /usr/share/meshd/grafana-dashboard.json
-#   /usr/share/doc/meshd/                      README.md, control-protocol.md, copyright
+#   /usr/share/doc/meshd/                      README.md, copyright, docs/*.md (README's links)
 # and the maintainer scripts in packaging/deb (user, mesh.yaml, key, daemon-reload; nothing
 # started).
 #
@@ -25,14 +25,15 @@ out=target/debian
 stage=$out/meshd_${version}_${arch}
 rm -rf "$stage"
 install -d -m 0755 "$stage/DEBIAN" "$stage/usr/bin" "$stage/usr/lib/systemd/system" \
-    "$stage/usr/lib/sysusers.d" "$stage/usr/share/doc/meshd" \
+    "$stage/usr/lib/sysusers.d" "$stage/usr/share/doc/meshd/docs" \
     "$stage/usr/share/meshd"
 install -m 0755 target/release/meshd "$stage/usr/bin/meshd"
 if command -v strip >/dev/null; then strip --strip-debug "$stage/usr/bin/meshd"; fi
 install -m 0644 systemd/meshd.service "$stage/usr/lib/systemd/system/meshd.service"
 install -m 0644 packaging/sysusers.d-meshd.conf "$stage/usr/lib/sysusers.d/meshd.conf"
 install -m 0644 config/mesh.example.yaml "$stage/usr/share/meshd/mesh.example.yaml"
-install -m 0644 README.md docs/control-protocol.md "$stage/usr/share/doc/meshd/"
+install -m 0644 README.md "$stage/usr/share/doc/meshd/"
+install -m 0644 docs/*.md "$stage/usr/share/doc/meshd/docs/"
 install -m 0644 config/grafana-dashboard.json "$stage/usr/share/meshd/"
 cat > "$stage/usr/share/doc/meshd/copyright" <<COPYRIGHT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/

@@ -1,6 +1,6 @@
 //! Links the data path's hot functions first in .text, side by side, in the order of
 //! hot-symbols.txt (see hot-functions.txt and scripts/hot-symbols.sh): a packet after a pause
-//! then touches a few pages of code instead of dozens (README, Performance). Only where the
+//! then touches a few pages of code instead of dozens (docs/performance.md). Only where the
 //! linker is LLD, which rustc uses by default for x86_64 Linux since 1.90; elsewhere, or with
 //! MESHD_NO_SYMBOL_ORDER set, the order is the linker's own.
 

@@ -5,8 +5,8 @@
 //! only where a prefix is stored or two branch apart: a lookup visits a handful of nodes
 //! (two in a small mesh, not one per bit of the prefix) packed into a few cache lines. That
 //! matters more than the instructions do: the first packet after a pause finds the caches
-//! cold, and each node a lookup reaches through a pointer is one more miss (README,
-//! Performance). Lookups never allocate. The trie is built once per plan and read-only
+//! cold, and each node a lookup reaches through a pointer is one more miss
+//! (docs/performance.md). Lookups never allocate. The trie is built once per plan and read-only
 //! afterwards, so the data path can share it without locks.
 
 use ipnet::IpNet;

@@ -372,7 +372,7 @@ pub fn ruleset(plan: &NodePlan) -> Nftables<'static> {
 
     // The WireGuard port's datagrams skip conntrack, both ways: `input` accepts them on the
     // port alone, WireGuard authenticates each one, and a conntrack lookup per datagram is
-    // time on every packet's path (README, Performance). Not those from the tunnel: one
+    // time on every packet's path (docs/performance.md). Not those from the tunnel: one
     // forwarded toward a peer's routes stays tracked, or its replies would not match. (A
     // route lookup to tell local from forwarded would cost what conntrack does.)
     let port = || Expression::Number(plan.interface.listen_port.into());
@@ -400,7 +400,7 @@ pub fn ruleset(plan: &NodePlan) -> Nftables<'static> {
     // The WireGuard port, before everything else a datagram from the underlay meets: every
     // datagram on it is WireGuard's to authenticate (a forged one is a counted drop in meshd,
     // whatever its source), and the rules below would cost a route lookup per datagram (the
-    // reverse-path check) on every packet's way through the tunnel (README, Performance).
+    // reverse-path check) on every packet's way through the tunnel (docs/performance.md).
     b.rule(
         "input",
         vec![

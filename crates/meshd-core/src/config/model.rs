@@ -75,7 +75,7 @@ pub enum MetricsDetail {
 }
 
 /// Where the data path's thread runs while traffic is light: kept to one CPU it is woken on a
-/// vCPU that is awake rather than on one the host must wake first (README, Performance);
+/// vCPU that is awake rather than on one the host must wake first (docs/performance.md);
 /// while traffic is heavy it runs on every CPU meshd may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuietCpu {

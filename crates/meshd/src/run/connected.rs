@@ -2,7 +2,7 @@
 //! socket connected to its destination takes the route the socket keeps instead of a route
 //! lookup of its own, and one that comes back from there is matched to the socket early
 //! (the kernel's early demux), skipping a route and a socket lookup: about 10 µs off a ping's
-//! round trip on this project's bench VM (README, Performance). Receiving works the same on
+//! round trip on this project's bench VM (docs/performance.md). Receiving works the same on
 //! any socket, so which endpoints have one never changes what a datagram means.
 //!
 //! The data path's thread owns this table: it makes a socket the first time it sends packets

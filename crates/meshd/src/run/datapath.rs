@@ -9,7 +9,7 @@
 //! arrival wakes the thread that reads it directly, and the answer the kernel queues on the
 //! device inside the write that delivered a packet (a ping's reply, a TCP ack) is read by
 //! the same thread without waking another. Those wake-ups are what the latency a ping sees
-//! through the tunnel is made of (README, Performance). With offloads, one TUN read brings a
+//! through the tunnel is made of (docs/performance.md). With offloads, one TUN read brings a
 //! whole TCP segment the kernel did not cut (split here into MTU-sized packets), one UDP send
 //! carries a run of datagrams to one peer (GSO), one UDP receive returns what the kernel
 //! coalesced (GRO), and one TUN write carries packets of one flow merged back (GRO). The timer
@@ -487,7 +487,7 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     let mut ready: Vec<(u64, u32)> = Vec::with_capacity(16);
     // The running node, kept here and swapped when a reload stores another: one load of the
     // current pointer per round, where `ArcSwap::load` would also touch its thread-local and
-    // global debt lists, cold lines after a pause (README, Performance). A round runs on the
+    // global debt lists, cold lines after a pause (docs/performance.md). A round runs on the
     // node it found.
     let mut current = arc_swap::Cache::new(&shared.node);
     let mut placement = Placement::new(shared.quiet_cpu);

@@ -8,7 +8,7 @@
 //! wakes meshd, meshd's datagram wakes the peer, the answer wakes meshd again). Kept to one
 //! CPU, the thread is woken where the kernel already runs, on a vCPU that is awake. While
 //! traffic is heavy the thread needs a CPU of its own instead, and gets back every CPU it
-//! started with. The README's Performance section has the figures.
+//! started with. docs/performance.md has the figures.
 //!
 //! Whether traffic is light or heavy is `traffic.rs`'s to say.
 

@@ -7,7 +7,7 @@
 //! traffic the CPUs are awake anyway: the thread needs a CPU of its own, and a spin between
 //! packets that come further apart than it lasts (a stream paced by a 1 Gbit/s link, one
 //! GSO train every half millisecond) only burns CPU: about half of meshd's CPU time at a
-//! paced 1 Gbit/s (README, Performance).
+//! paced 1 Gbit/s (docs/performance.md).
 //!
 //! The decision is taken once per window, with a gap between the two thresholds so that a
 //! rate near one of them does not flip it at every window. Light traffic turns heavy within
