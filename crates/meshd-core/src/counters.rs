@@ -146,6 +146,30 @@ pub struct PeerCounters {
     pub handshake_duration: DurationHistogram,
 }
 
+impl PeerCounters {
+    /// Adds what `other` counted to these: a node's total for the peers a reload retired, so
+    /// that node-wide sums never go down.
+    pub fn absorb(&self, other: &PeerCounters) {
+        self.tx.absorb(&other.tx);
+        self.rx.absorb(&other.rx);
+        for (mine, theirs) in [
+            (&self.handshake_initiations, &other.handshake_initiations),
+            (
+                &self.handshakes_as_initiator,
+                &other.handshakes_as_initiator,
+            ),
+            (
+                &self.handshakes_as_responder,
+                &other.handshakes_as_responder,
+            ),
+            (&self.endpoint_changes, &other.endpoint_changes),
+        ] {
+            mine.fetch_add(theirs.load(Relaxed), Relaxed);
+        }
+        self.handshake_duration.absorb(&other.handshake_duration);
+    }
+}
+
 /// Upper bounds (seconds) of the handshake-duration buckets: from a LAN (sub-millisecond) to
 /// a retried handshake (5 s per retry).
 pub const HANDSHAKE_BUCKETS: [f64; 14] = [
@@ -182,6 +206,14 @@ impl DurationHistogram {
         self.sum_nanos.fetch_add(nanos, Relaxed);
     }
 
+    fn absorb(&self, other: &DurationHistogram) {
+        for (mine, theirs) in self.buckets.iter().zip(&other.buckets) {
+            mine.fetch_add(theirs.load(Relaxed), Relaxed);
+        }
+        self.sum_nanos
+            .fetch_add(other.sum_nanos.load(Relaxed), Relaxed);
+    }
+
     pub fn snapshot(&self) -> HistogramSnapshot {
         let mut running = 0;
         let mut cumulative = Vec::with_capacity(HANDSHAKE_BUCKETS.len());
@@ -214,6 +246,16 @@ impl DirectionCounters {
         self.wire_bytes.fetch_add(wire as u64, Relaxed);
         if packets > 0 {
             self.packets.fetch_add(packets, Relaxed);
+        }
+    }
+
+    fn absorb(&self, other: &DirectionCounters) {
+        for (mine, theirs) in [
+            (&self.payload_bytes, &other.payload_bytes),
+            (&self.wire_bytes, &other.wire_bytes),
+            (&self.packets, &other.packets),
+        ] {
+            mine.fetch_add(theirs.load(Relaxed), Relaxed);
         }
     }
 

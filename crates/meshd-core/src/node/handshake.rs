@@ -148,13 +148,19 @@ impl Node {
         let is_cookie = matches!(packet, Packet::PacketCookieReply(_));
         let peer = &self.peers[index];
         let mut state = peer.lock();
-        // Only an initiation makes a session; a response or cookie reply is for one we made.
+        // Only an initiation makes a session (a response or cookie reply is for one we made),
+        // and only one that proves the peer's key keeps it: anyone can claim a key.
+        let made_now = state.tunn.is_none();
         let tunn = match state.tunn.as_deref_mut() {
             Some(tunn) => tunn,
             None if is_init => self.session(peer, &mut state),
             None => return count(DropReason::UnknownPeer),
         };
-        match tunn.decapsulate(Some(from.ip()), message, out.next_slot()) {
+        let result = tunn.decapsulate(Some(from.ip()), message, out.next_slot());
+        if made_now && !matches!(result, TunnResult::WriteToNetwork(_)) {
+            state.tunn = None;
+        }
+        match result {
             TunnResult::Done if is_cookie => {
                 // The cookie is ours to use: send the initiation it was for again, with mac2,
                 // rather than waiting out the retransmit timer.

@@ -40,7 +40,7 @@ pub use source_limit::SourceLimiter;
 use peer::{PeerState, WAITING_PACKETS};
 use slots::SlotIndex;
 
-use crate::counters::{DropCounters, DropReason, Side};
+use crate::counters::{DropCounters, DropReason, PeerCounters, Side};
 use crate::key::PrivateKey;
 use crate::packet;
 use crate::plan::NodePlan;
@@ -108,10 +108,18 @@ pub struct Node {
     next_slot: usize,
     /// Cryptokey routing: every AllowedIPs prefix → index of its peer.
     routes: PrefixTrie<usize>,
+    /// Whether this node has persistent keepalive itself (it sits behind NAT): then it greets
+    /// every peer with an endpoint, since none of them can reach it first.
+    keeps_alive: bool,
     /// Shared with the nodes this one is reloaded into, like the rate limiter.
     drops: Arc<DropCounters>,
+    /// What the peers reloads removed or replaced had counted (shared, like `drops`).
+    retired: Arc<PeerCounters>,
     events: Arc<Mutex<Vec<Event>>>,
 }
+
+/// How soon a peer whose packets wait for a session is named to the worker again.
+const START_AGAIN: Duration = Duration::from_secs(1);
 
 /// The largest session slot boringtun's 24-bit index space has room for.
 pub const MAX_SESSION_SLOT: usize = (1 << 24) - 1;
@@ -174,7 +182,9 @@ impl Node {
             by_slot: SlotIndex::default(),
             next_slot: 0,
             routes: PrefixTrie::new(),
+            keeps_alive: false,
             drops: Arc::new(DropCounters::default()),
+            retired: Arc::new(PeerCounters::default()),
             events: Arc::new(Mutex::new(Vec::new())),
         };
         empty.reloaded(plan)
@@ -229,6 +239,10 @@ impl Node {
             by_slot.insert(peer.slot, index);
             peers.push(peer);
         }
+        // Peers not carried over: their counts go to the node's total.
+        for old in self.peers.iter().filter(|p| !by_slot.contains_key(&p.slot)) {
+            self.retired.absorb(&old.counters);
+        }
         Self {
             static_private: self.static_private.clone(),
             static_public: self.static_public,
@@ -241,7 +255,9 @@ impl Node {
             by_slot: SlotIndex::new(by_slot.into_iter().collect()),
             next_slot,
             routes,
+            keeps_alive: plan.me.keepalive.is_some(),
             drops: Arc::clone(&self.drops),
+            retired: Arc::clone(&self.retired),
             events: Arc::clone(&self.events),
         }
     }
@@ -257,6 +273,14 @@ impl Node {
         self.by_slot.highest()
     }
 
+    /// Whether this node starts a handshake with `peer` unasked (as it starts, when a reload
+    /// brings the peer, when its DNS name moves): a peer with persistent keepalive, or every
+    /// peer when this node has keepalive itself (behind NAT, nobody can reach it first). The
+    /// kernel's WireGuard does the same.
+    pub fn greets(&self, peer: &Peer) -> bool {
+        self.keeps_alive || peer.plan.keepalive.is_some()
+    }
+
     /// The peer in session slot `slot`, as events name it; `None` once it was reloaded away.
     pub fn peer_by_slot(&self, slot: usize) -> Option<&Arc<Peer>> {
         self.index_of_slot(slot).map(|i| &self.peers[i])
@@ -264,6 +288,11 @@ impl Node {
 
     pub fn drops(&self) -> &DropCounters {
         &self.drops
+    }
+
+    /// What the peers reloads removed or replaced had counted, added up.
+    pub fn retired(&self) -> &PeerCounters {
+        &self.retired
     }
 
     /// Takes the events that happened since the last call.
@@ -358,9 +387,12 @@ impl Node {
                 continue;
             };
             if state.tunn.is_none() {
-                self.hold(peer, state, packet, work);
+                self.hold(peer, state, packet, now, work);
                 continue;
             }
+            // Packets held before the session existed go first (the worker's Start may not
+            // have run).
+            self.seal_waiting(peer, state, now, endpoint, out);
             self.seal(peer, state, now, packet, endpoint, out);
         }
     }
@@ -393,16 +425,45 @@ impl Node {
 
     /// A packet for a peer without a session: it waits in the peer (up to
     /// [`WAITING_PACKETS`]; past that it is dropped as `handshake_queue_full`) and the peer is
-    /// named for the worker, which makes the session. Named again with every batch that finds
-    /// it waiting, in case the worker's queue had no room.
-    fn hold(&self, peer: &Peer, state: &mut PeerState, packet: &[u8], work: &mut HandshakeWork) {
+    /// named for the worker, which makes the session: once, and again a second later if the
+    /// session is still not there (the worker's queue may have had no room).
+    fn hold(
+        &self,
+        peer: &Peer,
+        state: &mut PeerState,
+        packet: &[u8],
+        now: Instant,
+        work: &mut HandshakeWork,
+    ) {
         if state.waiting.len() < WAITING_PACKETS {
             state.waiting.push(packet.to_vec());
         } else {
             self.drops.add(Side::Outbound, DropReason::QueueFull, 1);
         }
-        if !work.start.contains(&peer.slot) {
-            work.start.push(peer.slot);
+        if state
+            .start_asked
+            .is_some_and(|t| now.saturating_duration_since(t) < START_AGAIN)
+        {
+            return;
+        }
+        state.start_asked = Some(now);
+        work.start.push(peer.slot);
+    }
+
+    /// Seals the packets `peer` holds from before its session existed, in order.
+    fn seal_waiting(
+        &self,
+        peer: &Peer,
+        state: &mut PeerState,
+        now: Instant,
+        endpoint: SocketAddr,
+        out: &mut Batch,
+    ) {
+        if state.waiting.is_empty() {
+            return;
+        }
+        for packet in std::mem::take(&mut state.waiting) {
+            self.seal(peer, state, now, &packet, endpoint, out);
         }
     }
 
@@ -414,18 +475,15 @@ impl Node {
             return;
         };
         let mut state = peer.lock();
-        let waiting = std::mem::take(&mut state.waiting);
         let Some(endpoint) = state.endpoint else {
-            let n = waiting.len() as u64;
+            let n = std::mem::take(&mut state.waiting).len() as u64;
             return self.drops.add(Side::Outbound, DropReason::NoEndpoint, n);
         };
-        if waiting.is_empty() {
+        if state.waiting.is_empty() {
             return;
         }
         self.session(peer, &mut state);
-        for packet in &waiting {
-            self.seal(peer, &mut state, now, packet, endpoint, out);
-        }
+        self.seal_waiting(peer, &mut state, now, endpoint, out);
     }
 
     /// The index in `peers` of the peer in session slot `slot`. Until a reload adds peers, a
@@ -442,8 +500,15 @@ impl Node {
         for peer in &self.peers {
             let mut state = peer.lock();
             let endpoint = state.endpoint;
-            let Some(tunn) = state.tunn.as_deref_mut() else {
+            if state.tunn.is_none() {
                 continue; // no session, nothing to time
+            }
+            if let Some(endpoint) = endpoint {
+                // Held packets whose Start the worker never ran, the session made otherwise.
+                self.seal_waiting(peer, &mut state, now, endpoint, out);
+            }
+            let Some(tunn) = state.tunn.as_deref_mut() else {
+                continue;
             };
             let len = match tunn.update_timers(out.next_slot()) {
                 TunnResult::WriteToNetwork(datagram) => datagram.len(),

@@ -20,6 +20,8 @@ pub(crate) struct PeerState {
     /// Packets for the peer from before its session was made, which the handshake worker
     /// sends once it has made it (`Node::start`).
     pub(crate) waiting: Vec<Vec<u8>>,
+    /// When the data path last named the peer to the worker for its session.
+    pub(crate) start_asked: Option<Instant>,
     pub(crate) endpoint: Option<SocketAddr>,
     /// When the handshake initiation in flight was sent, to time the handshake.
     pub(crate) initiation_sent: Option<Instant>,
@@ -70,6 +72,7 @@ impl Peer {
             state: Mutex::new(PeerState {
                 tunn: None,
                 waiting: Vec::new(),
+                start_asked: None,
                 endpoint,
                 initiation_sent: None,
                 last_handshake_duration: None,

@@ -838,3 +838,59 @@ fn a_response_or_data_for_a_peer_without_a_session_makes_none() {
     assert_eq!(restarted.drops().get(DropReason::UnknownPeer), 1);
     assert_eq!(has_state(&restarted), [false]);
 }
+
+#[test]
+fn a_node_greets_its_keepalive_peers_or_all_of_them_when_it_keeps_alive_itself() {
+    let mut m = mesh();
+    // n1 peers with n0 and n2; n2 has keepalive.
+    m.config.nodes[2].keepalive = Some(25);
+    let n1 = m.node(1);
+    let greeted: Vec<bool> = n1.peers().iter().map(|p| n1.greets(p)).collect();
+    assert_eq!(greeted, [false, true]);
+    // n1 behind NAT (keepalive of its own): nobody can reach it first, it greets everyone.
+    m.config.nodes[1].keepalive = Some(25);
+    let n1 = m.node(1);
+    assert!(n1.peers().iter().all(|p| n1.greets(p)));
+}
+
+#[test]
+fn what_retired_peers_counted_stays_in_the_node_total() {
+    let mut m = mesh();
+    let (_n0, n1) = connected(&m);
+    let counted = n1.peers()[0].counters.rx.snapshot();
+    assert!(counted.packets > 0);
+    // n0 changes (a new session in a new slot): its counts move to the retired total.
+    m.config.nodes[0].keepalive = Some(25);
+    let reloaded = n1.reloaded(&m.plan(1));
+    assert_eq!(reloaded.retired().rx.snapshot(), counted);
+    assert_eq!(reloaded.peers()[0].counters.rx.snapshot().packets, 0);
+    // A reload that keeps the peer retires nothing more.
+    let again = reloaded.reloaded(&m.plan(1));
+    assert_eq!(again.retired().rx.snapshot(), counted);
+}
+
+#[test]
+fn held_packets_go_out_once_a_session_exists_even_if_the_worker_never_started_it() {
+    let m = mesh();
+    let (n0, n1) = (m.node(0), m.node(1));
+    // n0 holds a packet for n1; its Start job is lost (never run).
+    let mut out = batch();
+    let mut work = HandshakeWork::default();
+    let held = ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"held");
+    n0.handle_tun_packets(Instant::now(), &one(&held), &mut out, &mut work);
+    assert_eq!(work.start.len(), 1);
+    // Named again only a second later.
+    work.clear();
+    n0.handle_tun_packets(Instant::now(), &one(&held), &mut out, &mut work);
+    assert!(work.start.is_empty());
+    // n1 initiates instead: n0 answers and, on its next timer tick, sends what it held.
+    let init = encrypt(&n1, &ipv4([10, 100, 0, 2], [10, 100, 0, 1], b"hi"));
+    let (_, response) = deliver(&n0, &init, addr(B));
+    let (_, keepalive) = deliver(&n1, &response, addr(A));
+    deliver(&n0, &keepalive, addr(B));
+    let mut ticks = batch();
+    n0.update_timers(Instant::now(), &mut ticks);
+    let (tun, _) = deliver(&n1, &ticks, addr(A));
+    assert_eq!(packets(&tun), vec![held.clone(), held]);
+    assert!(n0.peers()[0].lock().waiting.is_empty());
+}

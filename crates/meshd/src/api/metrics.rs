@@ -112,7 +112,8 @@ fn peer_or_node(
             })
             .collect(),
         MetricsDetail::Node => {
-            let sum: u64 = s.peers.iter().map(&value).sum();
+            let retired = s.retired.as_peer();
+            let sum: u64 = s.peers.iter().chain([&retired]).map(&value).sum();
             vec![counter(labels, sum as f64)]
         }
     }
@@ -241,7 +242,13 @@ fn handshake_durations(s: &Snapshot) -> MetricFamily {
                 count: 0,
                 sum_seconds: 0.0,
             };
-            for h in s.peers.iter().map(|p| &p.handshake_durations) {
+            let retired = std::iter::once(&s.retired.handshake_durations);
+            for h in s
+                .peers
+                .iter()
+                .map(|p| &p.handshake_durations)
+                .chain(retired)
+            {
                 for (total, n) in all.cumulative.iter_mut().zip(&h.cumulative) {
                     *total += n;
                 }
@@ -387,7 +394,7 @@ pub fn encode(families: &[MetricFamily]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::snapshot::PeerSnapshot;
+    use crate::api::snapshot::{PeerSnapshot, RetiredCounts};
     use meshd_core::counters::HistogramSnapshot;
     use std::time::Duration;
 
@@ -433,6 +440,15 @@ mod tests {
             peers: vec![peer("app", 2, Some(12)), peer("old", 3, None)],
             drops: vec![("no_route", 4), ("decrypt", 0)],
             metrics_detail,
+            retired: RetiredCounts {
+                tx: Traffic {
+                    payload_bytes: 500,
+                    wire_bytes: 0,
+                    packets: 0,
+                },
+                handshakes_as_initiator: 3,
+                ..Default::default()
+            },
         }
     }
 
@@ -546,12 +562,12 @@ mod tests {
                 "no {family}: {app:#?}"
             );
         }
-        // Two peers' counters, one series each: app's and old's values added up.
+        // Two peers' counters and those of peers reloads retired, added up, one series each.
         for line in [
-            "meshd_payload_bytes_total{direction=\"tx\"} 2000",
+            "meshd_payload_bytes_total{direction=\"tx\"} 2500",
             "meshd_wire_bytes_total{direction=\"tx\"} 2200",
             "meshd_packets_total{direction=\"rx\"} 0",
-            "meshd_handshakes_total{role=\"initiator\"} 2",
+            "meshd_handshakes_total{role=\"initiator\"} 5",
             "meshd_handshake_initiations_total 4",
             "meshd_handshake_duration_seconds_bucket{le=\"0.0005\"} 2",
             "meshd_handshake_duration_seconds_count 2",

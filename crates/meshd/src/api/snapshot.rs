@@ -4,7 +4,7 @@
 
 use ipnet::IpNet;
 use meshd_core::config::MetricsDetail;
-use meshd_core::counters::{HistogramSnapshot, Traffic};
+use meshd_core::counters::{HistogramSnapshot, PeerCounters, Traffic};
 use meshd_core::node::Node;
 use meshd_core::plan::NodePlan;
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +13,55 @@ use std::time::{Duration, Instant, SystemTime};
 /// A peer is "up" while its latest handshake is younger than this (WireGuard's reject-after
 /// time: past it, the session can no longer carry data without a new handshake).
 pub const UP_WITHIN: Duration = Duration::from_secs(180);
+
+/// What the peers reloads removed or replaced had counted: part of the node's totals.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RetiredCounts {
+    pub tx: Traffic,
+    pub rx: Traffic,
+    pub handshake_initiations: u64,
+    pub handshakes_as_initiator: u64,
+    pub handshakes_as_responder: u64,
+    pub endpoint_changes: u64,
+    pub handshake_durations: HistogramSnapshot,
+}
+
+impl RetiredCounts {
+    fn of(c: &PeerCounters) -> Self {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        Self {
+            tx: c.tx.snapshot(),
+            rx: c.rx.snapshot(),
+            handshake_initiations: load(&c.handshake_initiations),
+            handshakes_as_initiator: load(&c.handshakes_as_initiator),
+            handshakes_as_responder: load(&c.handshakes_as_responder),
+            endpoint_changes: load(&c.endpoint_changes),
+            handshake_durations: c.handshake_duration.snapshot(),
+        }
+    }
+
+    /// The counts as a peer without identity, for sums over the node's peers.
+    pub fn as_peer(&self) -> PeerSnapshot {
+        PeerSnapshot {
+            name: String::new(),
+            public_key: [0; 32],
+            address: IpAddr::from([0, 0, 0, 0]),
+            allowed_ips: Vec::new(),
+            endpoint: None,
+            last_handshake: None,
+            since_last_handshake: None,
+            last_handshake_duration: None,
+            keepalive: None,
+            tx: self.tx,
+            rx: self.rx,
+            handshake_initiations: self.handshake_initiations,
+            handshakes_as_initiator: self.handshakes_as_initiator,
+            handshakes_as_responder: self.handshakes_as_responder,
+            endpoint_changes: self.endpoint_changes,
+            handshake_durations: self.handshake_durations.clone(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerSnapshot {
@@ -65,6 +114,8 @@ pub struct Snapshot {
     pub drops: Vec<(&'static str, u64)>,
     /// Which metrics carry a `peer` label (`interface.metrics_detail`).
     pub metrics_detail: MetricsDetail,
+    /// Counted by peers reloads removed or replaced (node-wide sums include it).
+    pub retired: RetiredCounts,
 }
 
 impl Snapshot {
@@ -107,6 +158,7 @@ impl Snapshot {
             address: plan.me.address,
             listen_port: plan.interface.listen_port,
             metrics_detail: plan.interface.metrics_detail,
+            retired: RetiredCounts::of(node.retired()),
             taken: now,
             peers,
             drops: node

@@ -254,6 +254,7 @@ pub(crate) mod tests {
             address: net([10, 100, 0, 2], 24),
             listen_port: 51820,
             metrics_detail: meshd_core::config::MetricsDetail::Node,
+            retired: Default::default(),
             taken,
             peers: vec![
                 PeerSnapshot {
