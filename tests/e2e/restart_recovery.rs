@@ -105,6 +105,43 @@ fn a_starting_node_greets_its_keepalive_peers_and_the_others_at_their_first_pack
     eprintln!("a started: session with b after {:.2?}", started.elapsed());
     ma.stop().assert_clean();
     mb.stop().assert_clean();
+
+    // With keepalive on a itself (behind NAT, nobody reaches it first), a greets every peer.
+    mesh.get_mut("b").keepalive = None;
+    mesh.get_mut("a").keepalive = Some(25);
+    let files = mesh.write();
+    let mb = Meshd::start(&b.ns, &files, "b");
+    let mut ma = Meshd::start(&a.ns, &files, "a");
+    ma.wait_for_log("peer up peer=b role=initiator", LIMIT)
+        .unwrap_or_else(|e| panic!("a, with keepalive, did not greet b: {e}"));
+    ma.stop().assert_clean();
+    mb.stop().assert_clean();
+
+    // A reload that brings a keepalive peer greets it; here b changes (a new session).
+    mesh.get_mut("a").keepalive = None;
+    let files = mesh.write();
+    let mb = Meshd::start(&b.ns, &files, "b");
+    let mut ma = Meshd::start(&a.ns, &files, "a");
+    std::thread::sleep(Duration::from_millis(500));
+    mesh.get_mut("b").keepalive = Some(25);
+    std::fs::write(&files.config, mesh.to_yaml()).unwrap_or_else(|e| panic!("{e}"));
+    let bin = meshd_e2e::meshd_bin().to_string_lossy().into_owned();
+    let out = ma.exec(&[&bin, "reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ma.wait_for_log("peer up peer=b role=initiator", LIMIT)
+        .unwrap_or_else(|e| panic!("a did not greet b, made a keepalive peer by a reload: {e}"));
+    let (sa, sb) = (ma.stop(), mb.stop());
+    sa.assert_clean();
+    sb.assert_clean();
+    assert_eq!(
+        sa.stopped.log.matches("peer up").count(),
+        1,
+        "a handshook with b before the reload made it a keepalive peer"
+    );
 }
 
 #[test]

@@ -9,9 +9,9 @@
 //! - What the worker answers goes out through the listening sockets, as the timers' does.
 //! - A peer's session is made here, when it first has a handshake or traffic: the data thread
 //!   names a peer whose packets wait for one (`Node::start`).
-//! - As the node starts, the worker sends an initiation to every peer with persistent
-//!   keepalive and an endpoint (32 every 10 ms), and to such a peer whose endpoint a DNS name
-//!   gave when it changes.
+//! - As the node starts, the worker greets (initiates to) the peers `Node::greets` names, 32
+//!   every 10 ms; after a reload, those the reload brought; and such a peer whose endpoint a
+//!   DNS name gave when it changes.
 
 use super::datapath::{send_all, Shared, BATCH};
 use super::socket_filter::MAX_BLOCKED;
@@ -21,7 +21,7 @@ use meshd_core::node::{Batch, HandshakeWork, Node, MIN_SLOT};
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 /// Messages the queue holds at most.
@@ -107,6 +107,11 @@ impl HandshakeQueue {
         self.ready.notify_one();
     }
 
+    /// Wakes the worker: a reload stored a new node, whose new peers it may have to greet.
+    pub(crate) fn wake(&self) {
+        self.ready.notify_one();
+    }
+
     /// Waits up to `wait` for jobs and moves up to [`TAKE`] of them into `into`; returns how
     /// many were queued before the take.
     fn take(&self, into: &mut Vec<Job>, wait: Duration) -> usize {
@@ -140,10 +145,9 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     let mut loaded_until: Option<Instant> = None;
     let mut swept = Instant::now();
     let mut blocked = Blocked::default();
-    // The next peer (by position in the node's peers) to greet; `None` once all were.
-    let mut greeting = Some(0);
+    let mut greeting = Greeting::default();
     loop {
-        let wait = if greeting.is_some() {
+        let wait = if greeting.busy() {
             GREET_PACE
         } else {
             IDLE_WAKE
@@ -156,8 +160,7 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
         let under_load = loaded_until.is_some_and(|t| now < t);
         let node = shared.node.load_full();
         out.clear();
-        if let Some(next) = greeting {
-            greeting = greet(&node, now, next, &mut out);
+        if greeting.step(&node, now, &mut out) {
             send_all(&shared.sockets, None, false, &out, &mut scratch);
             out.clear();
         }
@@ -185,22 +188,59 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
     }
 }
 
-/// Sends an initiation to each peer with persistent keepalive and an endpoint, as the kernel's
-/// WireGuard does when it comes up: [`GREET_AT_ONCE`] at most from the `next`th peer on.
-/// Other peers get a session when they first have traffic. Returns where to go on, `None`
-/// past the last peer.
-fn greet(node: &Node, now: Instant, next: usize, out: &mut Batch) -> Option<usize> {
-    let peers = node.peers();
-    let mut greeted = 0;
-    let mut at = next;
-    while at < peers.len() && greeted < GREET_AT_ONCE {
-        if peers[at].plan.keepalive.is_some() {
-            node.initiate(now, peers[at].slot, out);
-            greeted += 1;
+/// Which peers are still to be greeted (`Node::greets`): all of them as the node starts, then
+/// those each reload brings, which get slots above every earlier peer's.
+struct Greeting {
+    /// Peers in slots up to this one were greeted; `None`: no greeting has finished yet.
+    greeted_up_to: Option<usize>,
+    /// The node greeted last: another one means a reload.
+    seen: Weak<Node>,
+    /// Where the greeting of `seen` goes on (a position in its peers); `None` once done.
+    next: Option<usize>,
+}
+
+impl Default for Greeting {
+    /// Busy from the start: the first round greets at once, not after an idle wait.
+    fn default() -> Self {
+        Self {
+            greeted_up_to: None,
+            seen: Weak::new(),
+            next: Some(0),
         }
-        at += 1;
     }
-    (at < peers.len()).then_some(at)
+}
+
+impl Greeting {
+    fn busy(&self) -> bool {
+        self.next.is_some()
+    }
+
+    /// Greets the next [`GREET_AT_ONCE`] peers of `node` at most; whether it sent anything.
+    fn step(&mut self, node: &Arc<Node>, now: Instant, out: &mut Batch) -> bool {
+        let current = Arc::downgrade(node);
+        if !Weak::ptr_eq(&self.seen, &current) {
+            self.seen = current;
+            self.next = Some(0);
+        }
+        let Some(mut at) = self.next else {
+            return false;
+        };
+        let peers = node.peers();
+        let mut greeted = 0;
+        while at < peers.len() && greeted < GREET_AT_ONCE {
+            let peer = &peers[at];
+            if node.greets(peer) && self.greeted_up_to.is_none_or(|s| peer.slot > s) {
+                node.initiate(now, peer.slot, out);
+                greeted += 1;
+            }
+            at += 1;
+        }
+        self.next = (at < peers.len()).then_some(at);
+        if self.next.is_none() {
+            self.greeted_up_to = node.highest_slot();
+        }
+        greeted > 0
+    }
 }
 
 /// Sources whose handshake messages the listening sockets' filter drops in the kernel, for

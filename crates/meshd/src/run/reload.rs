@@ -61,12 +61,11 @@ impl Reloader {
         reloader
     }
 
-    fn follow(&mut self, peer: &Arc<Peer>, refresh: u32) {
+    fn follow(&mut self, peer: &Arc<Peer>, refresh: u32, greet: bool) {
         if let Some(Endpoint::Host { host, port }) = peer.plan.endpoint.clone() {
             let (shared, slot) = (Arc::clone(&self.view.shared), peer.slot);
-            // Greeted at its new address only if it is a peer to keep reachable (keepalive),
-            // as at start; any other gets its session with its next packet.
-            let greet = peer.plan.keepalive.is_some();
+            // Greeted at its new address only if the node greets it at start
+            // (`Node::greets`); any other gets its session with its next packet.
             let task = dns::follow(
                 Arc::clone(peer),
                 host,
@@ -130,6 +129,7 @@ impl Reloader {
         let highest_slot = node.highest_slot();
         shared.sockets.refuse(|r| r.set_highest_slot(highest_slot));
         shared.node.store(Arc::clone(&node));
+        shared.handshakes.wake();
         self.view.plan.store(Arc::new(prepared.plan));
 
         let removed = prepared.changes.routes_removed.clone();
@@ -163,7 +163,7 @@ impl Reloader {
         let refresh = self.view.plan.load().interface.dns_refresh;
         for peer in node.peers() {
             if !self.dns.contains_key(&peer.slot) {
-                self.follow(peer, refresh);
+                self.follow(peer, refresh, node.greets(peer));
             }
         }
     }
