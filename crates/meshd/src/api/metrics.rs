@@ -394,7 +394,7 @@ pub fn encode(families: &[MetricFamily]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::snapshot::{PeerSnapshot, RetiredCounts};
+    use crate::api::snapshot::{Counts, PeerSnapshot};
     use meshd_core::counters::HistogramSnapshot;
     use std::time::Duration;
 
@@ -440,7 +440,7 @@ mod tests {
             peers: vec![peer("app", 2, Some(12)), peer("old", 3, None)],
             drops: vec![("no_route", 4), ("decrypt", 0)],
             metrics_detail,
-            retired: RetiredCounts {
+            retired: Counts {
                 tx: Traffic {
                     payload_bytes: 500,
                     wire_bytes: 0,

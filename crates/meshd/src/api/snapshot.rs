@@ -14,9 +14,10 @@ use std::time::{Duration, Instant, SystemTime};
 /// time: past it, the session can no longer carry data without a new handshake).
 pub const UP_WITHIN: Duration = Duration::from_secs(180);
 
-/// What the peers reloads removed or replaced had counted: part of the node's totals.
+/// A plain copy of a peer's counters (or of what retired peers counted, the node's
+/// [`Snapshot::retired`]).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct RetiredCounts {
+pub struct Counts {
     pub tx: Traffic,
     pub rx: Traffic,
     pub handshake_initiations: u64,
@@ -26,7 +27,7 @@ pub struct RetiredCounts {
     pub handshake_durations: HistogramSnapshot,
 }
 
-impl RetiredCounts {
+impl Counts {
     fn of(c: &PeerCounters) -> Self {
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         Self {
@@ -115,7 +116,7 @@ pub struct Snapshot {
     /// Which metrics carry a `peer` label (`interface.metrics_detail`).
     pub metrics_detail: MetricsDetail,
     /// Counted by peers reloads removed or replaced (node-wide sums include it).
-    pub retired: RetiredCounts,
+    pub retired: Counts,
 }
 
 impl Snapshot {
@@ -126,9 +127,7 @@ impl Snapshot {
             .iter()
             .map(|p| {
                 let status = p.status(mono);
-                let c = &p.counters;
-                let load =
-                    |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                let c = Counts::of(&p.counters);
                 PeerSnapshot {
                     name: p.plan.name.clone(),
                     public_key: p.plan.public_key.0,
@@ -141,13 +140,13 @@ impl Snapshot {
                     since_last_handshake: status.since_last_handshake,
                     last_handshake_duration: status.last_handshake_duration,
                     keepalive: p.plan.keepalive,
-                    tx: c.tx.snapshot(),
-                    rx: c.rx.snapshot(),
-                    handshake_initiations: load(&c.handshake_initiations),
-                    handshakes_as_initiator: load(&c.handshakes_as_initiator),
-                    handshakes_as_responder: load(&c.handshakes_as_responder),
-                    endpoint_changes: load(&c.endpoint_changes),
-                    handshake_durations: c.handshake_duration.snapshot(),
+                    tx: c.tx,
+                    rx: c.rx,
+                    handshake_initiations: c.handshake_initiations,
+                    handshakes_as_initiator: c.handshakes_as_initiator,
+                    handshakes_as_responder: c.handshakes_as_responder,
+                    endpoint_changes: c.endpoint_changes,
+                    handshake_durations: c.handshake_durations,
                 }
             })
             .collect();
@@ -158,7 +157,7 @@ impl Snapshot {
             address: plan.me.address,
             listen_port: plan.interface.listen_port,
             metrics_detail: plan.interface.metrics_detail,
-            retired: RetiredCounts::of(node.retired()),
+            retired: Counts::of(node.retired()),
             taken: now,
             peers,
             drops: node
