@@ -110,6 +110,7 @@ interface:
   listen_port: 51820
   mtu: 1420
   metrics: 127.0.0.1:9586   # each node's own loopback (its namespace)
+  metrics_detail: peer      # a series per peer for every counter: this mesh has four nodes
 admin:
   ssh_from: [192.0.2.10/32]
   icmp_rate: 5/second
