@@ -26,9 +26,6 @@ echo "exposure $(bash scripts/exposure.sh systemd/meshd.service)"
 step "cargo build --release -p meshd"
 cargo build --release -p meshd
 
-step "the hot functions' link order is current (scripts/hot-symbols.sh --check)"
-bash scripts/hot-symbols.sh --check
-
 step "the .deb builds and holds what it should (scripts/check-deb.sh)"
 bash scripts/check-deb.sh
 
