@@ -141,7 +141,7 @@ pub fn deliver(node: &Node, datagrams: &Batch, from: SocketAddr) -> (Batch, Batc
 /// and, for peers without a session yet, the handshake worker.
 pub fn send(node: &Node, packets: &Batch, out: &mut Batch) {
     let mut work = HandshakeWork::default();
-    node.handle_tun_packets(Instant::now(), packets, out, &mut work);
+    node.handle_tun_packets(Instant::now(), packets.packets(), out, &mut work);
     for (d, to) in work_off(node, &work, false).iter() {
         out.push(d, to);
     }

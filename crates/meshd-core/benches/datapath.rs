@@ -47,7 +47,7 @@ fn pair() -> (Node, Node) {
     first.push(&packet(), NO_ADDR);
     let mut init = Batch::new(8, slot_size(MTU));
     let mut work = HandshakeWork::default();
-    n0.handle_tun_packets(Instant::now(), &first, &mut init, &mut work);
+    n0.handle_tun_packets(Instant::now(), first.packets(), &mut init, &mut work);
     // The session, as the handshake worker makes it.
     for &slot in &work.start {
         n0.start(Instant::now(), slot, &mut init);
@@ -100,7 +100,7 @@ fn crypto(c: &mut Criterion) {
     g.bench_function("encrypt (handle_tun_packets)", |b| {
         b.iter(|| {
             out.clear();
-            n0.handle_tun_packets(Instant::now(), &packets, &mut out, &mut work);
+            n0.handle_tun_packets(Instant::now(), packets.packets(), &mut out, &mut work);
             assert_eq!(out.len(), PACKETS);
         })
     });
@@ -112,7 +112,12 @@ fn crypto(c: &mut Criterion) {
                 // Fresh datagrams each time: a replayed counter would be dropped.
                 let mut sealed = Batch::new(PACKETS, slot_size(MTU));
                 let mut none_waiting = HandshakeWork::default();
-                n0.handle_tun_packets(Instant::now(), &packets, &mut sealed, &mut none_waiting);
+                n0.handle_tun_packets(
+                    Instant::now(),
+                    packets.packets(),
+                    &mut sealed,
+                    &mut none_waiting,
+                );
                 sealed
             },
             |sealed| {

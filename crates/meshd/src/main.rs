@@ -1,15 +1,16 @@
-//! meshd: the binary. CLI, logging and the exit-code contract; the daemon lives in `run`.
+//! meshd: the binary. CLI, logging and the exit-code contract.
+//!
+//! - `commands`: the subcommands that do their job and exit.
+//! - `daemon`: `meshd run`, the control plane on tokio.
+//! - `dataplane`: the daemon's packet threads, no tokio.
+//! - `load`: reading the key and the mesh file, for all of them.
 
-mod bounded;
-mod check;
 mod cli;
-mod firewall;
-mod keyfile;
-mod keys;
+mod commands;
+mod daemon;
+mod dataplane;
 mod load;
 mod logging;
-mod run;
-mod status;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -18,14 +19,14 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init();
     let result = match &cli.command {
-        cli::Command::Run(args) => run::run(args),
-        cli::Command::Check(args) => check::check(args),
-        cli::Command::Firewall(args) => firewall::firewall(args),
-        cli::Command::Peers(args) => status::peers(args),
-        cli::Command::Whois(args) => status::whois(args),
-        cli::Command::Reload(args) => status::reload(args),
-        cli::Command::Genkey => keys::genkey(),
-        cli::Command::Pubkey => keys::pubkey(),
+        cli::Command::Run(args) => daemon::run(args),
+        cli::Command::Check(args) => commands::check::check(args),
+        cli::Command::Firewall(args) => commands::firewall::firewall(args),
+        cli::Command::Peers(args) => commands::client::peers(args),
+        cli::Command::Whois(args) => commands::client::whois(args),
+        cli::Command::Reload(args) => commands::client::reload(args),
+        cli::Command::Genkey => commands::keys::genkey(),
+        cli::Command::Pubkey => commands::keys::pubkey(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -108,6 +108,13 @@ impl Batch {
     pub fn iter(&self) -> BatchIter<'_> {
         self.into_iter()
     }
+
+    /// Each slot's bytes without its address: packets for [`Node::handle_tun_packets`].
+    ///
+    /// [`Node::handle_tun_packets`]: crate::node::Node::handle_tun_packets
+    pub fn packets(&self) -> impl Iterator<Item = &[u8]> {
+        self.iter().map(|(packet, _)| packet)
+    }
 }
 
 /// Packets or datagrams with their addresses, in order: what the node's `handle_*` take, so

@@ -352,14 +352,14 @@ impl Node {
     pub fn handle_tun_packets<'a>(
         &self,
         now: Instant,
-        packets: impl IntoIterator<Item = (&'a [u8], SocketAddr)>,
+        packets: impl IntoIterator<Item = &'a [u8]>,
         out: &mut Batch,
         work: &mut HandshakeWork,
     ) {
         // Consecutive packets to one peer (a bulk transfer, a split GSO segment) share one
         // hold of its lock.
         let mut held: Option<(usize, MutexGuard<'_, PeerState>)> = None;
-        for (packet, _) in packets {
+        for packet in packets {
             let Some((_, dst)) = packet::addresses(packet) else {
                 self.drops.add(Side::Outbound, DropReason::Malformed, 1);
                 continue;

@@ -134,7 +134,7 @@ fn work_off(node: &Node, work: &HandshakeWork, under_load: bool) -> Batch {
 /// and, for peers without a session, the handshake worker.
 fn send(node: &Node, packets: &Batch, out: &mut Batch) {
     let mut work = HandshakeWork::default();
-    node.handle_tun_packets(Instant::now(), packets, out, &mut work);
+    node.handle_tun_packets(Instant::now(), packets.packets(), out, &mut work);
     for (d, to) in work_off(node, &work, false).iter() {
         out.push(d, to);
     }
@@ -778,7 +778,7 @@ fn a_peer_gets_its_session_from_the_worker_with_its_first_packet_not_at_start() 
         input.push(&ipv4([10, 100, 0, 2], [10, 100, 0, 3], &[i]), NO_ADDR);
     }
     let mut work = HandshakeWork::default();
-    n1.handle_tun_packets(Instant::now(), &input, &mut out, &mut work);
+    n1.handle_tun_packets(Instant::now(), input.packets(), &mut out, &mut work);
     assert!(out.is_empty());
     let n2_slot = n1.peers()[1].slot;
     assert_eq!(work.start, [n2_slot], "named once for three packets");
@@ -812,7 +812,7 @@ fn packets_past_the_waiting_room_are_dropped_and_counted() {
     for i in 0..WAITING_PACKETS + 2 {
         input.clear();
         input.push(&ipv4([10, 100, 0, 1], [10, 100, 0, 2], &[i as u8]), NO_ADDR);
-        n0.handle_tun_packets(Instant::now(), &input, &mut out, &mut work);
+        n0.handle_tun_packets(Instant::now(), input.packets(), &mut out, &mut work);
     }
     assert_eq!(n0.drops().get(DropReason::QueueFull), 2);
     assert_eq!(n0.peers()[0].lock().waiting.len(), WAITING_PACKETS);
@@ -877,11 +877,11 @@ fn held_packets_go_out_once_a_session_exists_even_if_the_worker_never_started_it
     let mut out = batch();
     let mut work = HandshakeWork::default();
     let held = ipv4([10, 100, 0, 1], [10, 100, 0, 2], b"held");
-    n0.handle_tun_packets(Instant::now(), &one(&held), &mut out, &mut work);
+    n0.handle_tun_packets(Instant::now(), one(&held).packets(), &mut out, &mut work);
     assert_eq!(work.start.len(), 1);
     // Named again only a second later.
     work.clear();
-    n0.handle_tun_packets(Instant::now(), &one(&held), &mut out, &mut work);
+    n0.handle_tun_packets(Instant::now(), one(&held).packets(), &mut out, &mut work);
     assert!(work.start.is_empty());
     // n1 initiates instead: n0 answers and, on its next timer tick, sends what it held.
     let init = encrypt(&n1, &ipv4([10, 100, 0, 2], [10, 100, 0, 1], b"hi"));

@@ -14,7 +14,7 @@ use std::time::Duration;
 /// How often the table is read back.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 
-pub(crate) struct Guard {
+pub(crate) struct FirewallGuard {
     /// The ruleset to keep in place. Its lock is held for a whole check or replacement, so
     /// a check never puts back the table a reload is replacing.
     ruleset: Mutex<Nftables<'static>>,
@@ -30,7 +30,7 @@ pub(crate) struct Guard {
     dropped: Mutex<(BTreeMap<String, u64>, BTreeMap<String, u64>)>,
 }
 
-impl Guard {
+impl FirewallGuard {
     /// Applies the table; an error here means the tunnel must not come up. nft runs on a
     /// blocking thread, never on the runtime's own.
     pub(crate) async fn install(ruleset: Nftables<'static>) -> Result<Arc<Self>> {

@@ -4,7 +4,7 @@
 //! oldest idle one (still sending its request, or done and not yet closed) makes room.
 
 use super::admission::{Admission, Ticket};
-use super::view::View;
+use super::state::Daemon;
 use anyhow::{Context, Result};
 use meshd::api::http::{self, Route, Status, MAX_HEAD};
 use meshd::api::metrics;
@@ -47,7 +47,7 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<TcpListener> {
     listen().with_context(|| format!("cannot listen for metrics on {addr} (interface.metrics)"))
 }
 
-pub(crate) async fn serve(listener: TcpListener, view: Arc<View>) -> Result<()> {
+pub(crate) async fn serve(listener: TcpListener, daemon: Arc<Daemon>) -> Result<()> {
     let registry = Registry::new();
     registry.register(Box::new(ProcessCollector::for_self()))?;
     let registry = Arc::new(registry);
@@ -64,10 +64,10 @@ pub(crate) async fn serve(listener: TcpListener, view: Arc<View>) -> Result<()> 
         };
         while conns.try_join_next().is_some() {}
         let ticket = admission.admit();
-        let (view, registry) = (Arc::clone(&view), Arc::clone(&registry));
+        let (daemon, registry) = (Arc::clone(&daemon), Arc::clone(&registry));
         conns.spawn(async move {
             tokio::select! {
-                _ = tokio::time::timeout(DEADLINE, handle(stream, &view, &registry, &ticket)) => {}
+                _ = tokio::time::timeout(DEADLINE, handle(stream, &daemon, &registry, &ticket)) => {}
                 () = ticket.evicted() => {}
             }
         });
@@ -79,7 +79,7 @@ pub(crate) async fn serve(listener: TcpListener, view: Arc<View>) -> Result<()> 
 
 async fn handle(
     mut stream: TcpStream,
-    view: &Arc<View>,
+    daemon: &Arc<Daemon>,
     registry: &Arc<Registry>,
     ticket: &Ticket,
 ) -> std::io::Result<()> {
@@ -111,13 +111,13 @@ async fn handle(
             ),
             Route::Metrics => {
                 // Off the runtime's thread, which serves the control plane.
-                let (view, registry) = (Arc::clone(view), Arc::clone(registry));
+                let (daemon, registry) = (Arc::clone(daemon), Arc::clone(registry));
                 let body = tokio::task::spawn_blocking(move || {
                     let mut families = registry.gather();
                     families.extend(metrics::families(
-                        &view.snapshot(),
-                        &view.firewall(),
-                        &view.reloads(),
+                        &daemon.snapshot(),
+                        &daemon.firewall(),
+                        &daemon.reloads(),
                     ));
                     metrics::encode(&families)
                 })

@@ -3,7 +3,6 @@
 //! timers and handshake threads note each round (the handshake worker wakes at least once a
 //! second). Each note is one relaxed store of the monotonic clock.
 
-use super::notify::monotonic_usec;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -55,6 +54,17 @@ impl Health {
         }
         None
     }
+}
+
+/// CLOCK_MONOTONIC in microseconds, the clock of every note (and of systemd's `RELOADING=1`).
+pub(crate) fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Loading the config and finding this node in it: shared by `run` and `check`.
 
-use crate::bounded;
+pub(crate) mod bounded;
+pub(crate) mod keyfile;
+
 use crate::cli::NodeArgs;
-use crate::keyfile;
 use anyhow::{anyhow, Context, Result};
 use meshd_core::config::{self, MeshConfig};
 use meshd_core::key::PrivateKey;

@@ -17,7 +17,7 @@
 //! refuses a socket for goes through the listening socket for a second before the next try,
 //! as all do with `MESHD_CONNECTED_SOCKETS=off`.
 
-use super::udp::{Endpoint, Sockets};
+use super::udp::{ListeningSockets, OffloadSocket};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -29,12 +29,12 @@ const RETRY: Duration = Duration::from_secs(1);
 
 struct Link {
     to: SocketAddr,
-    endpoint: Rc<Endpoint>,
+    endpoint: Rc<OffloadSocket>,
     /// The round it was last sent through (for choosing which one to drop when full).
     used: u64,
 }
 
-pub(crate) struct Connected {
+pub(crate) struct PeerSockets {
     enabled: bool,
     max: usize,
     /// Sorted by address.
@@ -46,7 +46,7 @@ pub(crate) struct Connected {
     changed: bool,
 }
 
-impl Connected {
+impl PeerSockets {
     pub(crate) fn new(enabled: bool) -> Self {
         Self::with_max(enabled, MAX_LINKS)
     }
@@ -69,8 +69,8 @@ impl Connected {
         &mut self,
         to: SocketAddr,
         connect: bool,
-        sockets: &Sockets,
-    ) -> Option<Rc<Endpoint>> {
+        sockets: &ListeningSockets,
+    ) -> Option<Rc<OffloadSocket>> {
         if !self.enabled {
             return None;
         }
@@ -86,7 +86,7 @@ impl Connected {
                     self.refused.remove(i);
                 }
                 let listening = sockets.for_addr(&to)?;
-                let endpoint = match Endpoint::connected(sockets.port, to, listening) {
+                let endpoint = match OffloadSocket::connected(sockets.port, to, listening) {
                     Ok(endpoint) => Rc::new(endpoint),
                     Err(e) => {
                         tracing::debug!(%to, "no connected socket: {e}");
@@ -159,7 +159,7 @@ impl Connected {
     }
 
     /// The sockets, to wait on.
-    pub(crate) fn endpoints(&self) -> impl Iterator<Item = &Rc<Endpoint>> {
+    pub(crate) fn endpoints(&self) -> impl Iterator<Item = &Rc<OffloadSocket>> {
         self.links.iter().map(|l| &l.endpoint)
     }
 
@@ -172,7 +172,6 @@ impl Connected {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::udp::Sockets;
     use std::io::{self, IoSliceMut};
     use std::net::{Ipv4Addr, UdpSocket};
     use std::time::{Duration, Instant};
@@ -182,10 +181,10 @@ mod tests {
     }
 
     /// The listening sockets on a free port of loopback's.
-    fn listening() -> io::Result<(Sockets, u16)> {
+    fn listening() -> io::Result<(ListeningSockets, u16)> {
         for _ in 0..20 {
             let port = UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
-            if let Ok(sockets) = Sockets::bind(port, true) {
+            if let Ok(sockets) = ListeningSockets::bind(port, true) {
                 return Ok((sockets, port));
             }
         }
@@ -200,7 +199,7 @@ mod tests {
     }
 
     /// Waits up to a second for a datagram on `endpoint`; its payload.
-    fn receive(endpoint: &Endpoint) -> Option<Vec<u8>> {
+    fn receive(endpoint: &OffloadSocket) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; 65_536];
         let mut meta = [quinn_udp::RecvMeta::default()];
         let deadline = Instant::now() + Duration::from_secs(1);
@@ -228,7 +227,7 @@ mod tests {
         let (sockets, port) = listening()?;
         let (peer, peer_addr) = remote([127, 0, 0, 2])?;
         let (other, _) = remote([127, 0, 0, 3])?;
-        let mut links = Connected::new(true);
+        let mut links = PeerSockets::new(true);
         assert!(
             links.get(peer_addr, false, &sockets).is_none(),
             "connected an answer"
@@ -276,11 +275,11 @@ mod tests {
     #[test]
     fn the_port_stays_refused_to_a_second_listener() -> io::Result<()> {
         let (sockets, port) = listening()?;
-        let mut links = Connected::new(true);
+        let mut links = PeerSockets::new(true);
         let (_peer, peer_addr) = remote([127, 0, 0, 2])?;
         assert!(links.get(peer_addr, true, &sockets).is_some());
         assert!(
-            Sockets::bind(port, true).is_err(),
+            ListeningSockets::bind(port, true).is_err(),
             "a second meshd could listen on the port"
         );
         assert!(UdpSocket::bind(("0.0.0.0", port)).is_err());
@@ -290,7 +289,7 @@ mod tests {
     #[test]
     fn past_the_bound_the_endpoint_least_recently_sent_to_gives_up_its_socket() -> io::Result<()> {
         let (sockets, _) = listening()?;
-        let mut links = Connected::with_max(true, 2);
+        let mut links = PeerSockets::with_max(true, 2);
         let ends = (2..5)
             .map(|i| remote([127, 0, 0, i]))
             .collect::<io::Result<Vec<_>>>()?;
@@ -314,13 +313,13 @@ mod tests {
     fn switched_off_or_refused_means_the_listening_socket_for_a_while() -> io::Result<()> {
         let (sockets, _) = listening()?;
         let (_peer, peer_addr) = remote([127, 0, 0, 2])?;
-        let mut off = Connected::new(false);
+        let mut off = PeerSockets::new(false);
         assert!(off.get(peer_addr, true, &sockets).is_none());
         assert!(!off.take_changed());
         // A listening socket without SO_REUSEPORT: no connected socket can join its port.
         let listening = socket2::SockRef::from(&sockets.v4.socket);
         listening.set_reuse_port(false)?;
-        let mut links = Connected::new(true);
+        let mut links = PeerSockets::new(true);
         assert!(links.get(peer_addr, true, &sockets).is_none());
         listening.set_reuse_port(true)?;
         assert!(

@@ -1,7 +1,7 @@
 //! `meshd genkey` and `meshd pubkey`.
 
-use crate::bounded;
-use crate::keyfile::MAX_KEY_BYTES;
+use crate::load::bounded;
+use crate::load::keyfile::MAX_KEY_BYTES;
 use anyhow::{anyhow, Context, Result};
 use meshd_core::key::PrivateKey;
 use std::os::unix::fs::PermissionsExt;

@@ -6,13 +6,13 @@
 //! waits for them with `epoll`.
 //!
 //! Beside the two listening sockets, the data path connects a socket to each peer endpoint it
-//! sends to (`connected.rs`): same port, `SO_REUSEPORT`, so that the kernel neither looks up
+//! sends to (`peer_sockets.rs`): same port, `SO_REUSEPORT`, so that the kernel neither looks up
 //! a route for each datagram sent nor, on the way in, a route and a socket for each datagram
 //! received (early demux). The listening sockets are bound without `SO_REUSEPORT`, so that
 //! anything already on the port makes the bind fail, and take it on once bound.
 
+use super::poller::writable;
 use super::socket_filter::{self, Refused};
-use super::wait::writable;
 use anyhow::{Context, Result};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -135,7 +135,7 @@ fn offload_state(socket: &UdpSocket, v6: bool) -> io::Result<UdpSocketState> {
 }
 
 /// One bound socket, with quinn-udp's state when segmentation offload is in use.
-pub(crate) struct Endpoint {
+pub(crate) struct OffloadSocket {
     pub(crate) socket: UdpSocket,
     offload: Option<UdpSocketState>,
     /// The smallest segment size a GSO send was refused for (the path MTU is smaller than
@@ -148,11 +148,15 @@ pub(crate) struct Endpoint {
     local: Option<IpAddr>,
 }
 
-impl Endpoint {
+impl OffloadSocket {
     /// A socket on `port` connected to `to`: the kernel gives it what `to` sends to the port,
     /// and sends through it take the route found at connect time. It has offload if
     /// `listening` (of `to`'s family) has, and shares what that one learns of GSO refusals.
-    pub(crate) fn connected(port: u16, to: SocketAddr, listening: &Endpoint) -> io::Result<Self> {
+    pub(crate) fn connected(
+        port: u16,
+        to: SocketAddr,
+        listening: &OffloadSocket,
+    ) -> io::Result<Self> {
         let local = match to {
             SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
             SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
@@ -321,27 +325,27 @@ impl Endpoint {
 }
 
 /// The IPv4 and IPv6 sockets. IPv6 is optional (a host may have it disabled); IPv4 is not.
-pub(crate) struct Sockets {
-    pub(crate) v4: Endpoint,
-    pub(crate) v6: Option<Endpoint>,
+pub(crate) struct ListeningSockets {
+    pub(crate) v4: OffloadSocket,
+    pub(crate) v6: Option<OffloadSocket>,
     pub(crate) port: u16,
     /// What the listening sockets' filters drop besides what cannot be WireGuard.
     refused: Mutex<Refused>,
 }
 
-impl Sockets {
+impl ListeningSockets {
     pub(crate) fn bind(port: u16, offload: bool) -> Result<Self> {
         let v4 = bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
             .with_context(|| format!("cannot listen on udp/{port} (IPv4)"))?;
         let v6 = match bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))) {
-            Ok(s) => Some(Endpoint::new(s, offload, true)),
+            Ok(s) => Some(OffloadSocket::new(s, offload, true)),
             Err(e) => {
                 tracing::warn!("no IPv6 endpoint on udp/{port}: {e:#}");
                 None
             }
         };
         Ok(Self {
-            v4: Endpoint::new(v4, offload, false),
+            v4: OffloadSocket::new(v4, offload, false),
             v6,
             port,
             refused: Mutex::default(),
@@ -371,7 +375,7 @@ impl Sockets {
         }
     }
 
-    pub(crate) fn for_addr(&self, addr: &SocketAddr) -> Option<&Endpoint> {
+    pub(crate) fn for_addr(&self, addr: &SocketAddr) -> Option<&OffloadSocket> {
         match addr {
             SocketAddr::V4(_) => Some(&self.v4),
             SocketAddr::V6(_) => self.v6.as_ref(),

@@ -1,7 +1,8 @@
-//! What the read-only endpoints (metrics, control socket, UAPI) see of the running daemon.
+//! The running daemon as its servers (metrics, control socket, UAPI) and its main loop see it.
 
-use super::datapath::Shared;
-use super::guard::Guard;
+use super::firewall_guard::FirewallGuard;
+use super::reload::Reloader;
+use crate::dataplane::DataPlane;
 use arc_swap::ArcSwap;
 use meshd::api::metrics::{FirewallStats, ReloadStats};
 use meshd::api::snapshot::Snapshot;
@@ -9,40 +10,35 @@ use meshd_core::plan::NodePlan;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::Mutex;
 
-pub(crate) struct View {
+pub(crate) struct Daemon {
     /// The running plan; a reload swaps in the next one.
     pub(crate) plan: ArcSwap<NodePlan>,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) guard: Arc<Guard>,
-    /// Where the control socket's `reload` goes: the daemon's main loop, which runs reloads
-    /// one at a time and answers with the summary or why the config was refused.
-    pub(crate) reload: mpsc::Sender<oneshot::Sender<Result<String, String>>>,
+    pub(crate) plane: Arc<DataPlane>,
+    pub(crate) guard: Arc<FirewallGuard>,
+    /// Runs reloads (SIGHUP, the control socket's `reload`) one at a time.
+    pub(crate) reloader: Mutex<Reloader>,
     /// Reloads applied and refused, and whether the latest was applied.
     pub(crate) reloads_ok: AtomicU64,
     pub(crate) reloads_refused: AtomicU64,
     pub(crate) last_reload_ok: AtomicBool,
 }
 
-impl View {
+impl Daemon {
     pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot::take(
             &self.plan.load(),
-            &self.shared.node.load(),
+            &self.plane.node.load(),
             SystemTime::now(),
             Instant::now(),
         )
     }
 
-    /// Asks the main loop for a reload and waits for its outcome.
-    pub(crate) async fn reload(&self) -> Result<String, String> {
-        let (tx, rx) = oneshot::channel();
-        self.reload
-            .send(tx)
-            .await
-            .map_err(|_| "meshd is stopping".to_string())?;
-        rx.await.map_err(|_| "meshd is stopping".to_string())?
+    /// Reloads mesh.yaml once any reload under way has ended: what changed, or why the
+    /// config was refused (the running one stays).
+    pub(crate) async fn reload(&self) -> anyhow::Result<String> {
+        self.reloader.lock().await.run(self).await
     }
 
     pub(crate) fn reloads(&self) -> ReloadStats {

@@ -13,9 +13,10 @@
 //!   every 10 ms; after a reload, those the reload brought; and such a peer whose endpoint a
 //!   DNS name gave when it changes.
 
-use super::datapath::{send_all, Shared, BATCH};
+use super::send::send_all;
 use super::socket_filter::MAX_BLOCKED;
-use super::udp::Sockets;
+use super::udp::ListeningSockets;
+use super::{DataPlane, BATCH};
 use meshd_core::counters::{DropCounters, DropReason, Side};
 use meshd_core::node::{Batch, HandshakeWork, Node, MIN_SLOT};
 use std::collections::VecDeque;
@@ -138,8 +139,8 @@ fn queue_if_room(jobs: &mut VecDeque<Job>, job: Job) {
 }
 
 /// The worker's thread: takes jobs, runs them on the current node, sends the answers.
-pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
-    let mut out = Batch::new(BATCH, shared.stride);
+pub(crate) fn run(plane: Arc<DataPlane>) -> anyhow::Result<Infallible> {
+    let mut out = Batch::new(BATCH, plane.stride);
     let mut scratch = Vec::new();
     let mut jobs = Vec::with_capacity(TAKE);
     let mut loaded_until: Option<Instant> = None;
@@ -152,16 +153,16 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
         } else {
             IDLE_WAKE
         };
-        let queued = shared.handshakes.take(&mut jobs, wait);
+        let queued = plane.handshakes.take(&mut jobs, wait);
         let now = Instant::now();
         if queued >= UNDER_LOAD_AT {
             loaded_until = Some(now + UNDER_LOAD_FOR);
         }
         let under_load = loaded_until.is_some_and(|t| now < t);
-        let node = shared.node.load_full();
+        let node = plane.node.load_full();
         out.clear();
         if greeting.step(&node, now, &mut out) {
-            send_all(&shared.sockets, None, false, &out, &mut scratch);
+            send_all(&plane.sockets, None, false, &out, &mut scratch);
             out.clear();
         }
         for job in jobs.drain(..) {
@@ -171,20 +172,20 @@ pub(crate) fn serve(shared: Arc<Shared>) -> anyhow::Result<Infallible> {
                 }
                 Job::Initiate(slot) => node.initiate(now, slot, &mut out),
                 Job::Start(slot) => node.start(now, slot, &mut out),
-                Job::Block(ip) => blocked.add(ip, now, &shared.sockets),
+                Job::Block(ip) => blocked.add(ip, now, &plane.sockets),
             }
             if out.len() >= BATCH {
-                send_all(&shared.sockets, None, false, &out, &mut scratch);
+                send_all(&plane.sockets, None, false, &out, &mut scratch);
                 out.clear();
             }
         }
-        send_all(&shared.sockets, None, false, &out, &mut scratch);
+        send_all(&plane.sockets, None, false, &out, &mut scratch);
         if now.saturating_duration_since(swept) >= IDLE_WAKE {
             node.sweep_budgets(now);
-            blocked.expire(now, &shared.sockets);
+            blocked.expire(now, &plane.sockets);
             swept = now;
         }
-        shared.health.handshakes_ran();
+        plane.health.handshakes_ran();
     }
 }
 
@@ -254,7 +255,7 @@ struct Blocked {
 }
 
 impl Blocked {
-    fn add(&mut self, ip: IpAddr, now: Instant, sockets: &Sockets) {
+    fn add(&mut self, ip: IpAddr, now: Instant, sockets: &ListeningSockets) {
         if self.until.iter().any(|&(b, _)| b == ip) {
             return;
         }
@@ -277,7 +278,7 @@ impl Blocked {
         self.apply(sockets);
     }
 
-    fn expire(&mut self, now: Instant, sockets: &Sockets) {
+    fn expire(&mut self, now: Instant, sockets: &ListeningSockets) {
         let before = self.until.len();
         self.until.retain(|&(_, t)| t > now);
         if self.until.len() != before {
@@ -285,7 +286,7 @@ impl Blocked {
         }
     }
 
-    fn apply(&self, sockets: &Sockets) {
+    fn apply(&self, sockets: &ListeningSockets) {
         let ips: Vec<IpAddr> = self.until.iter().map(|&(ip, _)| ip).collect();
         sockets.refuse(|r| r.sources = ips);
     }

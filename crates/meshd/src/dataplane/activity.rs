@@ -1,6 +1,6 @@
 //! Whether the data path's traffic is light or heavy, from how many rounds (wake-ups with
 //! work) its thread runs. Two things follow it: where the thread runs (`placement.rs`) and
-//! whether it busy-polls before it sleeps (`wait.rs`).
+//! whether it busy-polls before it sleeps (`poller.rs`).
 //!
 //! Both pay off only between the packets of light traffic (a ping, a request and its answer),
 //! where the CPU would otherwise halt and a wake-up would cost more than the work. Under heavy
@@ -41,13 +41,13 @@ pub(crate) fn heavy_after(heavy: bool, rounds: u32, elapsed: Duration) -> bool {
 }
 
 /// The data thread's traffic, counted round by round; light at start.
-pub(crate) struct Traffic {
+pub(crate) struct Activity {
     heavy: bool,
     window: Instant,
     rounds: u32,
 }
 
-impl Traffic {
+impl Activity {
     pub(crate) fn new(now: Instant) -> Self {
         Self {
             heavy: false,
@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn rounds_change_the_traffic_only_at_the_end_of_a_window() {
         let start = Instant::now();
-        let mut t = Traffic::new(start);
+        let mut t = Activity::new(start);
         assert!(!t.heavy());
         // A burst of rounds inside the first window: no decision yet.
         for k in 0..HEAVY_ROUNDS {

@@ -12,10 +12,11 @@
 //! A config that does not parse, a change that needs a restart, or a failure in step 1 or 2
 //! refuses the reload and leaves everything as it was.
 
-use super::guard::Guard;
-use super::view::View;
-use super::{device, dns, notify};
+use super::firewall_guard::FirewallGuard;
+use super::state::Daemon;
+use super::{dns, systemd};
 use crate::cli::NodeArgs;
+use crate::dataplane::device;
 use crate::load;
 use anyhow::Result;
 use ipnet::IpNet;
@@ -30,9 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 
+/// Runs reloads, one at a time (the daemon holds it behind a lock), and the tasks that
+/// follow the peers' DNS endpoints.
 pub(crate) struct Reloader {
     args: NodeArgs,
-    view: Arc<View>,
     /// The tasks that follow DNS endpoints, by peer slot.
     dns: HashMap<usize, tokio::task::AbortHandle>,
     dns_tasks: JoinSet<()>,
@@ -48,22 +50,23 @@ struct Prepared {
 }
 
 impl Reloader {
-    /// Starts following the DNS endpoints of the running node's peers.
-    pub(crate) fn new(args: NodeArgs, view: Arc<View>) -> Self {
-        let mut reloader = Self {
+    pub(crate) fn new(args: NodeArgs) -> Self {
+        Self {
             args,
-            view,
             dns: HashMap::new(),
             dns_tasks: JoinSet::new(),
-        };
-        let node = reloader.view.shared.node.load_full();
-        reloader.refollow(&node);
-        reloader
+        }
     }
 
-    fn follow(&mut self, peer: &Arc<Peer>, refresh: u32, greet: bool) {
+    /// Starts following the DNS endpoints of the running node's peers.
+    pub(crate) fn start(&mut self, daemon: &Daemon) {
+        let node = daemon.plane.node.load_full();
+        self.refollow(daemon, &node);
+    }
+
+    fn follow(&mut self, daemon: &Daemon, peer: &Arc<Peer>, refresh: u32, greet: bool) {
         if let Some(Endpoint::Host { host, port }) = peer.plan.endpoint.clone() {
-            let (shared, slot) = (Arc::clone(&self.view.shared), peer.slot);
+            let (plane, slot) = (Arc::clone(&daemon.plane), peer.slot);
             // Greeted at its new address only if the node greets it at start
             // (`Node::greets`); any other gets its session with its next packet.
             let task = dns::follow(
@@ -71,10 +74,10 @@ impl Reloader {
                 host,
                 port,
                 Duration::from_secs(u64::from(refresh)),
-                shared.sockets.v6.is_some(),
+                plane.sockets.v6.is_some(),
                 move || {
                     if greet {
-                        shared.handshakes.initiate(slot);
+                        plane.handshakes.initiate(slot);
                     }
                 },
             );
@@ -84,53 +87,53 @@ impl Reloader {
 
     /// Reloads, tells systemd (`RELOADING=1`, then `READY=1` whatever the outcome) and logs
     /// one line: what changed, or why nothing did.
-    pub(crate) async fn run(&mut self) -> Result<String, String> {
-        notify::notify(&format!(
+    pub(crate) async fn run(&mut self, daemon: &Daemon) -> Result<String> {
+        systemd::notify(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}",
-            notify::monotonic_usec()
+            crate::dataplane::health::monotonic_usec()
         ));
-        let outcome = self.reload().await.map_err(|e| format!("{e:#}"));
-        let view = &self.view;
+        let outcome = self.reload(daemon).await;
         let status = match &outcome {
             Ok(summary) => {
-                view.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                daemon.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("reloaded {summary}");
                 "config reloaded"
             }
             Err(e) => {
-                view.reloads_refused.fetch_add(1, Ordering::Relaxed);
-                let why = crate::logging::one_line(e);
+                daemon.reloads_refused.fetch_add(1, Ordering::Relaxed);
+                let why = crate::logging::one_line(&format!("{e:#}"));
                 tracing::error!("reload refused, running config unchanged: {why}");
                 "reload refused, running the previous config"
             }
         };
-        view.last_reload_ok
+        daemon
+            .last_reload_ok
             .store(outcome.is_ok(), Ordering::Relaxed);
-        let node = &view.plan.load().me.name;
-        notify::notify(&format!("READY=1\nSTATUS=node {node}, {status}"));
+        let node = &daemon.plan.load().me.name;
+        systemd::notify(&format!("READY=1\nSTATUS=node {node}, {status}"));
         outcome
     }
 
-    async fn reload(&mut self) -> Result<String> {
-        let old = self.view.plan.load_full();
-        let (args, guard) = (self.args.clone(), Arc::clone(&self.view.guard));
+    async fn reload(&mut self, daemon: &Daemon) -> Result<String> {
+        let old = daemon.plan.load_full();
+        let (args, guard) = (self.args.clone(), Arc::clone(&daemon.guard));
         let prepared = tokio::task::spawn_blocking(move || prepare(&args, &old, &guard)).await??;
         let device = prepared.plan.interface.name.clone();
         if prepared.firewall {
-            if let Err(e) = self.view.guard.replace(prepared.ruleset).await {
+            if let Err(e) = daemon.guard.replace(prepared.ruleset).await {
                 let added = prepared.changes.routes_added;
                 tokio::task::spawn_blocking(move || delete_routes(&device, &added)).await?;
                 return Err(e);
             }
         }
 
-        let shared = &self.view.shared;
-        let node = Arc::new(shared.node.load().reloaded(&prepared.plan));
+        let plane = &daemon.plane;
+        let node = Arc::new(plane.node.load().reloaded(&prepared.plan));
         let highest_slot = node.highest_slot();
-        shared.sockets.refuse(|r| r.set_highest_slot(highest_slot));
-        shared.node.store(Arc::clone(&node));
-        shared.handshakes.wake();
-        self.view.plan.store(Arc::new(prepared.plan));
+        plane.sockets.refuse(|r| r.set_highest_slot(highest_slot));
+        plane.node.store(Arc::clone(&node));
+        plane.handshakes.wake();
+        daemon.plan.store(Arc::new(prepared.plan));
 
         let removed = prepared.changes.routes_removed.clone();
         let summary = summary(&prepared.changes, prepared.firewall);
@@ -139,13 +142,13 @@ impl Reloader {
             release_freed_memory();
         })
         .await?;
-        self.refollow(&node);
+        self.refollow(daemon, &node);
         Ok(summary)
     }
 
     /// Stops following the names of peers a reload replaced or removed; follows those of
     /// new peers (at start: of all peers).
-    fn refollow(&mut self, node: &meshd_core::node::Node) {
+    fn refollow(&mut self, daemon: &Daemon, node: &meshd_core::node::Node) {
         self.dns.retain(|slot, task| {
             let kept = node.peer_by_slot(*slot).is_some();
             if !kept {
@@ -160,10 +163,10 @@ impl Reloader {
                 }
             }
         }
-        let refresh = self.view.plan.load().interface.dns_refresh;
+        let refresh = daemon.plan.load().interface.dns_refresh;
         for peer in node.peers() {
             if !self.dns.contains_key(&peer.slot) {
-                self.follow(peer, refresh, node.greets(peer));
+                self.follow(daemon, peer, refresh, node.greets(peer));
             }
         }
     }
@@ -171,7 +174,7 @@ impl Reloader {
 
 /// Loads and diffs the new config, builds its firewall and adds its new routes (taken out
 /// again if one fails).
-fn prepare(args: &NodeArgs, old: &NodePlan, guard: &Guard) -> Result<Prepared> {
+fn prepare(args: &NodeArgs, old: &NodePlan, guard: &FirewallGuard) -> Result<Prepared> {
     let (plan, _key) = load::load_plan(args, true)?;
     let changes = diff(old, &plan)?;
     let ruleset = meshd_firewall::ruleset(&plan);
@@ -191,7 +194,6 @@ fn prepare(args: &NodeArgs, old: &NodePlan, guard: &Guard) -> Result<Prepared> {
     })
 }
 
-/// Best effort: a route that cannot be removed is logged.
 /// Hands the memory the old plan and node freed back to the kernel: a reload of a large mesh
 /// frees hundreds of megabytes in pieces that glibc would otherwise keep.
 fn release_freed_memory() {
@@ -201,6 +203,7 @@ fn release_freed_memory() {
     }
 }
 
+/// Best effort: a route that cannot be removed is logged.
 fn delete_routes(device: &str, routes: &[IpNet]) {
     for &route in routes {
         if let Err(e) = device::delete_route(device, route) {
@@ -241,7 +244,7 @@ mod tests {
             removed: vec!["r".into(), "s".into()],
             changed: vec![],
             unchanged: vec!["a".into(), "b".into()],
-            routes_added: vec!["192.168.5.0/24".parse().unwrap_or_else(|_| unreachable!())],
+            routes_added: vec!["192.168.5.0/24".parse().unwrap()],
             routes_removed: vec![],
         };
         assert_eq!(

@@ -10,7 +10,7 @@
 //! traffic is heavy the thread needs a CPU of its own instead, and gets back every CPU it
 //! started with. docs/performance.md has the figures.
 //!
-//! Whether traffic is light or heavy is `traffic.rs`'s to say.
+//! Whether traffic is light or heavy is `activity.rs`'s to say.
 
 use meshd_core::config::QuietCpu;
 use std::io;
@@ -58,6 +58,12 @@ impl CpuSet {
 
 /// The data thread's placement; see the module's notes.
 pub(crate) struct Placement {
+    /// None while placement is off.
+    cpus: Option<Cpus>,
+}
+
+/// The two places the thread moves between.
+struct Cpus {
     /// The CPUs the thread started with, given back while traffic is heavy.
     all: CpuSet,
     /// The one CPU while traffic is light.
@@ -66,10 +72,38 @@ pub(crate) struct Placement {
 }
 
 impl Placement {
-    /// For the calling thread, as `interface.quiet_cpu` says. None when that is `off`, when
+    /// For the calling thread, as `interface.quiet_cpu` says. Off when that is `off`, when
     /// the thread may run on one CPU only (nothing to choose), when the CPU asked for is not
     /// among those it may run on (logged), or when the kernel will not say.
-    pub(crate) fn new(quiet_cpu: QuietCpu) -> Option<Self> {
+    pub(crate) fn new(quiet_cpu: QuietCpu) -> Self {
+        Self {
+            cpus: Cpus::new(quiet_cpu),
+        }
+    }
+
+    /// Follows the traffic: one CPU while it is light, every CPU while it is heavy. A move
+    /// the kernel refuses (a cpuset changed under meshd, say) switches placement off, with
+    /// the thread on every CPU it may use.
+    pub(crate) fn follow(&mut self, heavy: bool) {
+        let Some(p) = &mut self.cpus else { return };
+        let pin = !heavy;
+        if pin == p.pinned {
+            return;
+        }
+        let to = if pin { &p.one } else { &p.all };
+        match to.apply() {
+            Ok(()) => p.pinned = pin,
+            Err(e) => {
+                tracing::warn!("data thread placement off: sched_setaffinity: {e}");
+                let _ = p.all.apply();
+                self.cpus = None;
+            }
+        }
+    }
+}
+
+impl Cpus {
+    fn new(quiet_cpu: QuietCpu) -> Option<Self> {
         let cpu = match quiet_cpu {
             QuietCpu::Off => return None,
             QuietCpu::Auto => None,
@@ -104,25 +138,5 @@ impl Placement {
             one: CpuSet::only(one),
             pinned: false,
         })
-    }
-
-    /// Follows the traffic: one CPU while it is light, every CPU while it is heavy. A move
-    /// the kernel refuses (a cpuset changed under meshd, say) switches placement off, with
-    /// the thread on every CPU it may use.
-    pub(crate) fn follow(this: &mut Option<Self>, heavy: bool) {
-        let Some(p) = this else { return };
-        let pin = !heavy;
-        if pin == p.pinned {
-            return;
-        }
-        let to = if pin { p.one } else { p.all };
-        match to.apply() {
-            Ok(()) => p.pinned = pin,
-            Err(e) => {
-                tracing::warn!("data thread placement off: sched_setaffinity: {e}");
-                let _ = p.all.apply();
-                *this = None;
-            }
-        }
     }
 }

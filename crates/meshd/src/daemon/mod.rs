@@ -1,34 +1,29 @@
-//! `meshd run`: the daemon. Order of start-up matters: everything that can fail on bad input
-//! (key, config, plan, sockets) is checked before the device exists, so a refused start leaves
-//! nothing behind.
+//! `meshd run`: the daemon, its control plane on one tokio thread (signals, reloads, DNS, the
+//! firewall's guard, the control and metrics servers, systemd), the data plane on threads of
+//! its own ([`crate::dataplane`]).
+//!
+//! Start-up order matters: everything that can fail on bad input (key, config, plan, sockets)
+//! is checked before the device exists, so a refused start leaves nothing behind.
 
 mod admission;
-mod connected;
-mod datapath;
-mod device;
+mod control_server;
 mod dns;
-mod guard;
-mod handshake;
-mod health;
-mod metrics_http;
-mod notify;
-mod placement;
+mod firewall_guard;
+mod metrics_server;
 mod reload;
-mod socket_filter;
-mod sockets;
-mod traffic;
-mod udp;
-mod view;
-mod wait;
+mod state;
+mod systemd;
 
 use crate::cli::NodeArgs;
+use crate::dataplane::udp::ListeningSockets;
+use crate::dataplane::{data_thread, device, handshake_worker, health, timers, DataPlane};
 use crate::load;
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
-use datapath::Shared;
 use meshd_core::config::Metrics;
 use meshd_core::node::{slot_size, Node};
 use meshd_core::plan::NodePlan;
+use state::Daemon;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -36,14 +31,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
-pub(crate) use sockets::control_path;
+pub(crate) use control_server::control_path;
 
 pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     one_malloc_arena();
     let (plan, key) = load::load_plan(args, true)?;
     let key = key.context("no private key")?;
     // The runtime carries the control plane (signals, sockets, metrics, reloads, the
-    // firewall's guard); the data path has threads of its own (`spawn_datapath`).
+    // firewall's guard); the data path has threads of its own (`spawn_data_plane_thread`).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -79,21 +74,21 @@ fn drop_summary(node: &Node) -> String {
 
 /// Starts one data-path loop on a thread of its own, named `name`. Such a loop only ends on
 /// an error (or a panic, turned into one), which comes back on `ended`.
-fn spawn_datapath(
+fn spawn_data_plane_thread(
     name: &str,
     ended: &tokio::sync::mpsc::UnboundedSender<anyhow::Error>,
-    shared: &Arc<Shared>,
-    body: fn(Arc<Shared>) -> Result<Infallible>,
+    plane: &Arc<DataPlane>,
+    body: fn(Arc<DataPlane>) -> Result<Infallible>,
 ) -> Result<()> {
-    let (ended, shared, what) = (ended.clone(), Arc::clone(shared), name.to_string());
+    let (ended, plane, what) = (ended.clone(), Arc::clone(plane), name.to_string());
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            let error =
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(shared))) {
-                    Ok(Err(e)) => e,
-                    Err(panic) => anyhow::anyhow!("panicked: {}", panic_message(&*panic)),
-                };
+            let error = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(plane)))
+            {
+                Ok(Err(e)) => e,
+                Err(panic) => anyhow::anyhow!("panicked: {}", panic_message(&*panic)),
+            };
             let _ = ended.send(error.context(format!("{what} ended")));
         })
         .with_context(|| format!("cannot start the {name} thread"))?;
@@ -117,16 +112,16 @@ fn switch(name: &str) -> bool {
 
 /// Runs the node until SIGTERM/SIGINT; returns the drop summary for the last log line.
 async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
-    let sockets = udp::Sockets::bind(plan.interface.listen_port, switch("MESHD_UDP_OFFLOAD"))?;
+    let sockets = ListeningSockets::bind(plan.interface.listen_port, switch("MESHD_UDP_OFFLOAD"))?;
     sockets.refuse(|r| r.set_highest_slot(node.highest_slot()));
     let metrics = match plan.interface.metrics {
-        Metrics::Listen(addr) => Some(metrics_http::bind(addr)?),
+        Metrics::Listen(addr) => Some(metrics_server::bind(addr)?),
         Metrics::Off => None,
     };
-    let control = sockets::bind(&sockets::control_path(&plan.interface.name))?;
-    let uapi = sockets::bind(&sockets::uapi_path(&plan.interface.name))?;
+    let control = control_server::bind(&control_server::control_path(&plan.interface.name))?;
+    let uapi = control_server::bind(&control_server::uapi_path(&plan.interface.name))?;
     // The firewall first: if nft is missing or refuses the table, no tunnel comes up.
-    let guard = guard::Guard::install(meshd_firewall::ruleset(&plan)).await?;
+    let guard = firewall_guard::FirewallGuard::install(meshd_firewall::ruleset(&plan)).await?;
     let device = device::create(&plan, switch("MESHD_TUN_OFFLOAD"))?;
     tracing::info!(
         "offloads tun={} udp_gso={} udp_gro={} busy_poll={}us",
@@ -135,7 +130,7 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         sockets.v4.gro_segments(),
         plan.interface.busy_poll
     );
-    let shared = Arc::new(Shared {
+    let plane = Arc::new(DataPlane {
         node: ArcSwap::from_pointee(node),
         device: device.device,
         tun_offload: device.offload,
@@ -145,30 +140,29 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         busy_poll: Duration::from_micros(plan.interface.busy_poll.into()),
         connect_peers: switch("MESHD_CONNECTED_SOCKETS"),
         quiet_cpu: plan.interface.quiet_cpu,
-        handshakes: handshake::HandshakeQueue::default(),
+        handshakes: handshake_worker::HandshakeQueue::default(),
     });
     let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
-    spawn_datapath("meshd-data", &ended_tx, &shared, datapath::serve)?;
-    spawn_datapath("meshd-timers", &ended_tx, &shared, datapath::timers)?;
-    spawn_datapath("meshd-handshake", &ended_tx, &shared, handshake::serve)?;
+    spawn_data_plane_thread("meshd-data", &ended_tx, &plane, data_thread::run)?;
+    spawn_data_plane_thread("meshd-timers", &ended_tx, &plane, timers::run)?;
+    spawn_data_plane_thread("meshd-handshake", &ended_tx, &plane, handshake_worker::run)?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Arc::clone(&guard).watch());
-    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(4);
-    let view = Arc::new(view::View {
+    let daemon = Arc::new(Daemon {
         plan: ArcSwap::from_pointee(plan.clone()),
-        shared: Arc::clone(&shared),
+        plane: Arc::clone(&plane),
         guard,
-        reload: reload_tx,
+        reloader: tokio::sync::Mutex::new(reload::Reloader::new(args)),
         reloads_ok: AtomicU64::new(0),
         reloads_refused: AtomicU64::new(0),
         last_reload_ok: AtomicBool::new(true),
     });
-    let mut reloader = reload::Reloader::new(args, Arc::clone(&view));
+    daemon.reloader.lock().await.start(&daemon);
     if let Some(listener) = metrics {
-        tasks.spawn(metrics_http::serve(listener, Arc::clone(&view)));
+        tasks.spawn(metrics_server::serve(listener, Arc::clone(&daemon)));
     }
-    tasks.spawn(sockets::serve_control(control, Arc::clone(&view)));
-    tasks.spawn(sockets::serve_uapi(uapi, Arc::clone(&view)));
+    tasks.spawn(control_server::serve_control(control, Arc::clone(&daemon)));
+    tasks.spawn(control_server::serve_uapi(uapi, Arc::clone(&daemon)));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -183,22 +177,19 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         plan.me.public_key.to_base64()
     );
     // Firewall and device are up: tell systemd (Type=notify), and keep its watchdog fed.
-    notify::notify(&format!(
+    systemd::notify(&format!(
         "READY=1\nSTATUS=node {} on {}",
         plan.me.name, plan.interface.name
     ));
-    if let Some(every) = notify::watchdog_interval() {
-        tasks.spawn(notify::watchdog(every, Arc::clone(&shared)));
+    if let Some(every) = systemd::watchdog_interval() {
+        tasks.spawn(systemd::watchdog(every, Arc::clone(&plane)));
     }
     let outcome = loop {
         tokio::select! {
             _ = term.recv() => break Ok(()),
             _ = int.recv() => break Ok(()),
             _ = hup.recv() => {
-                let _ = reloader.run().await;
-            }
-            Some(reply) = reload_rx.recv() => {
-                let _ = reply.send(reloader.run().await);
+                let _ = daemon.reload().await;
             }
             Some(error) = ended.recv() => break Err(error.context("data path failed")),
             Some(ended) = tasks.join_next() => {
@@ -210,9 +201,11 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
             }
         }
     };
-    notify::notify("STOPPING=1");
+    systemd::notify("STOPPING=1");
+    // A reload the control socket started ends before its task is stopped.
+    let reloader = daemon.reloader.lock().await;
     tasks.shutdown().await;
     outcome?;
     drop(reloader);
-    Ok(drop_summary(&shared.node.load()))
+    Ok(drop_summary(&plane.node.load()))
 }

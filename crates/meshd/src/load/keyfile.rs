@@ -1,6 +1,6 @@
 //! Reading the private key file: where it is looked for, and the permission rule.
 
-use crate::bounded;
+use super::bounded;
 use anyhow::{bail, Context, Result};
 use meshd_core::key::PrivateKey;
 use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 //! `STOPPING=1` on the way out. Without
 //! `NOTIFY_SOCKET` (not under systemd) every call does nothing.
 
-use super::datapath::Shared;
+use crate::dataplane::DataPlane;
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,17 +34,6 @@ pub(crate) fn notify(message: &str) {
     }
 }
 
-/// CLOCK_MONOTONIC in microseconds, which systemd wants with `RELOADING=1`.
-pub(crate) fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1_000
-}
-
 /// Half of the watchdog period systemd asked for, if it asked (and asked this process).
 pub(crate) fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
@@ -65,13 +54,13 @@ const STUCK_AFTER: Duration = Duration::from_secs(5);
 /// task, and the data path's `Health` says whether its threads are stuck (one round of the
 /// data thread, or of the timers thread, taking longer than `STUCK_AFTER`). A stuck node stops
 /// the pings, says why once, and systemd restarts it.
-pub(crate) async fn watchdog(every: Duration, shared: Arc<Shared>) -> anyhow::Result<()> {
+pub(crate) async fn watchdog(every: Duration, plane: Arc<DataPlane>) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(every);
     let limit = every.max(STUCK_AFTER);
     let mut said = false;
     loop {
         tick.tick().await;
-        match shared.health.stuck(limit) {
+        match plane.health.stuck(limit) {
             None => {
                 notify("WATCHDOG=1");
                 said = false;

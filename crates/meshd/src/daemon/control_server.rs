@@ -7,7 +7,7 @@
 //! held at once: a new client always gets in, and the oldest idle connection makes room.
 
 use super::admission::{Admission, Ticket};
-use super::view::View;
+use super::state::Daemon;
 use anyhow::{bail, Context, Result};
 use meshd::api::snapshot::Snapshot;
 use meshd::api::{control, uapi};
@@ -99,13 +99,13 @@ trait Protocol: Send + 'static {
 
 /// One snapshot for all the requests of one read, taken only if one of them needs it.
 struct Lazy<'a> {
-    view: &'a View,
+    daemon: &'a Daemon,
     snapshot: Option<Snapshot>,
 }
 
 impl Lazy<'_> {
     fn get(&mut self) -> &Snapshot {
-        self.snapshot.get_or_insert_with(|| self.view.snapshot())
+        self.snapshot.get_or_insert_with(|| self.daemon.snapshot())
     }
 }
 
@@ -118,10 +118,10 @@ struct Taken {
     close: bool,
 }
 
-async fn take<P: Protocol>(proto: &mut P, bytes: &[u8], view: &View) -> Taken {
+async fn take<P: Protocol>(proto: &mut P, bytes: &[u8], daemon: &Daemon) -> Taken {
     let mut reply = Vec::new();
     let mut snap = Lazy {
-        view,
+        daemon,
         snapshot: None,
     };
     let items = proto.feed(bytes);
@@ -156,12 +156,12 @@ impl Protocol for Control {
         match item {
             Ok(control::Request::Query(q)) => control::answer(q, snap.get()),
             Ok(control::Request::Reload) => {
-                let outcome = snap.view.reload().await;
+                let outcome = snap.daemon.reload().await;
                 // What the reload changed is in what the next request sees.
                 snap.snapshot = None;
                 match outcome {
                     Ok(reloaded) => control::ok_line(&control::ReloadReply { reloaded }),
-                    Err(e) => control::error_line(&e),
+                    Err(e) => control::error_line(&format!("{e:#}")),
                 }
             }
             Err(e) => control::error_line(&e),
@@ -201,7 +201,7 @@ impl Protocol for Uapi {
 async fn connection<P: Protocol>(
     mut stream: UnixStream,
     mut proto: P,
-    view: &View,
+    daemon: &Daemon,
     ticket: Ticket,
 ) {
     let mut buf = vec![0u8; 4096];
@@ -216,7 +216,7 @@ async fn connection<P: Protocol>(
             () = ticket.evicted() => return,
         };
         ticket.set_idle(false);
-        let taken = take(&mut proto, &buf[..n], view).await;
+        let taken = take(&mut proto, &buf[..n], daemon).await;
         if taken.requests {
             deadline = Instant::now() + IDLE;
         }
@@ -236,7 +236,7 @@ async fn connection<P: Protocol>(
     }
 }
 
-async fn serve<P: Protocol>(bound: Bound, view: Arc<View>, new: fn() -> P) -> Result<()> {
+async fn serve<P: Protocol>(bound: Bound, daemon: Arc<Daemon>, new: fn() -> P) -> Result<()> {
     let admission = Admission::new(MAX_CONNECTIONS);
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -250,18 +250,18 @@ async fn serve<P: Protocol>(bound: Bound, view: Arc<View>, new: fn() -> P) -> Re
         };
         while conns.try_join_next().is_some() {}
         let ticket = admission.admit();
-        let view = Arc::clone(&view);
-        conns.spawn(async move { connection(stream, new(), &view, ticket).await });
+        let daemon = Arc::clone(&daemon);
+        conns.spawn(async move { connection(stream, new(), &daemon, ticket).await });
         // Let the new connection read what its client sent before the next one comes in (and
         // maybe evicts it); a flood of connects then cannot starve the connections it made.
         tokio::task::yield_now().await;
     }
 }
 
-pub(crate) async fn serve_control(bound: Bound, view: Arc<View>) -> Result<()> {
-    serve(bound, view, || Control(control::ControlConn::new())).await
+pub(crate) async fn serve_control(bound: Bound, daemon: Arc<Daemon>) -> Result<()> {
+    serve(bound, daemon, || Control(control::ControlConn::new())).await
 }
 
-pub(crate) async fn serve_uapi(bound: Bound, view: Arc<View>) -> Result<()> {
-    serve(bound, view, || Uapi(uapi::UapiConn::new())).await
+pub(crate) async fn serve_uapi(bound: Bound, daemon: Arc<Daemon>) -> Result<()> {
+    serve(bound, daemon, || Uapi(uapi::UapiConn::new())).await
 }
