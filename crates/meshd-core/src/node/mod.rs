@@ -37,7 +37,7 @@ pub use peer::{Peer, PeerStatus};
 pub use receive::HandshakeWork;
 pub use source_limit::SourceLimiter;
 
-use peer::{PeerState, WAITING_PACKETS};
+use peer::{PeerSession, WAITING_PACKETS};
 use slots::SlotIndex;
 
 use crate::counters::{DropCounters, DropReason, PeerCounters, Side};
@@ -149,7 +149,7 @@ const MSG_DATA: u8 = 4;
 /// Counts one datagram this node sends to `peer`, whatever produced it: a data packet (its
 /// payload is the datagram less WireGuard's overhead; a keepalive carries none), a handshake
 /// initiation (timed, for the handshake duration), or another control message.
-fn note_sent(peer: &Peer, state: &mut PeerState, now: Instant, datagram: &[u8]) {
+fn note_sent(peer: &Peer, state: &mut PeerSession, now: Instant, datagram: &[u8]) {
     let len = datagram.len();
     match datagram.first() {
         Some(&MSG_DATA) => {
@@ -308,7 +308,7 @@ impl Node {
     }
 
     /// Roaming: `peer`'s endpoint follows the source of its latest authenticated datagram.
-    fn roam(&self, peer: &Peer, state: &mut PeerState, from: SocketAddr) {
+    fn roam(&self, peer: &Peer, state: &mut PeerSession, from: SocketAddr) {
         if state.endpoint == Some(from) {
             return;
         }
@@ -323,7 +323,7 @@ impl Node {
 
     /// `peer`'s session, made now if it has none yet: two Diffie-Hellman computations, so only
     /// the handshake worker's calls make one, never the data thread's.
-    fn session<'s>(&self, peer: &Peer, state: &'s mut PeerState) -> &'s mut Tunn {
+    fn session<'s>(&self, peer: &Peer, state: &'s mut PeerSession) -> &'s mut Tunn {
         state.tunn.get_or_insert_with(|| {
             // boringtun shifts the slot left by 8 for its session indices.
             Box::new(Tunn::new(
@@ -358,7 +358,7 @@ impl Node {
     ) {
         // Consecutive packets to one peer (a bulk transfer, a split GSO segment) share one
         // hold of its lock.
-        let mut held: Option<(usize, MutexGuard<'_, PeerState>)> = None;
+        let mut held: Option<(usize, MutexGuard<'_, PeerSession>)> = None;
         for packet in packets {
             let Some((_, dst)) = packet::addresses(packet) else {
                 self.drops.add(Side::Outbound, DropReason::Malformed, 1);
@@ -401,7 +401,7 @@ impl Node {
     fn seal(
         &self,
         peer: &Peer,
-        state: &mut PeerState,
+        state: &mut PeerSession,
         now: Instant,
         packet: &[u8],
         endpoint: SocketAddr,
@@ -430,7 +430,7 @@ impl Node {
     fn hold(
         &self,
         peer: &Peer,
-        state: &mut PeerState,
+        state: &mut PeerSession,
         packet: &[u8],
         now: Instant,
         work: &mut HandshakeWork,
@@ -454,7 +454,7 @@ impl Node {
     fn seal_waiting(
         &self,
         peer: &Peer,
-        state: &mut PeerState,
+        state: &mut PeerSession,
         now: Instant,
         endpoint: SocketAddr,
         out: &mut Batch,
@@ -535,7 +535,7 @@ impl Node {
 /// keepalive is one this node must keep reachable (typically: this node is behind NAT), so,
 /// like the kernel and wireguard-go, start a new handshake once per keepalive interval.
 /// Returns the length of the initiation written into the next slot of `out`, or 0.
-fn retry_expired(peer: &Peer, state: &mut PeerState, now: Instant, out: &mut Batch) -> usize {
+fn retry_expired(peer: &Peer, state: &mut PeerSession, now: Instant, out: &mut Batch) -> usize {
     let Some(interval) = peer.plan.keepalive.map(|k| Duration::from_secs(k.into())) else {
         return 0;
     };
@@ -558,7 +558,7 @@ fn retry_expired(peer: &Peer, state: &mut PeerState, now: Instant, out: &mut Bat
 
 /// Whether the peer has a session that completed a handshake (boringtun forgets it once the
 /// session expires).
-fn has_session(state: &PeerState) -> bool {
+fn has_session(state: &PeerSession) -> bool {
     state
         .tunn
         .as_ref()

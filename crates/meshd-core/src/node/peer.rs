@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 pub(crate) const WAITING_PACKETS: usize = 8;
 
 /// The mutable half of a peer, behind one lock: the session and where to send.
-pub(crate) struct PeerState {
+pub(crate) struct PeerSession {
     /// boringtun's session state (about 11 KB and two Diffie-Hellman computations): made when
     /// the peer first has a handshake or traffic (`Node::session`), not at start.
     pub(crate) tunn: Option<Box<Tunn>>,
@@ -47,7 +47,7 @@ pub struct Peer {
     /// may be a DNS name, keepalive): a reload keeps the peer only if this is unchanged.
     pub plan: PeerPlan,
     pub counters: PeerCounters,
-    pub(crate) state: Mutex<PeerState>,
+    pub(crate) state: Mutex<PeerSession>,
 }
 
 /// A snapshot of a peer for status displays.
@@ -69,7 +69,7 @@ impl Peer {
             slot,
             plan: plan.clone(),
             counters: PeerCounters::default(),
-            state: Mutex::new(PeerState {
+            state: Mutex::new(PeerSession {
                 tunn: None,
                 waiting: Vec::new(),
                 start_asked: None,
@@ -87,7 +87,7 @@ impl Peer {
     /// The lock is never held across I/O, and a panic while holding it cannot leave the
     /// session half-updated in a way that matters more than a lost packet, so poisoning is
     /// ignored rather than propagated.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, PeerState> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, PeerSession> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -211,7 +211,7 @@ impl Frames for Lines {
 /// A peer's state, from the age of its latest handshake (`UP_WITHIN`, 180 s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PeerState {
+pub enum HandshakeState {
     /// Handshake under 180 s old: the session can carry data.
     Up,
     /// Handshake older: a new one is needed before data flows.
@@ -220,20 +220,20 @@ pub enum PeerState {
     Never,
 }
 
-impl PeerState {
+impl HandshakeState {
     pub fn of(peer: &PeerSnapshot) -> Self {
         match peer.state() {
-            "up" => PeerState::Up,
-            "stale" => PeerState::Stale,
-            _ => PeerState::Never,
+            "up" => HandshakeState::Up,
+            "stale" => HandshakeState::Stale,
+            _ => HandshakeState::Never,
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
-            PeerState::Up => "up",
-            PeerState::Stale => "stale",
-            PeerState::Never => "never",
+            HandshakeState::Up => "up",
+            HandshakeState::Stale => "stale",
+            HandshakeState::Never => "never",
         }
     }
 }
@@ -245,12 +245,12 @@ pub struct PeersReply {
     /// This node's name.
     pub node: String,
     /// In config order.
-    pub peers: Vec<PeerStatus>,
+    pub peers: Vec<PeerEntry>,
 }
 
 /// One peer in [`PeersReply`]. Byte counts are totals since meshd started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PeerStatus {
+pub struct PeerEntry {
     pub name: String,
     /// Base64, as `wg` prints it.
     pub public_key: String,
@@ -264,7 +264,7 @@ pub struct PeerStatus {
     pub latest_handshake_unix: Option<u64>,
     /// Its age, in whole seconds, when the reply was made.
     pub latest_handshake_age_seconds: Option<u64>,
-    pub state: PeerState,
+    pub state: HandshakeState,
     /// UDP payload bytes (data, handshakes, keepalives): what WireGuard counts.
     pub rx_bytes: u64,
     pub tx_bytes: u64,
@@ -366,8 +366,8 @@ pub fn peers_reply(s: &Snapshot) -> PeersReply {
     }
 }
 
-fn peer_status(p: &PeerSnapshot) -> PeerStatus {
-    PeerStatus {
+fn peer_status(p: &PeerSnapshot) -> PeerEntry {
+    PeerEntry {
         name: p.name.clone(),
         public_key: PublicKey(p.public_key).to_base64(),
         address: p.address,
@@ -378,7 +378,7 @@ fn peer_status(p: &PeerSnapshot) -> PeerStatus {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_secs()),
         latest_handshake_age_seconds: p.since_last_handshake.map(|d| d.as_secs()),
-        state: PeerState::of(p),
+        state: HandshakeState::of(p),
         rx_bytes: p.rx.wire_bytes,
         tx_bytes: p.tx.wire_bytes,
         rx_payload_bytes: p.rx.payload_bytes,
@@ -425,7 +425,7 @@ pub fn status_reply(s: &Snapshot) -> StatusReply {
         peers_up: s
             .peers
             .iter()
-            .filter(|p| PeerState::of(p) == PeerState::Up)
+            .filter(|p| HandshakeState::of(p) == HandshakeState::Up)
             .count(),
         drops: s
             .drops
@@ -544,7 +544,7 @@ mod as_strings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::uapi::tests::{ip, net, sample};
+    use crate::api::test_support::{ip, net, sample};
     use proptest::prelude::*;
     use serde_json::json;
     use std::net::Ipv6Addr;
@@ -752,8 +752,8 @@ mod tests {
         let mut s = sample();
         s.peers[1].since_last_handshake = Some(std::time::Duration::from_secs(180));
         let r = peers_reply(&s);
-        assert_eq!(r.peers[0].state, PeerState::Never);
-        assert_eq!(r.peers[1].state, PeerState::Stale);
+        assert_eq!(r.peers[0].state, HandshakeState::Never);
+        assert_eq!(r.peers[1].state, HandshakeState::Stale);
         assert_eq!(r.peers[1].state.as_str(), "stale");
         s.peers[1].keepalive = Some(0);
         assert_eq!(peers_reply(&s).peers[1].keepalive_seconds, None);

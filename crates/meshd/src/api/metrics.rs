@@ -403,12 +403,8 @@ mod tests {
         let peer = |name: &str, n: u8, hs: Option<u64>| PeerSnapshot {
             name: name.into(),
             public_key: [n; 32],
-            address: format!("10.100.0.{n}")
-                .parse()
-                .unwrap_or_else(|e| panic!("{e}")),
-            allowed_ips: vec![format!("10.100.0.{n}/32")
-                .parse()
-                .unwrap_or_else(|e| panic!("{e}"))],
+            address: format!("10.100.0.{n}").parse().unwrap(),
+            allowed_ips: vec![format!("10.100.0.{n}/32").parse().unwrap()],
             endpoint: None,
             last_handshake: hs.map(|age| now - Duration::from_secs(age)),
             since_last_handshake: hs.map(Duration::from_secs),
@@ -434,7 +430,7 @@ mod tests {
             interface: "meshd0".into(),
             node: "db".into(),
             public_key: [9; 32],
-            address: "10.100.0.1/24".parse().unwrap_or_else(|e| panic!("{e}")),
+            address: "10.100.0.1/24".parse().unwrap(),
             listen_port: 51820,
             taken: now,
             peers: vec![peer("app", 2, Some(12)), peer("old", 3, None)],

@@ -8,4 +8,6 @@ pub mod http;
 pub mod metrics;
 pub mod snapshot;
 pub mod table;
+#[cfg(test)]
+mod test_support;
 pub mod uapi;

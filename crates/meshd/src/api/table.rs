@@ -2,7 +2,7 @@
 //! table, with handshake ages ("12s ago") and byte counts in binary units ("1.21 MiB").
 //! Pure: the ages come in the reply, measured by the daemon when it answered.
 
-use super::control::{PeerStatus, PeersReply};
+use super::control::{PeerEntry, PeersReply};
 
 const HEADER: [&str; 8] = [
     "NAME",
@@ -55,7 +55,7 @@ pub fn render(reply: &PeersReply) -> String {
     out
 }
 
-fn row(p: &PeerStatus) -> [String; 8] {
+fn row(p: &PeerEntry) -> [String; 8] {
     [
         p.name.clone(),
         p.address.to_string(),
@@ -128,7 +128,7 @@ pub fn human_bytes(bytes: u64) -> String {
 mod tests {
     use super::*;
     use crate::api::control::peers_reply;
-    use crate::api::uapi::tests::sample;
+    use crate::api::test_support::sample;
 
     #[test]
     fn bytes_in_binary_units() {

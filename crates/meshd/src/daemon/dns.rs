@@ -85,10 +85,8 @@ mod tests {
 
     #[test]
     fn picks_a_family_this_node_can_send_to() {
-        let v6: SocketAddr = "[2001:db8::1]:51820"
-            .parse()
-            .unwrap_or_else(|_| unreachable!());
-        let v4: SocketAddr = "192.0.2.1:51820".parse().unwrap_or_else(|_| unreachable!());
+        let v6: SocketAddr = "[2001:db8::1]:51820".parse().unwrap();
+        let v4: SocketAddr = "192.0.2.1:51820".parse().unwrap();
         assert_eq!(pick([v6, v4].into_iter(), false), Some(v4));
         assert_eq!(pick([v6, v4].into_iter(), true), Some(v6));
         assert_eq!(pick([v6].into_iter(), false), None);
