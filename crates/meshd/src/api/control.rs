@@ -1,9 +1,11 @@
-//! meshd's own control protocol (the socket `/run/meshd/<iface>.sock`): newline-delimited
-//! JSON, one request object per line, one reply object per line. Both sides live here so the
-//! schema lives in one place: the daemon parses with [`ControlConn`] / [`parse_request`] and
-//! answers with [`answer`]; `meshd peers` and `meshd whois` write [`Request::to_line`] and read
-//! the reply with [`parse_reply`] into [`PeersReply`], [`WhoisReply`] or [`StatusReply`].
-//! Pure: no socket, no clock. docs/control-protocol.md is the reference for users.
+//! meshd's control protocol (the socket `/run/meshd/<iface>.sock`): newline-delimited JSON, one
+//! request object per line, one reply object per line. Pure: no socket, no clock.
+//!
+//! - Both sides live here, so the schema lives in one place.
+//! - The daemon parses with [`ControlConn`] / [`parse_request`] and answers with [`answer`].
+//! - `meshd peers` and `meshd whois` write [`Request::to_line`] and read the reply with
+//!   [`parse_reply`] into [`PeersReply`], [`WhoisReply`] or [`StatusReply`].
+//! - docs/control-protocol.md is the reference for users.
 
 use super::framing::{Framed, Frames};
 use super::snapshot::{Owner, PeerSnapshot, Snapshot};

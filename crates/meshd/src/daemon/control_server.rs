@@ -1,10 +1,11 @@
-//! The Unix sockets: meshd's control socket (`/run/meshd/<iface>.sock`, JSON lines) and the
-//! WireGuard userspace API (`/var/run/wireguard/<iface>.sock`, what `wg show` talks to).
-//! Both are mode 0600 in a 0700 directory (so no other user can reach the socket in the
-//! moment between bind and chmod), read-only views of the node, and bounded: a connection
-//! that sends garbage gets an error reply, one that takes longer than [`IDLE`] to send a
-//! request is closed, what one read can make the daemon owe is capped, and only so many are
-//! held at once: a new client always gets in, and the oldest idle connection makes room.
+//! The Unix socket servers: meshd's control socket (`/run/meshd/<iface>.sock`, JSON lines) and
+//! the WireGuard UAPI (`/var/run/wireguard/<iface>.sock`, what `wg show` talks to).
+//!
+//! - Mode 0600 in a 0700 directory, so no other user can reach one between bind and chmod.
+//! - Read-only views of the node (the control socket's `reload` aside).
+//! - Bounded: garbage gets an error reply, a request slower than [`IDLE`] is closed, what one
+//!   read can make the daemon owe is capped, and at most [`MAX_CONNECTIONS`] are held (the
+//!   oldest idle one makes room for a new client).
 
 use super::admission::{Admission, Ticket};
 use super::state::Daemon;

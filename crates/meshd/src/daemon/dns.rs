@@ -1,6 +1,6 @@
-//! Endpoints given as DNS names: resolved in the background so that a name that
-//! does not resolve holds up no other peer, and re-resolved while the peer has no recent
-//! handshake, so that a server that moved to a new address is found again.
+//! Endpoints given as DNS names: resolved in the background, so a name that does not resolve
+//! holds up no other peer, and again while the peer has no recent handshake, so a server
+//! that moved is found.
 
 use meshd_core::node::Peer;
 use std::net::SocketAddr;

@@ -1,7 +1,9 @@
-//! Keeps meshd's firewall in place (fail closed): installed before the tunnel
-//! exists, then read back every few seconds and put back if someone deleted the table,
-//! flushed the ruleset, emptied a chain or edited a rule or set. A reload replaces it in one
-//! transaction. It is never removed on exit.
+//! Keeps meshd's firewall in place (fail closed).
+//!
+//! - Installed before the tunnel exists; never removed on exit.
+//! - Read back every few seconds and put back if the table was deleted, the ruleset flushed,
+//!   a chain emptied or a rule or set edited.
+//! - A reload replaces it in one transaction.
 
 use anyhow::{Context, Result};
 use meshd_firewall::nft;

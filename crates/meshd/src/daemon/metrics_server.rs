@@ -1,7 +1,8 @@
-//! The metrics endpoint (`GET /metrics` on `interface.metrics`, loopback by default). Each
-//! connection gets one response and is closed; a slow or malformed client gets an error or a
-//! timeout. Only so many connections are held at once: a new client always gets in, and the
-//! oldest idle one (still sending its request, or done and not yet closed) makes room.
+//! The metrics endpoint: `GET /metrics` on `interface.metrics` (loopback by default).
+//!
+//! - One response per connection, then closed; a slow or malformed client gets an error or a
+//!   timeout.
+//! - Only so many connections at once; the oldest idle one makes room for a new client.
 
 use super::admission::{Admission, Ticket};
 use super::state::Daemon;

@@ -1,7 +1,9 @@
-//! systemd's readiness protocol (sd_notify): `READY=1` once the firewall and the device are
-//! up, `WATCHDOG=1` at half of `WATCHDOG_USEC`, `RELOADING=1` then `READY=1` around a reload,
-//! `STOPPING=1` on the way out. Without
-//! `NOTIFY_SOCKET` (not under systemd) every call does nothing.
+//! systemd's readiness protocol (sd_notify) and watchdog.
+//!
+//! - `READY=1` once the firewall and the device are up; `RELOADING=1` then `READY=1` around a
+//!   reload; `STOPPING=1` on the way out.
+//! - `WATCHDOG=1` at half of `WATCHDOG_USEC`, while the data plane's threads make progress.
+//! - Without `NOTIFY_SOCKET` (not under systemd) every call does nothing.
 
 use crate::dataplane::DataPlane;
 use std::os::unix::net::UnixDatagram;

@@ -1,20 +1,14 @@
-//! Whether the data path's traffic is light or heavy, from how many rounds (wake-ups with
-//! work) its thread runs. Two things follow it: where the thread runs (`placement.rs`) and
-//! whether it busy-polls before it sleeps (`poller.rs`).
+//! Whether the data thread's traffic is light or heavy, from its rounds (wake-ups with work)
+//! per window.
 //!
-//! Both pay off only between the packets of light traffic (a ping, a request and its answer),
-//! where the CPU would otherwise halt and a wake-up would cost more than the work. Under heavy
-//! traffic the CPUs are awake anyway: the thread needs a CPU of its own, and a spin between
-//! packets that come further apart than it lasts (a stream paced by a 1 Gbit/s link, one
-//! GSO train every half millisecond) only burns CPU: about half of meshd's CPU time at a
-//! paced 1 Gbit/s (docs/performance.md).
-//!
-//! The decision is taken once per window, with a gap between the two thresholds so that a
-//! rate near one of them does not flip it at every window. Light traffic turns heavy within
-//! [`WINDOW`]; heavy traffic turns light only over [`HEAVY_WINDOW`], so that a stall of a few
-//! milliseconds in a stream (the machine busy elsewhere) does not move the thread and start
-//! the busy-poll mid-stream. A pause longer than that is one window: the first packet after
-//! it finds traffic light.
+//! - Light traffic (a ping, a request and its answer): the thread busy-polls before it sleeps
+//!   (`poller.rs`) and keeps to one CPU (`placement.rs`); both spare a wake-up that costs
+//!   more than the work.
+//! - Heavy traffic: no spin (at a paced 1 Gbit/s it was about half of meshd's CPU time) and
+//!   every CPU.
+//! - Light turns heavy within [`WINDOW`]; heavy turns light only over [`HEAVY_WINDOW`], so a
+//!   stall of a few milliseconds mid-stream changes nothing. The thresholds leave a gap, so a
+//!   rate near one does not flip at every window.
 
 use std::time::{Duration, Instant};
 

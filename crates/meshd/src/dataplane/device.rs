@@ -1,6 +1,5 @@
 //! The TUN device: created with the node's overlay address (which routes the mesh prefix into
-//! it) and the routes of every peer's subnets. The device is not persistent: it disappears
-//! with the process, however the process ends.
+//! it) and the routes of every peer's subnets. Not persistent: it goes with the process.
 
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;

@@ -1,7 +1,9 @@
-//! Whether the data path's threads are making progress, for the systemd watchdog: the data
-//! thread notes when it starts on what `epoll` returned and when it goes back to waiting, the
-//! timers and handshake threads note each round (the handshake worker wakes at least once a
-//! second). Each note is one relaxed store of the monotonic clock.
+//! Whether the data plane's threads make progress, for the systemd watchdog.
+//!
+//! - The data thread notes when it starts on what `epoll` returned and when it goes back to
+//!   waiting; the timers and handshake threads note each round (the worker wakes at least
+//!   once a second).
+//! - Each note is one relaxed store of the monotonic clock.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;

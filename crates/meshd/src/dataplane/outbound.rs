@@ -13,10 +13,9 @@ use tun_rs::VIRTIO_NET_HDR_LEN;
 /// MSS the kernel uses for a 1280-byte IPv6 MTU is 55 packets; more room is drained only
 /// while this much is left.
 const SEGMENTS_PER_READ: usize = 64;
-/// A TUN read within this long of the one before is part of a stream, and the device is read
-/// until it is empty; the first read after a pause stops after what it got (a lone ping, a
-/// request): `epoll` says if more is waiting, and a lone packet saves the read that would
-/// only have found the device empty.
+/// A TUN read within this long of the previous one is part of a stream: the device is read
+/// until empty. The first read after a pause stops after what it got (a lone ping), sparing
+/// a read that would find the device empty; `epoll` says if more is waiting.
 const STREAM_GAP: Duration = Duration::from_millis(1);
 
 /// A TUN read error that ends the data path (the device is gone), as opposed to one packet

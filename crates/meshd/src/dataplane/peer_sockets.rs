@@ -1,21 +1,16 @@
-//! Connected sockets, one per peer endpoint the data path sends to. A datagram sent through a
-//! socket connected to its destination takes the route the socket keeps instead of a route
-//! lookup of its own, and one that comes back from there is matched to the socket early
-//! (the kernel's early demux), skipping a route and a socket lookup: about 10 µs off a ping's
-//! round trip on this project's bench VM (docs/performance.md). Receiving works the same on
-//! any socket, so which endpoints have one never changes what a datagram means.
+//! Connected sockets, one per peer endpoint the data thread sends to.
 //!
-//! The data path's thread owns this table: it makes a socket the first time it sends packets
-//! from the device to an endpoint (a peer's current one, which only the peer's authenticated
-//! packets move), never for what it answers to a datagram (a cookie reply goes to whatever
-//! address an initiation claims to come from, and a flood of them must not churn the table),
-//! waits on the sockets beside the listening ones, and drops one whose sends fail (its
-//! source address gone, say), or whose peer is seen sending to another of this host's
-//! addresses (its source address is stale), so that the next send connects afresh. The table
-//! is bounded; past the bound the endpoint least recently sent to gives up its socket (what
-//! was queued on a socket dropped is lost, as a datagram can be). An endpoint the kernel
-//! refuses a socket for goes through the listening socket for a second before the next try,
-//! as all do with `MESHD_CONNECTED_SOCKETS=off`.
+//! - Why: a connected socket keeps its route, and the kernel matches what comes back to it
+//!   early (early demux), skipping a route and a socket lookup each way: about 10 µs off a
+//!   ping's round trip (docs/performance.md). Receiving works the same on any socket.
+//! - Made the first time packets from the device go to an endpoint (one only the peer's
+//!   authenticated packets move), never for an answer to a datagram: a flood of forged
+//!   initiations must not churn the table.
+//! - Dropped when a send fails (its source address gone, say) or the peer is seen sending to
+//!   another of this host's addresses; the next send connects afresh.
+//! - Bounded ([`MAX_LINKS`]): past it, the endpoint least recently sent to gives its socket up.
+//! - An endpoint the kernel refuses a socket for uses the listening socket for a second, as
+//!   all do with `MESHD_CONNECTED_SOCKETS=off`.
 
 use super::udp::{ListeningSockets, OffloadSocket};
 use std::net::{IpAddr, SocketAddr};

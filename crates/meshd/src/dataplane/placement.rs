@@ -1,16 +1,10 @@
-//! Where the data path's thread runs: on one CPU while traffic is light, on any while it is
-//! heavy.
+//! Where the data thread runs: on one CPU while traffic is light, on any while it is heavy
+//! (`activity.rs` says which).
 //!
-//! A lone packet wakes the sleeping data thread, and the kernel wakes a sleeping thread on an
-//! idle CPU when it has one, rather than on the CPU that woke it. On a virtual machine an idle
-//! vCPU has halted, and the host must wake it first: each such hop costs tens of
-//! microseconds, and a round trip through the tunnel makes several (the application's packet
-//! wakes meshd, meshd's datagram wakes the peer, the answer wakes meshd again). Kept to one
-//! CPU, the thread is woken where the kernel already runs, on a vCPU that is awake. While
-//! traffic is heavy the thread needs a CPU of its own instead, and gets back every CPU it
-//! started with. docs/performance.md has the figures.
-//!
-//! Whether traffic is light or heavy is `activity.rs`'s to say.
+//! - Light: the kernel wakes a sleeping thread on an idle CPU, which on a virtual machine has
+//!   halted and costs tens of microseconds to wake, several times per round trip. Kept to one
+//!   CPU, the thread wakes where the kernel already runs (docs/performance.md).
+//! - Heavy: the thread needs a CPU of its own, and gets back every CPU it started with.
 
 use meshd_core::config::QuietCpu;
 use std::io;

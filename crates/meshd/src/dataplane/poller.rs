@@ -1,12 +1,10 @@
-//! Waiting for non-blocking descriptors, the way the data path's thread sleeps: `epoll`
-//! ([`Poller`]). A thread blocked here is woken straight by the kernel when a packet arrives,
-//! with no event loop between it and the read that follows.
+//! How the data thread sleeps: `epoll` ([`Poller`]), woken straight by the kernel when a packet
+//! arrives, with no event loop between it and the read.
 //!
-//! Before it sleeps, the data path may busy-poll for a moment ([`Poller::wait`]'s `spin`): on a
-//! virtual machine a wake-up costs more than the work a ping or a small request takes (the
-//! idle vCPU has halted, and the host must wake it), and an answer often comes within tens of
-//! microseconds of a packet going out. The spin yields the CPU at every turn, so anything else
-//! that wants the CPU runs at once, as if the thread were asleep.
+//! - Before sleeping it may busy-poll for a moment ([`Poller::wait`]'s `spin`): on a virtual
+//!   machine a wake-up costs more than a ping's work, and an answer often comes within tens
+//!   of microseconds.
+//! - The spin yields the CPU at every turn, so anything else that wants it runs at once.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

@@ -10,12 +10,15 @@ use std::net::SocketAddr;
 /// The largest UDP payload one GSO send may carry.
 const GSO_BYTES: usize = 65_000;
 
-/// Sends every datagram of `out`, runs of equal-sized datagrams to one peer as one GSO send
-/// (zero-copy when they lie back to back, as full-sized ones do; else through `scratch`), each
-/// through the socket connected to its endpoint when `links` has one (the data thread; with
-/// `connect`, packets from the device, made if there is none yet), else through the listening
-/// socket (the timers thread). A datagram the kernel refuses (no route
-/// to the endpoint, say) is lost like any UDP datagram; the session's timers retry handshakes.
+/// Sends every datagram of `out`.
+///
+/// - A run of equal-sized datagrams to one peer goes as one GSO send: zero-copy when they lie
+///   back to back (as full-sized ones do), else through `scratch`.
+/// - Through the socket `links` has connected to the endpoint (the data thread; with
+///   `connect`, one is made if there is none yet), else the listening socket (timers,
+///   handshake worker).
+/// - A datagram the kernel refuses (no route to the endpoint, say) is lost like any UDP
+///   datagram; the session's timers retry handshakes.
 pub(crate) fn send_all(
     sockets: &ListeningSockets,
     mut links: Option<&mut PeerSockets>,

@@ -1,15 +1,12 @@
-//! The UDP endpoint: one socket per address family on `listen_port`, with segmentation
-//! offload where the kernel has it: one `sendmsg` carries a run of equal-sized datagrams to one
-//! peer (UDP GSO), and one `recvmmsg` returns datagrams the kernel coalesced (UDP GRO), both
-//! through quinn-udp. Without it (an old kernel, or `MESHD_UDP_OFFLOAD=off`) every datagram
-//! is its own system call, as before. The sockets are non-blocking; the data path's thread
-//! waits for them with `epoll`.
+//! The UDP sockets: one listening socket per address family on `listen_port`, and the
+//! [`OffloadSocket`] that each socket (listening or connected to a peer) is.
 //!
-//! Beside the two listening sockets, the data path connects a socket to each peer endpoint it
-//! sends to (`peer_sockets.rs`): same port, `SO_REUSEPORT`, so that the kernel neither looks up
-//! a route for each datagram sent nor, on the way in, a route and a socket for each datagram
-//! received (early demux). The listening sockets are bound without `SO_REUSEPORT`, so that
-//! anything already on the port makes the bind fail, and take it on once bound.
+//! - Segmentation offload through quinn-udp where the kernel has it: one `sendmsg` carries a
+//!   run of equal-sized datagrams (UDP GSO), one `recvmmsg` returns what the kernel coalesced
+//!   (UDP GRO). `MESHD_UDP_OFFLOAD=off`, or an old kernel: a system call per datagram.
+//! - Non-blocking; the data thread waits for them with `epoll`.
+//! - Sockets connected to peers (`peer_sockets.rs`) share the port through `SO_REUSEPORT`; the
+//!   listening sockets bind without it, so anything already on the port makes the bind fail.
 
 use super::poller::writable;
 use super::socket_filter::{self, Refused};
