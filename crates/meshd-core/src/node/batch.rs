@@ -4,6 +4,9 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
+/// Smallest buffer boringtun writes into (a handshake initiation).
+pub const MIN_SLOT: usize = 148;
+
 const UNSPECIFIED: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
 
 /// A batch of packets (from the TUN device) or datagrams (with their remote address).

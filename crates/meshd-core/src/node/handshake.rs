@@ -10,44 +10,24 @@
 //! - an address with every budget spent is dropped (`rate_limited`) before any hashing;
 //! - the data path queues at most `QUEUED_PER_SECOND` messages of one address (more only
 //!   with a valid mac2), and none with every budget spent; an address it refuses more than
-//!   `REFUSED_PER_SECOND` times a second is named for blocking: see [`Node::gate`].
+//!   `REFUSED_PER_SECOND` times a second is named for blocking: see [`Node::gate`]. The
+//!   budgets and their rates are in `budgets.rs`.
 //!
 //! One checker and one set of budgets for every peer: boringtun's sessions get a limiter that
 //! is never under load, so a peer answering our cookie is never asked for another one.
 
+use super::budgets::has_mac2;
 use super::{has_session, note_sent, Batch, Node, RELAXED};
 use crate::counters::{DropReason, Side};
-use crate::node::source_limit::MAX_SOURCES;
-use crate::node::{Event, Macs, SourceLimiter};
+use crate::node::{Event, Macs};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::{Packet, Tunn, TunnResult};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Cookie replies a second one address may get, and at once.
-const COOKIES_PER_SECOND: u32 = 100;
-const COOKIE_BURST: u32 = 100;
-/// Handshake messages a second one address may queue for the worker, and at once.
-const QUEUED_PER_SECOND: u32 = 200;
-const QUEUED_BURST: u32 = 200;
-/// Handshake messages a second the data path refuses one address before it counts as
-/// flooding (and at once).
-const REFUSED_PER_SECOND: u32 = 1000;
 /// How often an initiation is re-sent at once when a cookie reply arrives for it.
 const COOKIE_RESEND_INTERVAL: Duration = Duration::from_secs(1);
-
-/// What each source address may cost (see the module's notes).
-#[derive(Debug)]
-pub(crate) struct Budgets {
-    proven: SourceLimiter,
-    unproven: SourceLimiter,
-    cookies: SourceLimiter,
-    /// Messages the data path queues for the worker: above what the others allow together.
-    queued: SourceLimiter,
-    /// Messages the data path refuses before the address counts as flooding.
-    refused: SourceLimiter,
-}
 
 /// The data path's verdict on a handshake message ([`Node::gate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,33 +36,6 @@ pub(crate) enum Gate {
     Refuse,
     /// Refuse, and the address sends far more than its budgets: block it in the kernel.
     Flooding,
-}
-
-impl Default for Budgets {
-    fn default() -> Self {
-        Self {
-            proven: SourceLimiter::for_handshakes(),
-            unproven: SourceLimiter::for_handshakes(),
-            cookies: SourceLimiter::new(COOKIES_PER_SECOND, COOKIE_BURST, MAX_SOURCES),
-            queued: SourceLimiter::new(QUEUED_PER_SECOND, QUEUED_BURST, MAX_SOURCES),
-            refused: SourceLimiter::new(REFUSED_PER_SECOND, REFUSED_PER_SECOND, MAX_SOURCES),
-        }
-    }
-}
-
-impl Budgets {
-    /// Whether every budget `message` could draw on is spent for `ip`: a few lookups, no
-    /// hashing. An all-zero mac2 (the sender holds no cookie) cannot draw on `proven`.
-    fn spent(&self, message: &[u8], ip: IpAddr, now: Instant, under_load: bool) -> bool {
-        !self.cookies.has_token(ip, now)
-            && (under_load || !self.unproven.has_token(ip, now))
-            && (!has_mac2(message) || !self.proven.has_token(ip, now))
-    }
-}
-
-/// Whether a handshake message's mac2 (its last 16 bytes) is set: its sender holds a cookie.
-fn has_mac2(message: &[u8]) -> bool {
-    message.len() >= 16 && message[message.len() - 16..] != [0; 16]
 }
 
 /// The front door's verdict on a handshake message.

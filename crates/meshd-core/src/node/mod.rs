@@ -24,18 +24,20 @@
 //! itself times goes through the `now` the caller passes.)
 
 mod batch;
+mod budgets;
 mod cookie;
 mod handshake;
 mod peer;
 mod receive;
 mod slots;
 mod source_limit;
+mod work;
 
-pub use batch::{Batch, BatchIter, NO_ADDR};
+pub use batch::{Batch, BatchIter, MIN_SLOT, NO_ADDR};
 pub use cookie::{CookieChecker, Macs, COOKIE_REPLY_LEN};
 pub use peer::{Peer, PeerStatus};
-pub use receive::HandshakeWork;
 pub use source_limit::SourceLimiter;
+pub use work::HandshakeWork;
 
 use peer::{PeerSession, WAITING_PACKETS};
 use slots::SlotIndex;
@@ -56,8 +58,6 @@ use std::time::{Duration, Instant};
 
 /// WireGuard's data message header (16) plus the AEAD tag (16).
 pub const DATA_OVERHEAD: usize = 32;
-/// Smallest buffer boringtun writes into (a handshake initiation).
-pub const MIN_SLOT: usize = 148;
 
 /// Something the caller may want to log or react to. Peers are named by their slot
 /// ([`Peer::slot`], stable across reloads; see [`Node::peer_by_slot`]), so that raising an
@@ -92,7 +92,7 @@ pub struct Node {
     /// Diffie-Hellman work is spent on a sender.
     cookies: Arc<CookieChecker>,
     /// What each source address may cost in handshakes (`handshake.rs`).
-    budgets: Arc<Mutex<handshake::Budgets>>,
+    budgets: Arc<Mutex<budgets::Budgets>>,
     /// Handed to every session in place of boringtun's own per-session limiter, which keeps a
     /// cookie secret of its own: never under load, it only re-checks mac1.
     session_limiter: Arc<RateLimiter>,
@@ -172,7 +172,7 @@ impl Node {
         let static_public = x25519::PublicKey::from(&static_private);
         let empty = Self {
             cookies: Arc::new(CookieChecker::new(static_public.as_bytes(), Instant::now())),
-            budgets: Arc::new(Mutex::new(handshake::Budgets::default())),
+            budgets: Arc::new(Mutex::new(budgets::Budgets::default())),
             session_limiter: Arc::new(RateLimiter::new(&static_public, u64::MAX)),
             static_private,
             static_public,

@@ -16,7 +16,9 @@ mod systemd;
 
 use crate::cli::NodeArgs;
 use crate::dataplane::udp::ListeningSockets;
-use crate::dataplane::{data_thread, device, handshake_worker, health, timers, DataPlane};
+use crate::dataplane::{
+    data_thread, device, handshake_queue, handshake_worker, health, timers, DataPlane,
+};
 use crate::load;
 use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
@@ -26,7 +28,6 @@ use meshd_core::plan::NodePlan;
 use state::Daemon;
 use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -140,7 +141,7 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         busy_poll: Duration::from_micros(plan.interface.busy_poll.into()),
         connect_peers: switch("MESHD_CONNECTED_SOCKETS"),
         quiet_cpu: plan.interface.quiet_cpu,
-        handshakes: handshake_worker::HandshakeQueue::default(),
+        handshakes: handshake_queue::HandshakeQueue::default(),
     });
     let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
     spawn_data_plane_thread("meshd-data", &ended_tx, &plane, data_thread::run)?;
@@ -153,11 +154,9 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         plane: Arc::clone(&plane),
         guard,
         reloader: tokio::sync::Mutex::new(reload::Reloader::new(args)),
-        reloads_ok: AtomicU64::new(0),
-        reloads_refused: AtomicU64::new(0),
-        last_reload_ok: AtomicBool::new(true),
+        reload_counts: reload::ReloadCounts::default(),
     });
-    daemon.reloader.lock().await.start(&daemon);
+    daemon.follow_dns().await;
     if let Some(listener) = metrics {
         tasks.spawn(metrics_server::serve(listener, Arc::clone(&daemon)));
     }

@@ -13,12 +13,13 @@
 //! refuses the reload and leaves everything as it was.
 
 use super::firewall_guard::FirewallGuard;
-use super::state::Daemon;
 use super::{dns, systemd};
 use crate::cli::NodeArgs;
 use crate::dataplane::device;
+use crate::dataplane::DataPlane;
 use crate::load;
 use anyhow::Result;
+use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use meshd_core::config::Endpoint;
 use meshd_core::diff::{diff, PlanDiff};
@@ -26,10 +27,35 @@ use meshd_core::node::Peer;
 use meshd_core::plan::NodePlan;
 use meshd_firewall::Nftables;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
+
+/// What a reload changes in the running daemon, and where it counts its outcomes.
+pub(crate) struct Target<'a> {
+    pub(crate) plan: &'a ArcSwap<NodePlan>,
+    pub(crate) plane: &'a Arc<DataPlane>,
+    pub(crate) guard: &'a Arc<FirewallGuard>,
+    pub(crate) counts: &'a ReloadCounts,
+}
+
+/// Reloads applied and refused, and whether the latest was applied.
+pub(crate) struct ReloadCounts {
+    pub(crate) ok: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) last_ok: AtomicBool,
+}
+
+impl Default for ReloadCounts {
+    fn default() -> Self {
+        Self {
+            ok: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            last_ok: AtomicBool::new(true),
+        }
+    }
+}
 
 /// Runs reloads, one at a time (the daemon holds it behind a lock), and the tasks that
 /// follow the peers' DNS endpoints.
@@ -59,14 +85,14 @@ impl Reloader {
     }
 
     /// Starts following the DNS endpoints of the running node's peers.
-    pub(crate) fn start(&mut self, daemon: &Daemon) {
-        let node = daemon.plane.node.load_full();
-        self.refollow(daemon, &node);
+    pub(crate) fn start(&mut self, target: &Target<'_>) {
+        let node = target.plane.node.load_full();
+        self.refollow(target, &node);
     }
 
-    fn follow(&mut self, daemon: &Daemon, peer: &Arc<Peer>, refresh: u32, greet: bool) {
+    fn follow(&mut self, target: &Target<'_>, peer: &Arc<Peer>, refresh: u32, greet: bool) {
         if let Some(Endpoint::Host { host, port }) = peer.plan.endpoint.clone() {
-            let (plane, slot) = (Arc::clone(&daemon.plane), peer.slot);
+            let (plane, slot) = (Arc::clone(target.plane), peer.slot);
             // Greeted at its new address only if the node greets it at start
             // (`Node::greets`); any other gets its session with its next packet.
             let task = dns::follow(
@@ -87,53 +113,54 @@ impl Reloader {
 
     /// Reloads, tells systemd (`RELOADING=1`, then `READY=1` whatever the outcome) and logs
     /// one line: what changed, or why nothing did.
-    pub(crate) async fn run(&mut self, daemon: &Daemon) -> Result<String> {
+    pub(crate) async fn run(&mut self, target: &Target<'_>) -> Result<String> {
         systemd::notify(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}",
             crate::dataplane::health::monotonic_usec()
         ));
-        let outcome = self.reload(daemon).await;
+        let outcome = self.reload(target).await;
         let status = match &outcome {
             Ok(summary) => {
-                daemon.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                target.counts.ok.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("reloaded {summary}");
                 "config reloaded"
             }
             Err(e) => {
-                daemon.reloads_refused.fetch_add(1, Ordering::Relaxed);
+                target.counts.refused.fetch_add(1, Ordering::Relaxed);
                 let why = crate::logging::one_line(&format!("{e:#}"));
                 tracing::error!("reload refused, running config unchanged: {why}");
                 "reload refused, running the previous config"
             }
         };
-        daemon
-            .last_reload_ok
+        target
+            .counts
+            .last_ok
             .store(outcome.is_ok(), Ordering::Relaxed);
-        let node = &daemon.plan.load().me.name;
+        let node = &target.plan.load().me.name;
         systemd::notify(&format!("READY=1\nSTATUS=node {node}, {status}"));
         outcome
     }
 
-    async fn reload(&mut self, daemon: &Daemon) -> Result<String> {
-        let old = daemon.plan.load_full();
-        let (args, guard) = (self.args.clone(), Arc::clone(&daemon.guard));
+    async fn reload(&mut self, target: &Target<'_>) -> Result<String> {
+        let old = target.plan.load_full();
+        let (args, guard) = (self.args.clone(), Arc::clone(target.guard));
         let prepared = tokio::task::spawn_blocking(move || prepare(&args, &old, &guard)).await??;
         let device = prepared.plan.interface.name.clone();
         if prepared.firewall {
-            if let Err(e) = daemon.guard.replace(prepared.ruleset).await {
+            if let Err(e) = target.guard.replace(prepared.ruleset).await {
                 let added = prepared.changes.routes_added;
                 tokio::task::spawn_blocking(move || delete_routes(&device, &added)).await?;
                 return Err(e);
             }
         }
 
-        let plane = &daemon.plane;
+        let plane = target.plane;
         let node = Arc::new(plane.node.load().reloaded(&prepared.plan));
         let highest_slot = node.highest_slot();
         plane.sockets.refuse(|r| r.set_highest_slot(highest_slot));
         plane.node.store(Arc::clone(&node));
         plane.handshakes.wake();
-        daemon.plan.store(Arc::new(prepared.plan));
+        target.plan.store(Arc::new(prepared.plan));
 
         let removed = prepared.changes.routes_removed.clone();
         let summary = summary(&prepared.changes, prepared.firewall);
@@ -142,13 +169,13 @@ impl Reloader {
             release_freed_memory();
         })
         .await?;
-        self.refollow(daemon, &node);
+        self.refollow(target, &node);
         Ok(summary)
     }
 
     /// Stops following the names of peers a reload replaced or removed; follows those of
     /// new peers (at start: of all peers).
-    fn refollow(&mut self, daemon: &Daemon, node: &meshd_core::node::Node) {
+    fn refollow(&mut self, target: &Target<'_>, node: &meshd_core::node::Node) {
         self.dns.retain(|slot, task| {
             let kept = node.peer_by_slot(*slot).is_some();
             if !kept {
@@ -163,10 +190,10 @@ impl Reloader {
                 }
             }
         }
-        let refresh = daemon.plan.load().interface.dns_refresh;
+        let refresh = target.plan.load().interface.dns_refresh;
         for peer in node.peers() {
             if !self.dns.contains_key(&peer.slot) {
-                self.follow(daemon, peer, refresh, node.greets(peer));
+                self.follow(target, peer, refresh, node.greets(peer));
             }
         }
     }

@@ -1,13 +1,13 @@
 //! The running daemon as its servers (metrics, control socket, UAPI) and its main loop see it.
 
 use super::firewall_guard::FirewallGuard;
-use super::reload::Reloader;
+use super::reload::{ReloadCounts, Reloader, Target};
 use crate::dataplane::DataPlane;
 use arc_swap::ArcSwap;
 use meshd::api::metrics::{FirewallStats, ReloadStats};
 use meshd::api::snapshot::Snapshot;
 use meshd_core::plan::NodePlan;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::sync::Mutex;
@@ -19,10 +19,7 @@ pub(crate) struct Daemon {
     pub(crate) guard: Arc<FirewallGuard>,
     /// Runs reloads (SIGHUP, the control socket's `reload`) one at a time.
     pub(crate) reloader: Mutex<Reloader>,
-    /// Reloads applied and refused, and whether the latest was applied.
-    pub(crate) reloads_ok: AtomicU64,
-    pub(crate) reloads_refused: AtomicU64,
-    pub(crate) last_reload_ok: AtomicBool,
+    pub(crate) reload_counts: ReloadCounts,
 }
 
 impl Daemon {
@@ -38,14 +35,28 @@ impl Daemon {
     /// Reloads mesh.yaml once any reload under way has ended: what changed, or why the
     /// config was refused (the running one stays).
     pub(crate) async fn reload(&self) -> anyhow::Result<String> {
-        self.reloader.lock().await.run(self).await
+        self.reloader.lock().await.run(&self.reload_target()).await
+    }
+
+    /// Starts following the DNS endpoints of the running node's peers.
+    pub(crate) async fn follow_dns(&self) {
+        self.reloader.lock().await.start(&self.reload_target());
+    }
+
+    fn reload_target(&self) -> Target<'_> {
+        Target {
+            plan: &self.plan,
+            plane: &self.plane,
+            guard: &self.guard,
+            counts: &self.reload_counts,
+        }
     }
 
     pub(crate) fn reloads(&self) -> ReloadStats {
         ReloadStats {
-            ok: self.reloads_ok.load(Ordering::Relaxed),
-            refused: self.reloads_refused.load(Ordering::Relaxed),
-            last_successful: self.last_reload_ok.load(Ordering::Relaxed),
+            ok: self.reload_counts.ok.load(Ordering::Relaxed),
+            refused: self.reload_counts.refused.load(Ordering::Relaxed),
+            last_successful: self.reload_counts.last_ok.load(Ordering::Relaxed),
         }
     }
 

@@ -13,26 +13,21 @@
 //!   every 10 ms; after a reload, those the reload brought; and such a peer whose endpoint a
 //!   DNS name gave when it changes.
 
+use super::handshake_queue::{Job, QUEUE_ROOM, TAKE};
 use super::send::send_all;
 use super::socket_filter::MAX_BLOCKED;
 use super::udp::ListeningSockets;
 use super::{DataPlane, BATCH};
-use meshd_core::counters::{DropCounters, DropReason, Side};
-use meshd_core::node::{Batch, HandshakeWork, Node, MIN_SLOT};
-use std::collections::VecDeque;
+use meshd_core::node::{Batch, Node};
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::net::IpAddr;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-/// Messages the queue holds at most.
-pub(crate) const QUEUE_ROOM: usize = 4096;
 /// Under load from this many queued messages on.
 const UNDER_LOAD_AT: usize = QUEUE_ROOM / 8;
 /// How long the node stays under load after the queue was last that full.
 const UNDER_LOAD_FOR: Duration = Duration::from_secs(1);
-/// Messages taken off the queue at once.
-const TAKE: usize = 256;
 /// The worker wakes at least this often, to sweep the budgets and show it is alive.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// How long a flooding source's handshake messages are dropped by the socket filter (about:
@@ -46,97 +41,6 @@ const GREET_PACE: Duration = Duration::from_millis(10);
 const BLOCK_LOG_QUIET: Duration = Duration::from_secs(60);
 /// Sources logged as blocked within [`BLOCK_LOG_QUIET`], at most (many sources: a few lines).
 const MAX_LOGGED: usize = 64;
-
-enum Job {
-    Message {
-        from: SocketAddr,
-        len: usize,
-        bytes: [u8; MIN_SLOT],
-    },
-    Initiate(usize),
-    /// Make the session of the peer in this slot and send the packets that wait for it.
-    Start(usize),
-    /// Block this source's handshake messages in the kernel for a while.
-    Block(IpAddr),
-}
-
-/// The data thread's hand-over to the worker.
-#[derive(Default)]
-pub(crate) struct HandshakeQueue {
-    jobs: Mutex<VecDeque<Job>>,
-    ready: Condvar,
-}
-
-impl HandshakeQueue {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Job>> {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues what the data thread set aside; what finds the queue full is dropped and counted.
-    pub(crate) fn push(&self, work: &HandshakeWork, drops: &DropCounters) {
-        if work.is_empty() {
-            return;
-        }
-        let mut jobs = self.lock();
-        for (message, from) in work.messages.iter() {
-            if jobs.len() >= QUEUE_ROOM {
-                drops.add(Side::Inbound, DropReason::QueueFull, 1);
-                continue;
-            }
-            let mut bytes = [0u8; MIN_SLOT];
-            let len = message.len().min(MIN_SLOT);
-            bytes[..len].copy_from_slice(&message[..len]);
-            jobs.push_back(Job::Message { from, len, bytes });
-        }
-        for &slot in &work.initiate {
-            queue_if_room(&mut jobs, Job::Initiate(slot));
-        }
-        for &slot in &work.start {
-            queue_if_room(&mut jobs, Job::Start(slot));
-        }
-        // Ahead of the messages: the sooner it is blocked, the less the rest costs.
-        for &ip in &work.flooding {
-            jobs.push_front(Job::Block(ip));
-        }
-        drop(jobs);
-        self.ready.notify_one();
-    }
-
-    /// Asks for an initiation to the peer in session `slot` (its endpoint changed).
-    pub(crate) fn initiate(&self, slot: usize) {
-        queue_if_room(&mut self.lock(), Job::Initiate(slot));
-        self.ready.notify_one();
-    }
-
-    /// Wakes the worker: a reload stored a new node, whose new peers it may have to greet.
-    pub(crate) fn wake(&self) {
-        self.ready.notify_one();
-    }
-
-    /// Waits up to `wait` for jobs and moves up to [`TAKE`] of them into `into`; returns how
-    /// many were queued before the take.
-    fn take(&self, into: &mut Vec<Job>, wait: Duration) -> usize {
-        let mut jobs = self.lock();
-        if jobs.is_empty() {
-            jobs = self
-                .ready
-                .wait_timeout(jobs, wait)
-                .map(|(j, _)| j)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
-        let queued = jobs.len();
-        into.extend(jobs.drain(..queued.min(TAKE)));
-        queued
-    }
-}
-
-/// A peer's job is queued only if there is room: the peer is named again (by its next packet,
-/// the next datagram on a lost session, or its next DNS change).
-fn queue_if_room(jobs: &mut VecDeque<Job>, job: Job) {
-    if jobs.len() < QUEUE_ROOM {
-        jobs.push_back(job);
-    }
-}
 
 /// The worker's thread: takes jobs, runs them on the current node, sends the answers.
 pub(crate) fn run(plane: Arc<DataPlane>) -> anyhow::Result<Infallible> {

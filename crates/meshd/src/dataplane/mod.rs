@@ -11,6 +11,7 @@
 mod activity;
 pub(crate) mod data_thread;
 pub(crate) mod device;
+pub(crate) mod handshake_queue;
 pub(crate) mod handshake_worker;
 pub(crate) mod health;
 mod inbound;
@@ -24,7 +25,7 @@ pub(crate) mod timers;
 pub(crate) mod udp;
 
 use arc_swap::ArcSwap;
-use handshake_worker::HandshakeQueue;
+use handshake_queue::HandshakeQueue;
 use health::Health;
 use meshd_core::config::QuietCpu;
 use meshd_core::node::Node;
