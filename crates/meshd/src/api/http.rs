@@ -1,5 +1,5 @@
 //! Just enough HTTP/1.x for a Prometheus scrape: parse one request head, build one response.
-//! Pure; the listener in `run::metrics_http` moves the bytes. Anything that is not a
+//! Pure; the daemon's `metrics_server` moves the bytes. Anything that is not a
 //! well-formed `GET`/`HEAD` gets an error status, never a panic.
 
 /// The largest request head accepted (request line and headers).

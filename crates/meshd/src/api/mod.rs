@@ -1,6 +1,6 @@
 //! Read-only views of the running node: the snapshot they all share, and the protocols
 //! that show it (meshd's control socket, the WireGuard UAPI, Prometheus metrics over HTTP,
-//! the `meshd peers` table). All pure: the daemon's I/O edges in `run` move the bytes.
+//! the `meshd peers` table). All pure: the daemon's servers move the bytes.
 
 pub mod control;
 pub mod framing;
