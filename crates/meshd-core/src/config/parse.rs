@@ -9,69 +9,21 @@
 use super::error::{ConfigError, ConfigErrors, MAX_ERRORS};
 use super::model::{
     AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, Metrics, MetricsDetail, NodeConfig,
-    PolicyRule, PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector,
+    PolicyRule, PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector, ADMIN_KEYS,
+    DEFAULT_BUSY_POLL, DEFAULT_DNS_REFRESH, DEFAULT_LISTEN_PORT, DEFAULT_MTU, INTERFACE_KEYS,
+    MAX_BUSY_POLL, MAX_QUIET_CPU, MIN_MTU, NODE_KEYS, RULE_KEYS, TOP_KEYS,
 };
 use super::validate;
 use crate::key::PublicKey;
 use ipnet::IpNet;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode, MarkedSequenceNode};
 use marked_yaml::{LoadError, LoaderOptions, Marker, Node, Span};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use yaml_rust2::parser::Event;
 
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
-
-/// Default TUN device name.
-pub(super) const DEFAULT_INTERFACE_NAME: &str = "meshd0";
-/// Default UDP port of the WireGuard endpoint.
-pub(super) const DEFAULT_LISTEN_PORT: u16 = 51820;
-/// Default MTU of the TUN device: 1500 minus the WireGuard overhead over IPv6 (80 bytes).
-pub(super) const DEFAULT_MTU: u16 = 1420;
-/// Seconds between lookups of a DNS endpoint while its peer has no recent handshake.
-pub(super) const DEFAULT_DNS_REFRESH: u32 = 30;
-/// Microseconds the data path keeps polling after each round of packets before it sleeps.
-pub(super) const DEFAULT_BUSY_POLL: u32 = 100;
-/// The longest busy-poll accepted: past a millisecond it is spinning, not lingering.
-pub(super) const MAX_BUSY_POLL: u32 = 1000;
-/// The highest CPU number `quiet_cpu` takes (the kernel's affinity masks hold 1024 by default).
-pub(super) const MAX_QUIET_CPU: u16 = 1023;
-/// Default Prometheus endpoint.
-pub(super) const DEFAULT_METRICS: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9586);
-/// Default echo-request rate limit.
-pub(super) const DEFAULT_ICMP_RATE: Rate = Rate {
-    count: 5,
-    per: RateUnit::Second,
-};
-/// Smallest MTU accepted at all (the IPv4 minimum datagram size every host must accept).
-pub(super) const MIN_MTU: u16 = 576;
-/// Smallest MTU when IPv6 travels through the mesh (RFC 8200).
-pub(super) const MIN_MTU_IPV6: u16 = 1280;
-
-const TOP_KEYS: &[&str] = &["interface", "admin", "nodes", "policy"];
-const INTERFACE_KEYS: &[&str] = &[
-    "name",
-    "listen_port",
-    "mtu",
-    "metrics",
-    "dns_refresh",
-    "busy_poll",
-    "quiet_cpu",
-    "metrics_detail",
-];
-const ADMIN_KEYS: &[&str] = &["ssh_from", "icmp_rate"];
-const NODE_KEYS: &[&str] = &[
-    "name",
-    "public_key",
-    "address",
-    "endpoint",
-    "routes",
-    "keepalive",
-    "open",
-];
-const RULE_KEYS: &[&str] = &["from", "to", "allow"];
 
 /// The largest config accepted, in bytes: a 100,000-node mesh takes about 20 MB.
 pub const MAX_CONFIG_BYTES: usize = 32 << 20;

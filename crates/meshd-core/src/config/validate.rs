@@ -3,7 +3,8 @@
 //! IPv6 needs, and the node names a policy refers to. A value that failed to parse is skipped
 //! here (it has been reported already), so that one mistake does not cause a cascade of errors.
 
-use super::parse::{esc, q, Draft, Errors, Located, SelectorDraft, MIN_MTU_IPV6};
+use super::model::MIN_MTU_IPV6;
+use super::parse::{esc, q, Draft, Errors, Located, SelectorDraft};
 use crate::key::PublicKey;
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
