@@ -6,7 +6,7 @@
 //! Each field is checked on its own here; the checks across fields and nodes (mesh prefix,
 //! duplicates, overlapping routes, policy names) live in `validate.rs`.
 
-use super::error::{ConfigError, ConfigErrors, MAX_ERRORS};
+use super::error::{child, esc, index, q, shorten, ConfigErrors, Errors};
 use super::model::{
     AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, Metrics, MetricsDetail, NodeConfig,
     PolicyRule, PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector, ADMIN_KEYS,
@@ -76,50 +76,6 @@ pub(super) fn parse(file: &str, text: &str) -> Result<MeshConfig, ConfigErrors> 
             );
             Err(errs.finish())
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-/// The errors found so far in one file.
-pub(super) struct Errors {
-    file: String,
-    list: Vec<ConfigError>,
-    /// Errors found past the first [`MAX_ERRORS`], counted only.
-    not_kept: usize,
-}
-
-impl Errors {
-    pub(super) fn new(file: &str) -> Self {
-        Self {
-            file: file.to_string(),
-            list: Vec::new(),
-            not_kept: 0,
-        }
-    }
-
-    pub(super) fn push(&mut self, pos: Pos, key: impl Into<String>, message: impl Into<String>) {
-        if self.list.len() >= MAX_ERRORS {
-            self.not_kept += 1;
-            return;
-        }
-        self.list.push(ConfigError {
-            file: self.file.clone(),
-            pos,
-            key: key.into(),
-            message: message.into(),
-        });
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
-    /// All errors, in file order (stable: errors at the same place keep the order found).
-    pub(super) fn finish(mut self) -> ConfigErrors {
-        self.list.sort_by_key(|e| (e.pos.line, e.pos.column));
-        ConfigErrors(self.list, self.not_kept)
     }
 }
 
@@ -516,43 +472,6 @@ fn find_key_path(node: &Node, path: &str, pos: Pos, depth: usize) -> Option<Stri
             .enumerate()
             .find_map(|(i, v)| find_key_path(v, &index(path, i), pos, depth + 1)),
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Text helpers
-
-fn child(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
-fn index(path: &str, i: usize) -> String {
-    format!("{path}[{i}]")
-}
-
-const MAX_SHOWN: usize = 80;
-
-/// A value written back in an error message: escaped, and cut when very long.
-fn shorten(s: &str) -> String {
-    if s.chars().count() > MAX_SHOWN {
-        let cut: String = s.chars().take(MAX_SHOWN).collect();
-        format!("{cut}...")
-    } else {
-        s.to_string()
-    }
-}
-
-/// `s` quoted and escaped, for error messages: `"10.100.0.2/24"`.
-pub(super) fn q(s: &str) -> String {
-    format!("{:?}", shorten(s))
-}
-
-/// `s` escaped without quotes, for names inside backticks.
-pub(super) fn esc(s: &str) -> String {
-    shorten(s).escape_debug().to_string()
 }
 
 // ---------------------------------------------------------------------------------------------

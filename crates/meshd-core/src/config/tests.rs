@@ -5,12 +5,11 @@
 //! - An error table's row is one case: a text put into the table's template, and every error it
 //!   gives, in file order.
 
-use super::parse;
 use super::{parse_allow, parse_endpoint, parse_port_spec, parse_prefix};
-use super::{MAX_CONFIG_BYTES, MAX_ENTRIES, MAX_ERRORS, MAX_MAPPINGS, MAX_YAML_VALUES};
 use crate::config::{
-    AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, Metrics, MetricsDetail, NodeConfig,
-    PolicyRule, PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector,
+    parse, AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, Metrics, MetricsDetail,
+    NodeConfig, PolicyRule, PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector,
+    MAX_CONFIG_BYTES, MAX_ENTRIES, MAX_ERRORS, MAX_MAPPINGS, MAX_YAML_VALUES,
 };
 use crate::key::PublicKey;
 use base64::engine::general_purpose::STANDARD;

@@ -3,8 +3,9 @@
 //! IPv6 needs, and the node names a policy refers to. A value that failed to parse is skipped
 //! here (it has been reported already), so that one mistake does not cause a cascade of errors.
 
+use super::error::{esc, q, Errors};
 use super::model::MIN_MTU_IPV6;
-use super::parse::{esc, q, Draft, Errors, Located, SelectorDraft};
+use super::parse::{Draft, Located, SelectorDraft};
 use crate::key::PublicKey;
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
