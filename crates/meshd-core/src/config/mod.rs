@@ -4,6 +4,7 @@ mod error;
 mod model;
 mod parse;
 mod validate;
+mod values;
 
 pub use error::{ConfigError, ConfigErrors, MAX_ERRORS};
 pub use model::*;

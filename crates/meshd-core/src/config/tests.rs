@@ -5,7 +5,7 @@
 //! - An error table's row is one case: a text put into the table's template, and every error it
 //!   gives, in file order.
 
-use super::{parse_allow, parse_endpoint, parse_port_spec, parse_prefix};
+use crate::config::values::{parse_allow, parse_endpoint, parse_port_spec, parse_prefix};
 use crate::config::{
     parse, AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, Metrics, MetricsDetail,
     NodeConfig, PolicyRule, PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector,
