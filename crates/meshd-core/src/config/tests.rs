@@ -1,12 +1,12 @@
-//! Unit tests of `mesh.yaml` parsing and validation: every error rendered in full
-//! (`file:line:column: key: message`), the models valid files give, the limits, and garbage that
-//! must give errors, never a panic.
+//! Tests of `mesh.yaml` parsing and validation, from the text to the model or every error.
 //!
 //! - An error table's row is one case: a text put into the table's template, and every error it
-//!   gives, in file order.
+//!   gives, rendered in full (`file:line:column: key: message`) and in file order.
+//! - Also: the models valid files give, the limits, and garbage that must give errors, never a
+//!   panic.
 
-use crate::config::values::{parse_allow, parse_endpoint, parse_port_spec, parse_prefix};
-use crate::config::{
+use super::values::{parse_allow, parse_endpoint, parse_port_spec, parse_prefix};
+use super::{
     parse, AdminConfig, Allow, Endpoint, InterfaceConfig, MeshConfig, Metrics, MetricsDetail,
     NodeConfig, PolicyRule, PortSpec, Pos, Protocol, QuietCpu, Rate, RateUnit, Selector,
     MAX_CONFIG_BYTES, MAX_ENTRIES, MAX_ERRORS, MAX_MAPPINGS, MAX_YAML_VALUES,

@@ -5,6 +5,7 @@ use super::model::Pos;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{Marker, Node, Span};
 
+/// Where a marker points; 0:0 when there is none.
 pub(super) fn pos_of_marker(m: Option<&Marker>) -> Pos {
     m.map(|m| Pos {
         line: m.line(),
@@ -13,6 +14,7 @@ pub(super) fn pos_of_marker(m: Option<&Marker>) -> Pos {
     .unwrap_or_default()
 }
 
+/// Where a span starts.
 pub(super) fn pos_of(span: &Span) -> Pos {
     pos_of_marker(span.start())
 }
