@@ -1,4 +1,7 @@
 //! Config errors: every one carries the file, the position and the key at fault.
+//!
+//! - [`Errors`] collects them as the stages find them; key paths and values are written into
+//!   messages with the helpers here.
 
 use super::model::Pos;
 use std::fmt;
@@ -61,3 +64,81 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+/// The errors found so far in one file.
+pub(super) struct Errors {
+    file: String,
+    list: Vec<ConfigError>,
+    /// Errors found past the first [`MAX_ERRORS`], counted only.
+    not_kept: usize,
+}
+
+impl Errors {
+    pub(super) fn new(file: &str) -> Self {
+        Self {
+            file: file.to_string(),
+            list: Vec::new(),
+            not_kept: 0,
+        }
+    }
+
+    pub(super) fn push(&mut self, pos: Pos, key: impl Into<String>, message: impl Into<String>) {
+        if self.list.len() >= MAX_ERRORS {
+            self.not_kept += 1;
+            return;
+        }
+        self.list.push(ConfigError {
+            file: self.file.clone(),
+            pos,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// All errors, in file order (stable: errors at the same place keep the order found).
+    pub(super) fn finish(mut self) -> ConfigErrors {
+        self.list.sort_by_key(|e| (e.pos.line, e.pos.column));
+        ConfigErrors(self.list, self.not_kept)
+    }
+}
+
+/// The key path of `key` inside `path`: `nodes[1].address`.
+pub(super) fn child(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The key path of element `i` of the list at `path`: `nodes[1]`.
+pub(super) fn index(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+/// The most characters of a value written back in a message.
+const MAX_SHOWN: usize = 80;
+
+/// A value written back in an error message, cut when very long.
+pub(super) fn shorten(s: &str) -> String {
+    if s.chars().count() > MAX_SHOWN {
+        let cut: String = s.chars().take(MAX_SHOWN).collect();
+        format!("{cut}...")
+    } else {
+        s.to_string()
+    }
+}
+
+/// `s` quoted and escaped, for error messages: `"10.100.0.2/24"`.
+pub(super) fn q(s: &str) -> String {
+    format!("{:?}", shorten(s))
+}
+
+/// `s` escaped without quotes, for names inside backticks.
+pub(super) fn esc(s: &str) -> String {
+    shorten(s).escape_debug().to_string()
+}

@@ -1,10 +1,12 @@
 //! The typed mesh configuration: what `mesh.yaml` means once it has been parsed and validated.
-//! Every value here is already checked; positions are kept where later stages report errors.
+//!
+//! - Every value here is already checked; positions are kept where later stages report errors.
+//! - Beside each type: its defaults, the bounds of its values, and the keys it takes in YAML.
 
 use crate::key::PublicKey;
 use ipnet::IpNet;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// A place in the config file, 1-based as editors show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -21,6 +23,9 @@ pub struct MeshConfig {
     pub nodes: Vec<NodeConfig>,
     pub policy: Vec<PolicyRule>,
 }
+
+/// The keys of the top level.
+pub(super) const TOP_KEYS: &[&str] = &["interface", "admin", "nodes", "policy"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct InterfaceConfig {
@@ -47,10 +52,6 @@ pub struct InterfaceConfig {
 
 impl Default for InterfaceConfig {
     fn default() -> Self {
-        use super::parse::{
-            DEFAULT_BUSY_POLL, DEFAULT_DNS_REFRESH, DEFAULT_INTERFACE_NAME, DEFAULT_LISTEN_PORT,
-            DEFAULT_METRICS, DEFAULT_MTU,
-        };
         Self {
             name: DEFAULT_INTERFACE_NAME.to_string(),
             listen_port: DEFAULT_LISTEN_PORT,
@@ -63,6 +64,40 @@ impl Default for InterfaceConfig {
         }
     }
 }
+
+/// Default TUN device name.
+pub(super) const DEFAULT_INTERFACE_NAME: &str = "meshd0";
+/// Default UDP port of the WireGuard endpoint.
+pub(super) const DEFAULT_LISTEN_PORT: u16 = 51820;
+/// Default MTU of the TUN device: 1500 minus the WireGuard overhead over IPv6 (80 bytes).
+pub(super) const DEFAULT_MTU: u16 = 1420;
+/// Seconds between lookups of a DNS endpoint while its peer has no recent handshake.
+pub(super) const DEFAULT_DNS_REFRESH: u32 = 30;
+/// Microseconds the data path keeps polling after each round of packets before it sleeps.
+pub(super) const DEFAULT_BUSY_POLL: u32 = 100;
+/// The longest busy-poll accepted: past a millisecond it is spinning, not lingering.
+pub(super) const MAX_BUSY_POLL: u32 = 1000;
+/// The highest CPU number `quiet_cpu` takes (the kernel's affinity masks hold 1024 by default).
+pub(super) const MAX_QUIET_CPU: u16 = 1023;
+/// Default Prometheus endpoint.
+pub(super) const DEFAULT_METRICS: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9586);
+/// Smallest MTU accepted at all (the IPv4 minimum datagram size every host must accept).
+pub(super) const MIN_MTU: u16 = 576;
+/// Smallest MTU when IPv6 travels through the mesh: the least link MTU IPv6 allows.
+pub(super) const MIN_MTU_IPV6: u16 = 1280;
+
+/// The keys of `interface`, in the order messages list them.
+pub(super) const INTERFACE_KEYS: &[&str] = &[
+    "name",
+    "listen_port",
+    "mtu",
+    "metrics",
+    "dns_refresh",
+    "busy_poll",
+    "quiet_cpu",
+    "metrics_detail",
+];
 
 /// How much of the metrics is per peer (`interface.metrics_detail`): a node of a large mesh
 /// would otherwise export thousands of series per scrape.
@@ -105,10 +140,19 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             ssh_from: Vec::new(),
-            icmp_rate: super::parse::DEFAULT_ICMP_RATE,
+            icmp_rate: DEFAULT_ICMP_RATE,
         }
     }
 }
+
+/// Default echo-request rate limit.
+pub(super) const DEFAULT_ICMP_RATE: Rate = Rate {
+    count: 5,
+    per: RateUnit::Second,
+};
+
+/// The keys of `admin`.
+pub(super) const ADMIN_KEYS: &[&str] = &["ssh_from", "icmp_rate"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -140,6 +184,17 @@ pub struct NodeConfig {
     pub pos: Pos,
 }
 
+/// The keys of a node.
+pub(super) const NODE_KEYS: &[&str] = &[
+    "name",
+    "public_key",
+    "address",
+    "endpoint",
+    "routes",
+    "keepalive",
+    "open",
+];
+
 /// Where a peer can be reached.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Endpoint {
@@ -168,6 +223,9 @@ pub struct PolicyRule {
     pub allow: Vec<Allow>,
     pub pos: Pos,
 }
+
+/// The keys of a policy rule.
+pub(super) const RULE_KEYS: &[&str] = &["from", "to", "allow"];
 
 /// A set of nodes in a policy rule. Names are checked to exist.
 #[derive(Debug, Clone, PartialEq, Eq)]

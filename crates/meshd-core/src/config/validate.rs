@@ -1,9 +1,13 @@
-//! The checks across fields and nodes of `mesh.yaml`, run once every field has been parsed on its
-//! own: the mesh prefix, duplicate names, keys and addresses, overlapping routes, the MTU that
-//! IPv6 needs, and the node names a policy refers to. A value that failed to parse is skipped
-//! here (it has been reported already), so that one mistake does not cause a cascade of errors.
+//! The checks across fields and nodes, on the draft once every field has been parsed on its own.
+//!
+//! - The mesh prefix, duplicate names, keys and addresses, overlapping routes, the MTU that IPv6
+//!   needs, and the node names a policy refers to.
+//! - A value that failed to parse is skipped (it has been reported already), so that one mistake
+//!   does not cause a cascade of errors.
 
-use super::parse::{esc, q, Draft, Errors, Located, SelectorDraft, MIN_MTU_IPV6};
+use super::draft::{Draft, Located, SelectorDraft};
+use super::error::{esc, q, Errors};
+use super::model::MIN_MTU_IPV6;
 use crate::key::PublicKey;
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
