@@ -19,6 +19,8 @@ NODES=${NODES:-1000}
 RULES=${RULES:-2000}
 NODE=n0000
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib/netns.sh
+. "$ROOT/scripts/lib/netns.sh"
 MESHD=${MESHD_BIN:-$ROOT/target/release/meshd}
 [[ $EUID -eq 0 ]] || { echo "firewall_scale.sh needs root (network namespaces)" >&2; exit 1; }
 [[ -x $MESHD ]] || { echo "build first: cargo build --release -p meshd" >&2; exit 1; }
@@ -29,18 +31,17 @@ done
 
 TAG=mdfw$$
 WORK=$(mktemp -d /tmp/meshd-fwbench.XXXXXX)
-NSS=()
 cleanup() {
-  for ns in "${NSS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  netns_cleanup
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+NEWNS=0
 newns() { # a fresh namespace, its name in $REPLY
-  REPLY=$TAG-$((${#NSS[@]} + 1))
-  ip netns add "$REPLY"
-  NSS+=("$REPLY")
-  ip -n "$REPLY" link set lo up
+  NEWNS=$((NEWNS + 1))
+  REPLY=$TAG-$NEWNS
+  netns_add "$REPLY"
 }
 now() { date +%s%N; }
 
@@ -136,7 +137,7 @@ for run in $(seq "$RUNS"); do
   r=$(apply_in "$ns")
   B+=("$b"); A+=("$a"); R+=("$r"); T+=($((b + a)))
   printf 'run %d: build %d ms, apply %d ms, replace %d ms\n' "$run" $((b / 1000000)) $((a / 1000000)) $((r / 1000000)) >&2
-  if ((run < RUNS)); then ip netns del "$ns"; unset 'NSS[-1]'; fi
+  if ((run < RUNS)); then netns_del "$ns"; fi
 done
 
 # The installed table (in the last namespace) as nft lists it.

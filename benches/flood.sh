@@ -62,23 +62,16 @@ ATTACKER=${MESHD_ATTACKER_BIN:-$(dirname "$MESHD")/meshd-attacker}
 CLK=$(getconf CLK_TCK)
 X=$TAG-x; S=$TAG-s
 WGA=wgf${$}a; WGB=wgf${$}b
-bench_cleanup_extra() {
-  stop_pids $(ip netns pids "$X" 2>/dev/null)
-  ip netns del "$X" 2>/dev/null; ip netns del "$S" 2>/dev/null
-  rm -f /var/run/wireguard/{$WGA,$WGB}.sock
-}
+bench_cleanup_extra() { rm -f /var/run/wireguard/{$WGA,$WGB}.sock; }
 
 # --- a, b and x on a bridge in namespace s ------------------------------------------------
 flood_underlay() {
   local ns n i=1
-  for ns in "$A" "$B" "$X" "$S"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-  ip -n "$S" link add br0 type bridge forward_delay 0
-  ip -n "$S" link set br0 up
+  netns_add "$A" "$B" "$X" "$S"
+  netns_bridge "$S" br0
   for n in a b x; do
     case $n in a) ns=$A;; b) ns=$B;; x) ns=$X;; esac
-    ip link add "veth-$n" netns "$ns" type veth peer name "port-$n" netns "$S"
-    ip -n "$S" link set "port-$n" master br0 up
-    ip -n "$ns" addr add "192.0.2.$i/24" dev "veth-$n"; ip -n "$ns" link set "veth-$n" up
+    netns_bridge_port "$S" br0 "port-$n" "$ns" "veth-$n" "192.0.2.$i/24"
     i=$((i + 1))
   done
 }

@@ -14,9 +14,12 @@
 #   userspace_wg KIND IA IB PORT NET        a wireguard-go (or boringtun-cli) pair beside meshd
 #   ticks PID..., cpu_stat, steal_pct       CPU time of daemons, of the machine, and its steal
 # Long-lived helpers (iperf3 servers, wireguard-go) go in DAEMONS; a script that needs more
-# cleanup defines bench_cleanup_extra.
+# cleanup defines bench_cleanup_extra. Namespaces come from scripts/lib/netns.sh: any made with
+# netns_add are removed at the end, after everything running in them is stopped.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/netns.sh
+. "$ROOT/scripts/lib/netns.sh"
 MESHD=${MESHD_BIN:-$ROOT/target/release/meshd}
 A=$TAG-a; B=$TAG-b
 WORK=$(mktemp -d /tmp/meshd-bench.XXXXXX)
@@ -34,35 +37,24 @@ bench_need() {
   done
 }
 
-alive() { [[ -e /proc/$1 ]] && [[ $(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) != Z ]]; }
-stop_pids() { # SIGTERM by PID, wait up to 10 s each, then SIGKILL
-  local p i
-  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "$@"; do
-    for i in $(seq 100); do alive "$p" || break; sleep 0.1; done
-    if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
-    wait "$p" 2>/dev/null || true
-  done
-}
+alive() { netns_alive "$1"; }
+stop_pids() { netns_stop_pids "$@"; } # SIGTERM by PID, wait up to 10 s each, then SIGKILL
 bench_cleanup() {
   set +e
-  stop_pids ${MPIDS[@]+"${MPIDS[@]}"} ${DAEMONS[@]+"${DAEMONS[@]}"}
-  # and whatever else still runs in our namespaces (an interrupted iperf3 or ping client)
-  stop_pids $(ip netns pids "$A" 2>/dev/null) $(ip netns pids "$B" 2>/dev/null)
+  # the pair, the daemons, and whatever else still runs in our namespaces (an interrupted
+  # iperf3 or ping client)
+  netns_stop_all ${MPIDS[@]+"${MPIDS[@]}"} ${DAEMONS[@]+"${DAEMONS[@]}"}
   if declare -F bench_cleanup_extra >/dev/null; then bench_cleanup_extra; fi
-  ip netns del "$A" 2>/dev/null; ip netns del "$B" 2>/dev/null
+  netns_del_all
   rm -rf "$WORK"
 }
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 bench_underlay() { # [NS_A NS_B]: another pair of namespaces than $A and $B
-  local a=${1:-$A} b=${2:-$B} ns
-  ip netns add "$a"; ip netns add "$b"
-  ip link add veth-a netns "$a" type veth peer name veth-b netns "$b"
-  ip -n "$a" addr add 192.0.2.1/24 dev veth-a; ip -n "$b" addr add 192.0.2.2/24 dev veth-b
-  for ns in "$a" "$b"; do ip -n "$ns" link set lo up; done
-  ip -n "$a" link set veth-a up; ip -n "$b" link set veth-b up
+  local a=${1:-$A} b=${2:-$B}
+  netns_add "$a" "$b"
+  netns_veth "$a" veth-a 192.0.2.1/24 "$b" veth-b 192.0.2.2/24
 }
 
 bench_mesh() { # $1 metrics ("off" or an address), $2 and $3 the `open` lists of a and b

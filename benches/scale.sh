@@ -27,10 +27,8 @@ METRICS=127.0.0.1:9586
 bench_need python3 curl /usr/bin/time nsenter nft wg
 NS=$TAG-n
 PID=
-bench_cleanup_extra() {
-  [[ -n $PID ]] && stop_pids "$PID"
+bench_cleanup_extra() { # meshd is stopped by now; take away the table it leaves
   ip netns exec "$NS" "$MESHD" firewall --remove 2>/dev/null || true
-  ip netns del "$NS" 2>/dev/null || true
 }
 
 mesh() { # mesh N PORT: the mesh, n000000's key in $WORK/n.key, PORT in the third rule
@@ -61,10 +59,8 @@ secs() { # secs CMD...: wall seconds of CMD (its output discarded; it must succe
 in_node() { nsenter -t "$PID" -m -n "$@"; }  # meshd's network and private /run
 
 "$MESHD" genkey >"$WORK/n.key"
-ip netns add "$NS"
-ip -n "$NS" link add veth0 type veth peer name veth1  # both ends inside: an underlay to nowhere
-ip -n "$NS" addr add 192.0.2.1/24 dev veth0
-for l in lo veth0 veth1; do ip -n "$NS" link set "$l" up; done
+netns_add "$NS"
+netns_veth "$NS" veth0 192.0.2.1/24 "$NS" veth1 ""  # both ends inside: an underlay to nowhere
 
 ROWS=()
 for n in $NODES; do

@@ -27,9 +27,8 @@ TAG=msb$$
 . "$(dirname "$0")/lib.sh"
 for bin in "$OLD" "$NEW"; do [[ -x $bin ]] || { log "not an executable: $bin"; exit 1; }; done
 MESHD=$OLD bench_need ping
-# The second pair's namespaces; lib.sh's cleanup removes the first pair's and stops DAEMONS.
+# The second pair's namespaces; lib.sh's cleanup removes both pairs and stops DAEMONS.
 A2=$TAG-c; B2=$TAG-d
-bench_cleanup_extra() { ip netns del "$A2" 2>/dev/null; ip netns del "$B2" 2>/dev/null; }
 
 pair() { # $1 old|new, $2 $3 the namespaces, $4 binary, $5 env, $6 extra interface keys
   local v=$1 bin=$4 extra=() n ns

@@ -15,6 +15,8 @@
 # Needs root. Usage: scripts/demo.sh   (MESHD_BIN=PATH uses that binary instead of building one)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib/netns.sh
+. scripts/lib/netns.sh
 
 if [[ $EUID -ne 0 ]]; then
     echo "demo.sh needs root (it creates network namespaces)" >&2
@@ -43,23 +45,12 @@ switch="$prefix-sw"
 
 work=$(mktemp -d /tmp/meshd-demo.XXXXXX)
 declare -A pid=()
-created=()
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    for n in "${!pid[@]}"; do
-        kill -TERM "${pid[$n]}" 2>/dev/null || true
-    done
-    for n in "${!pid[@]}"; do
-        for _ in $(seq 50); do kill -0 "${pid[$n]}" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "${pid[$n]}" 2>/dev/null || true
-    done
-    for n in "${created[@]}"; do
-        # Anything still running in our namespaces is ours (iperf3 servers): kill it by PID.
-        for p in $(ip netns pids "$n" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-        ip netns del "$n" 2>/dev/null || true
-    done
+    # The nodes still running, then anything else in our namespaces (iperf3 servers).
+    netns_cleanup "${pid[@]}"
     rm -rf "$work"
     exit "$rc"
 }
@@ -78,19 +69,11 @@ else
 fi
 
 section "Four hosts on one switch (network namespaces)"
-ip netns add "$switch"
-created+=("$switch")
-ip -n "$switch" link set lo up
-ip -n "$switch" link add br0 type bridge forward_delay 0
-ip -n "$switch" link set br0 up
+netns_add "$switch"
+netns_bridge "$switch" br0
 for n in "${nodes[@]}"; do
-    ip netns add "$(ns "$n")"
-    created+=("$(ns "$n")")
-    ip -n "$(ns "$n")" link set lo up
-    ip -n "$switch" link add "$n" type veth peer name eth0 netns "$(ns "$n")"
-    ip -n "$switch" link set "$n" master br0 up
-    ip -n "$(ns "$n")" link set eth0 up
-    ip -n "$(ns "$n")" addr add "192.0.2.${num[$n]}/24" dev eth0
+    netns_add "$(ns "$n")"
+    netns_bridge_port "$switch" br0 "$n" "$(ns "$n")" eth0 "192.0.2.${num[$n]}/24"
     printf '  %-9s namespace %-22s underlay 192.0.2.%s  overlay 10.100.0.%s\n' \
         "$n" "$(ns "$n")" "${num[$n]}" "${num[$n]}"
 done

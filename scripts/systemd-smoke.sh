@@ -10,6 +10,8 @@
 #   sudo scripts/systemd-smoke.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib/netns.sh
+. scripts/lib/netns.sh
 [[ $EUID -eq 0 ]] || { echo "systemd-smoke.sh needs root" >&2; exit 1; }
 for tool in debootstrap systemd-nspawn nsenter ip; do
   command -v "$tool" >/dev/null || { echo "missing $tool (run scripts/setup.sh)" >&2; exit 1; }
@@ -35,8 +37,8 @@ cleanup() {
   # The container's init dies with everything in its PID namespace.
   if [[ -n $INIT ]]; then kill -KILL "$INIT" 2>/dev/null; fi
   if [[ -n $NSPAWN ]]; then kill -KILL "$NSPAWN" 2>/dev/null; wait "$NSPAWN" 2>/dev/null; fi
-  if [[ -n $PEER ]]; then kill -TERM "$PEER" 2>/dev/null; wait "$PEER" 2>/dev/null; fi
-  ip netns del "$NS1" 2>/dev/null; ip netns del "$NS2" 2>/dev/null
+  # The peer, then anything left in the namespaces; they go too.
+  netns_cleanup ${PEER:+"$PEER"}
   rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
@@ -54,11 +56,8 @@ chroot "$root" getent passwd meshd >/dev/null && ok "the package created the mes
   && ok "the package created /etc/meshd/private.key (0600 root)" || bad "private.key missing or loose"
 
 log "== namespaces: the container's ($NS1, 192.0.2.1) and a peer's ($NS2, 192.0.2.2)"
-ip netns add "$NS1"; ip netns add "$NS2"
-ip link add veth-node netns "$NS1" type veth peer name veth-peer netns "$NS2"
-ip -n "$NS1" addr add 192.0.2.1/24 dev veth-node; ip -n "$NS2" addr add 192.0.2.2/24 dev veth-peer
-for ns in "$NS1" "$NS2"; do ip -n "$ns" link set lo up; done
-ip -n "$NS1" link set veth-node up; ip -n "$NS2" link set veth-peer up
+netns_add "$NS1" "$NS2"
+netns_veth "$NS1" veth-node 192.0.2.1/24 "$NS2" veth-peer 192.0.2.2/24
 (umask 077; "$meshd" genkey >"$work/peer.key")
 cat >"$root/etc/meshd/mesh.yaml" <<YAML
 interface: {name: meshd0, listen_port: 51820, metrics: 127.0.0.1:9586}

@@ -20,7 +20,7 @@ fn json_line(line: &[u8], ok: bool) {
     assert_eq!(line.last(), Some(&b'\n'));
     assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
     let v: serde_json::Value =
-        serde_json::from_slice(line).unwrap_or_else(|e| panic!("reply is not JSON: {e}"));
+        serde_json::from_slice(line).expect("reply is not JSON");
     assert_eq!(v["ok"], serde_json::Value::Bool(ok), "{v}");
 }
 
@@ -32,7 +32,7 @@ fn parsed(stream: &[u8], chunk: usize, snapshot: &Snapshot) -> Vec<String> {
             Ok(Request::Query(q)) => {
                 let line = answer(*q, snapshot);
                 let v: serde_json::Value = serde_json::from_slice(&line)
-                    .unwrap_or_else(|e| panic!("reply is not JSON: {e}"));
+                    .expect("reply is not JSON");
                 json_line(&line, v["ok"] == serde_json::Value::Bool(true));
             }
             Ok(Request::Reload) => {}

@@ -23,8 +23,9 @@ pub const STRANGER6: &str = "[2001:db8::7]:40000";
 const KEY_A: &str = "mJ5mR0eYUvGrG0mU8MQzsJk3QDvJOgBSzfGS8vJlB1Y=";
 const KEY_B: &str = "0LXDVHsIH2Yb7mJlwF2xkAvsv0cJxKpBeLu5wQrI+XM=";
 
+#[track_caller]
 pub fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    s.parse().expect("a fixed address")
 }
 
 /// The source address a fuzz input picks by one byte.
@@ -57,7 +58,7 @@ fn mesh_yaml(a: &PrivateKey, b: &PrivateKey) -> String {
 }
 
 fn key(text: &str) -> PrivateKey {
-    PrivateKey::from_base64(text).unwrap_or_else(|e| panic!("fixed key: {e}"))
+    PrivateKey::from_base64(text).expect("fixed key")
 }
 
 impl Pair {
@@ -65,13 +66,13 @@ impl Pair {
     pub fn new() -> Pair {
         let (key_a, key_b) = (key(KEY_A), key(KEY_B));
         let mesh = config::parse("mesh.yaml", &mesh_yaml(&key_a, &key_b))
-            .unwrap_or_else(|e| panic!("fixed mesh: {e}"));
+            .expect("fixed mesh");
         let plan = |k: &PrivateKey| {
             let who = Identity::Key {
                 public_key: k.public_key(),
                 name: None,
             };
-            NodePlan::new(&mesh, &who).unwrap_or_else(|e| panic!("fixed plan: {e}"))
+            NodePlan::new(&mesh, &who).expect("fixed plan")
         };
         let plan_a = plan(&key_a);
         Pair {

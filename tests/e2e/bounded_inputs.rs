@@ -107,7 +107,7 @@ fn check_refuses_what_is_not_a_config_file_fast() {
         &[&format!("more than the limit of {LIMIT} bytes")],
     );
     let sparse = dir.join("sparse.yaml");
-    let f = std::fs::File::create(&sparse).unwrap_or_else(|e| panic!("{e}"));
+    let f = std::fs::File::create(&sparse).expect("create sparse.yaml");
     assert!(f.set_len(50 << 30).is_ok());
     assert_refused(
         &sparse,
@@ -183,14 +183,14 @@ fn endless_key_input_is_refused() {
     assert!(out.stderr.contains("not a regular file"), "{}", out.stderr);
 
     // `meshd pubkey < /dev/zero` stops reading by itself.
-    let zero = std::fs::File::open("/dev/zero").unwrap_or_else(|e| panic!("{e}"));
+    let zero = std::fs::File::open("/dev/zero").expect("open /dev/zero");
     let child = Command::new(meshd_bin())
         .arg("pubkey")
         .stdin(zero)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("spawn meshd pubkey");
     let pid = child.id();
     let waiter = thread::spawn(move || child.wait_with_output());
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -203,8 +203,8 @@ fn endless_key_input_is_refused() {
     }
     let out = waiter
         .join()
-        .unwrap_or_else(|_| panic!("waiter panicked"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("waiter panicked")
+        .expect("wait for meshd pubkey");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -225,7 +225,7 @@ impl Endpoints {
     fn of(node: &Meshd, ns: &str) -> Endpoints {
         Endpoints {
             ns: ns.to_string(),
-            metrics: METRICS.parse().unwrap_or_else(|e| panic!("{e}")),
+            metrics: METRICS.parse().unwrap(),
             control: daemon_socket(node.pid(), CONTROL),
             uapi: daemon_socket(node.pid(), UAPI),
         }
@@ -242,14 +242,14 @@ impl Endpoints {
         })
         .join()
         .unwrap_or_else(|_| Err("connect thread panicked".into()))
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+        .expect("connect to the metrics endpoint")
     }
 
     fn control_clients(&self, n: usize) -> Vec<UnixStream> {
         (0..n)
             .map(|_| UnixStream::connect(&self.control))
             .collect::<Result<Vec<_>, _>>()
-            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.control.display()))
+            .expect("connect to the control socket")
     }
 
     /// `meshd peers`, a UAPI `get` and a scrape, each answered (and correct) within [`WITHIN`].
@@ -337,7 +337,7 @@ fn endpoints_answer_with_hundreds_of_idle_clients() {
     let uapi: Vec<UnixStream> = (0..CLIENTS)
         .map(|_| UnixStream::connect(&ep.uapi))
         .collect::<Result<_, _>>()
-        .unwrap_or_else(|e| panic!("uapi connect: {e}"));
+        .expect("connect to the UAPI socket");
     let metrics = ep.metrics_clients(CLIENTS);
     // One client that sent half a request and stalls is idle too.
     let mut half = ep.metrics_clients(1);

@@ -37,10 +37,10 @@ fn paced_transfer_cpu(a: &Host, b: &Host, busy_poll: u32) -> (Duration, f64) {
         SocketAddr::new(ob, 5001),
         TransferOpts::bytes(BYTES),
     )
-    .unwrap_or_else(|e| panic!("transfer: {e}"));
+    .expect("start the transfer");
     let report = t
         .wait(Duration::from_secs(120))
-        .unwrap_or_else(|e| panic!("transfer through the tunnel: {e}"));
+        .expect("transfer through the tunnel");
     let used = thread_cpu(&ta) + thread_cpu(&tb) - before;
     assert!(report.is_intact(BYTES), "busy_poll {busy_poll}: {report:?}");
     let (sa, sb) = (ma.stop(), mb.stop());

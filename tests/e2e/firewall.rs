@@ -196,7 +196,7 @@ fn firewall_enforces_policy_fails_closed_and_heals() {
     let out = firewall_cmd(&scratch, &files, "db", &["--json"]);
     assert!(out.status.success(), "--json: {}", text(&out.stderr));
     let json = files.dir.join("db-ruleset.json");
-    std::fs::write(&json, &out.stdout).unwrap_or_else(|e| panic!("write {json:?}: {e}"));
+    std::fs::write(&json, &out.stdout).expect("write db-ruleset.json");
     let ruleset = scratch.exec_ok(&["nft", "list", "ruleset"]);
     assert!(
         ruleset.trim().is_empty(),
@@ -496,15 +496,14 @@ fn bad_input_and_missing_nft_change_nothing() {
     // Without nft on the PATH: exit 1, a message about the firewall, no device, no table.
     let files = mesh.write();
     let bin = files.dir.join("bin");
-    std::fs::create_dir(&bin).unwrap_or_else(|e| panic!("mkdir {bin:?}: {e}"));
+    std::fs::create_dir(&bin).expect("mkdir bin");
     for tool in ["ip", "sh", "mount", "unshare"] {
         let found = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
             .iter()
             .map(|d| std::path::Path::new(d).join(tool))
             .find(|p| p.is_file())
             .unwrap_or_else(|| panic!("no {tool} in /usr/bin, /bin, /usr/sbin, /sbin"));
-        std::os::unix::fs::symlink(&found, bin.join(tool))
-            .unwrap_or_else(|e| panic!("symlink {tool}: {e}"));
+        std::os::unix::fs::symlink(&found, bin.join(tool)).expect("symlink a tool into bin");
     }
     let config = files.config.to_string_lossy().into_owned();
     let key = files.key_path("db").to_string_lossy().into_owned();

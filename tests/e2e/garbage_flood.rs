@@ -33,7 +33,7 @@ fn the_kernel_drops_a_garbage_flood_and_the_session_keeps_flowing() {
         SocketAddr::new(ob, 7005),
         Duration::from_millis(10),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("start the pulse");
 
     meshd_e2e::attack::use_attacker_bin(env!("CARGO_BIN_EXE_meshd-attacker"));
     let filtered_before = b.ns.udp_filtered();

@@ -66,7 +66,7 @@ fn meshd_peers_keep_their_session_and_a_restarted_one_gets_in_within_a_second() 
     let ob = host_of(&overlay_cidr(2, false));
     a.ns.assert_reaches(ob);
     let pulse = Pulse::start(a.ns.name(), b.ns.name(), SocketAddr::new(ob, 7003), EVERY)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("start the pulse");
     let target = SocketAddr::new(b.addr, PORT);
     let attack = floods(x, target, mesh.key("b"), mesh.key("a"), 60.0);
     std::thread::sleep(Duration::from_secs(3));
@@ -77,7 +77,7 @@ fn meshd_peers_keep_their_session_and_a_restarted_one_gets_in_within_a_second() 
         "a -> b stalled {gap:?} under the floods"
     );
 
-    let mut old = ma.take().unwrap_or_else(|| unreachable!());
+    let mut old = ma.take().expect("a is running");
     old.daemon().signal(libc::SIGKILL);
     assert!(old.daemon().wait_exit(Duration::from_secs(10)).is_some());
     drop(old);
@@ -86,7 +86,7 @@ fn meshd_peers_keep_their_session_and_a_restarted_one_gets_in_within_a_second() 
     ma = Some(Meshd::start(&a.ns, &files, "a"));
     let back = pulse.wait_after(restarted, Duration::from_secs(30));
     eprintln!("a restarted under the floods: a -> b flows again after {back:.2?}");
-    let back = back.unwrap_or_else(|| panic!("a never got back in under the floods"));
+    let back = back.expect("a never got back in under the floods");
     assert!(
         back <= Duration::from_secs(1),
         "a got back in only after {back:?}"
@@ -153,11 +153,10 @@ fn a_new_wireguard_go_peer_gets_in_within_six_seconds() {
     wg.add_addr(&w.ns, "10.100.0.2/24");
     wg.up(&w.ns);
     let dst = SocketAddr::new(host_of("10.100.0.1/24"), 7004);
-    let pulse =
-        Pulse::start(w.ns.name(), m.ns.name(), dst, EVERY).unwrap_or_else(|e| panic!("{e}"));
+    let pulse = Pulse::start(w.ns.name(), m.ns.name(), dst, EVERY).expect("start the pulse");
     let back = pulse.wait_after(started, Duration::from_secs(30));
     eprintln!("wireguard-go under the floods: first packet through after {back:.2?}");
-    let back = back.unwrap_or_else(|| panic!("wireguard-go never got in under the floods"));
+    let back = back.expect("wireguard-go never got in under the floods");
     assert!(
         back <= Duration::from_secs(6),
         "wireguard-go got in only after {back:?}"

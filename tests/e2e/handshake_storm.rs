@@ -82,7 +82,7 @@ fn a_hub_takes_a_thousand_handshakes_at_once_without_stalling_or_growing() {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&mesh.key("a").public)
             .unwrap_or_default();
-        bytes.try_into().unwrap_or_else(|_| panic!("the hub's key"))
+        bytes.try_into().expect("the hub's key is 32 bytes")
     };
     let hub = SocketAddr::new(a.addr, PORT);
 
@@ -91,7 +91,7 @@ fn a_hub_takes_a_thousand_handshakes_at_once_without_stalling_or_growing() {
     let oa = host_of("10.100.0.1/16");
     b.ns.assert_reaches(oa);
     let pulse = Pulse::start(b.ns.name(), a.ns.name(), SocketAddr::new(oa, 7010), EVERY)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("start the pulse");
     assert!(
         pulse
             .wait_after(Instant::now(), Duration::from_secs(5))
@@ -103,7 +103,7 @@ fn a_hub_takes_a_thousand_handshakes_at_once_without_stalling_or_growing() {
     // 1. The storm on a running hub.
     let t = Instant::now();
     let first = storm(x.ns.name(), &keys, hub, hub_key, &sources, DEADLINE)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("storm on the running hub");
     assert_all_in("storm on the running hub", &first);
     let gap = pulse.longest_gap_after(t);
     eprintln!("b -> hub: longest gap during the storm {gap:.2?}");
@@ -127,11 +127,11 @@ fn a_hub_takes_a_thousand_handshakes_at_once_without_stalling_or_growing() {
     let restarted = Instant::now();
     let ma = Meshd::start(&a.ns, &files, "a");
     let second = storm(x.ns.name(), &keys, hub, hub_key, &sources, DEADLINE)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("storm on the restarted hub");
     assert_all_in("storm on the restarted hub", &second);
     let back = pulse.wait_after(restarted, Duration::from_secs(10));
     eprintln!("b -> hub flows again {back:.2?} after the restart");
-    let back = back.unwrap_or_else(|| panic!("b's traffic did not come back"));
+    let back = back.expect("b's traffic did not come back");
     assert!(
         back <= Duration::from_secs(2),
         "b's traffic back after {back:?}"
@@ -140,8 +140,7 @@ fn a_hub_takes_a_thousand_handshakes_at_once_without_stalling_or_growing() {
     // 3. Once more on the running hub: new handshakes for sessions it has.
     let after_second = rss_kib(ma.pid());
     let t = Instant::now();
-    let third = storm(x.ns.name(), &keys, hub, hub_key, &sources, DEADLINE)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let third = storm(x.ns.name(), &keys, hub, hub_key, &sources, DEADLINE).expect("storm again");
     assert_all_in("storm again", &third);
     let gap = pulse.longest_gap_after(t);
     assert!(gap < Duration::from_millis(500), "b -> hub stalled {gap:?}");

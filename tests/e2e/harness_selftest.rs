@@ -105,7 +105,7 @@ fn transfer_failure_is_detected() {
     o.pace = Some(5 * MB);
     o.stall_timeout = Duration::from_secs(2);
     let t = TcpTransfer::start(b.ns.name(), a.ns.name(), SocketAddr::new(b.addr, 5001), o)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("start the transfer");
     assert!(t.wait_received(MB, Duration::from_secs(10)));
     a.ns.ip(&["link", "set", "eth0", "down"]);
     let r = t.wait(Duration::from_secs(30));
@@ -132,7 +132,7 @@ fn wggo_drops_spoofed_source() {
     // An extra address on A's WireGuard interface, outside the AllowedIPs B has for A.
     p.a.ns.add_addr(p.wa.iface(), "10.100.0.99/32");
     let dst = SocketAddr::new(p.ob, 5555);
-    let col = UdpCollector::start(p.b.ns.name(), dst).unwrap_or_else(|e| panic!("{e}"));
+    let col = UdpCollector::start(p.b.ns.name(), dst).expect("start the UDP collector");
     let (_, tx_before) = p.wa.transfer(&p.wb.key().public);
     for i in 0..5 {
         udp_send(
@@ -141,11 +141,10 @@ fn wggo_drops_spoofed_source() {
             dst,
             format!("spoof-{i}").as_bytes(),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("send a spoofed datagram");
     }
     for i in 0..3 {
-        udp_send(p.a.ns.name(), p.oa, dst, format!("ctl-{i}").as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
+        udp_send(p.a.ns.name(), p.oa, dst, format!("ctl-{i}").as_bytes()).expect("send a datagram");
     }
     assert!(
         col.wait_for(b"ctl-0", Duration::from_secs(5)),
@@ -207,7 +206,7 @@ fn wggo_roaming_mid_transfer() {
     // backs off meanwhile: be patient (meshd's own roaming test keeps the default).
     o.stall_timeout = Duration::from_secs(90);
     let t = TcpTransfer::start(p.b.ns.name(), p.a.ns.name(), SocketAddr::new(p.ob, 5001), o)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("start the transfer");
     assert!(
         t.wait_received(5 * MB, Duration::from_secs(30)),
         "transfer did not get going"
@@ -216,7 +215,7 @@ fn wggo_roaming_mid_transfer() {
     let at_change = t.received();
     let r = t
         .wait(Duration::from_secs(180))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("transfer across the address change");
     assert!(r.is_intact(bytes), "{r:?}");
     assert!(
         at_change < bytes,

@@ -46,10 +46,10 @@ fn one_line_per_event_silent_when_steady_journal_priorities_and_no_secret() {
     let bin = meshd_bin();
     let bin = bin.to_string_lossy();
     assert!(ma.exec(&[&bin, "reload"]).status.success());
-    let good = std::fs::read_to_string(&files.config).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(&files.config, "nodes: [").unwrap_or_else(|e| panic!("{e}"));
+    let good = std::fs::read_to_string(&files.config).expect("read the config");
+    std::fs::write(&files.config, "nodes: [").expect("write the config");
     assert!(!ma.exec(&[&bin, "reload"]).status.success());
-    std::fs::write(&files.config, good).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&files.config, good).expect("write the config");
 
     let stopped = ma.stop();
     stopped.assert_clean();

@@ -53,7 +53,7 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
     mesh.rule("a", "b", &["any"]);
     mesh.rule("b", "a", &["icmp"]);
     let files = mesh.write();
-    let metrics_at: SocketAddr = "127.0.0.1:9586".parse().unwrap_or_else(|e| panic!("{e}"));
+    let metrics_at: SocketAddr = "127.0.0.1:9586".parse().unwrap();
 
     // a's first packet makes the handshake: a is the initiator.
     let mb = Meshd::start(&b.ns, &files, "b");
@@ -219,7 +219,7 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
             SocketAddr::new(b.addr, PORT),
             &[[1, 0, 0, 0, i].as_slice(), &[0u8; 291]].concat(),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("send a datagram");
     }
     assert!(
         wait_until(Duration::from_secs(5), || malformed(&scrape(
@@ -358,7 +358,7 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
         b"not json\n{\"cmd\":\"frob\"}\n\xff\xfe\n{\"cmd\":\"peers\"}\n",
         lines(4),
     )
-    .unwrap_or_else(|e| panic!("control: {e}"));
+    .expect("control request");
     let r = text(&r);
     let replies: Vec<&str> = r.lines().collect();
     assert_eq!(replies.len(), 4, "{r}");
@@ -367,18 +367,16 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
     }
     assert!(replies[3].starts_with("{\"ok\":true"), "{r}");
     let long = vec![b'x'; 10_000];
-    let r = text(&unix_request(&control, &long, lines(1)).unwrap_or_else(|e| panic!("{e}")));
+    let r = text(&unix_request(&control, &long, lines(1)).expect("control request"));
     assert!(r.contains("\"ok\":false"), "{r}");
 
     let uapi = daemon_socket(ma.pid(), "/run/wireguard/meshd0.sock");
     let ends = |r: &[u8]| r.ends_with(b"\n\n");
-    let r = text(&unix_request(&uapi, b"hello=1\n\n", ends).unwrap_or_else(|e| panic!("{e}")));
+    let r = text(&unix_request(&uapi, b"hello=1\n\n", ends).expect("UAPI request"));
     assert_eq!(r, "errno=-22\n\n");
-    let r = text(
-        &unix_request(&uapi, b"set=1\nprivate_key=00\n\n", ends).unwrap_or_else(|e| panic!("{e}")),
-    );
+    let r = text(&unix_request(&uapi, b"set=1\nprivate_key=00\n\n", ends).expect("UAPI request"));
     assert_eq!(r, "errno=-1\n\n");
-    let get = text(&unix_request(&uapi, b"get=1\n\n", ends).unwrap_or_else(|e| panic!("{e}")));
+    let get = text(&unix_request(&uapi, b"get=1\n\n", ends).expect("UAPI request"));
     assert!(
         get.ends_with("errno=0\n\n") && get.contains("public_key="),
         "{get}"
@@ -389,7 +387,7 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
         (b"GET /nope HTTP/1.1\r\n\r\n", "404"),
         (b"POST /metrics HTTP/1.1\r\n\r\n", "405"),
     ] {
-        let r = http_raw(a.ns.name(), metrics_at, req).unwrap_or_else(|e| panic!("{e}"));
+        let r = http_raw(a.ns.name(), metrics_at, req).expect("metrics request");
         assert!(
             r.starts_with(&format!("HTTP/1.1 {status}")),
             "{}: {r}",
@@ -397,7 +395,7 @@ fn metrics_peers_whois_and_wg_show_agree_with_the_traffic() {
         );
     }
     let big = vec![b'A'; 20_000];
-    let r = http_raw(a.ns.name(), metrics_at, &big).unwrap_or_else(|e| panic!("{e}"));
+    let r = http_raw(a.ns.name(), metrics_at, &big).expect("metrics request");
     assert!(r.starts_with("HTTP/1.1 431"), "{r}");
     let metrics = scrape(a.ns.name(), metrics_at);
 

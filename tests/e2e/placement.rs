@@ -78,7 +78,7 @@ fn light_traffic_keeps_the_data_thread_to_one_cpu_and_a_transfer_spreads_it() {
         dst,
         TransferOpts::bytes(2_000_000_000),
     )
-    .unwrap_or_else(|e| panic!("transfer: {e}"));
+    .expect("start the transfer");
     let (mut spread_a, mut spread_b) = (false, false);
     wait_until(Duration::from_secs(60), || {
         spread_a |= data_thread_cpus(ma.pid()) == all;
@@ -87,7 +87,7 @@ fn light_traffic_keeps_the_data_thread_to_one_cpu_and_a_transfer_spreads_it() {
     });
     let report = t
         .wait(Duration::from_secs(120))
-        .unwrap_or_else(|e| panic!("transfer through the tunnel: {e}"));
+        .expect("transfer through the tunnel");
     assert!(report.is_intact(2_000_000_000), "{report:?}");
     assert!(
         spread_a && spread_b,

@@ -20,7 +20,7 @@ const DATAGRAMS: u32 = 500;
 
 /// One sample of the metrics of the node in `ns` (0 when absent).
 fn metric(ns: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = scrape(ns, METRICS.parse().unwrap_or_else(|_| unreachable!()));
+    let text = scrape(ns, METRICS.parse().unwrap());
     sample(&text, name, labels).unwrap_or(0.0)
 }
 
@@ -139,7 +139,7 @@ fn reload_adds_removes_and_changes_nodes_while_a_stream_runs() {
     );
 
     // A refused reload changes nothing: a broken file, then a change that needs a restart.
-    let good = std::fs::read_to_string(&files.config).unwrap_or_else(|e| panic!("{e}"));
+    let good = std::fs::read_to_string(&files.config).expect("read the config");
     let table = |ns: &meshd_e2e::Netns| {
         ns.exec_ok(&["nft", "list", "table", "inet", "meshd"])
             .lines()
@@ -155,7 +155,7 @@ fn reload_adds_removes_and_changes_nodes_while_a_stream_runs() {
             "needs a restart",
         ),
     ] {
-        std::fs::write(&files.config, broken).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&files.config, broken).expect("write the config");
         let (ok, text) = reload(&mb);
         assert!(!ok && text.contains(why), "b accepted a bad reload: {text}");
         sighup(&ma);
@@ -179,7 +179,7 @@ fn reload_adds_removes_and_changes_nodes_while_a_stream_runs() {
     let mut opts = TransferOpts::bytes(24 << 20);
     opts.pace = Some(4 << 20);
     let stream = TcpTransfer::start(hb.ns.name(), ha.ns.name(), SocketAddr::new(ob, 5001), opts)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("start the transfer");
     assert!(
         stream.wait_received(4 << 20, Duration::from_secs(20)),
         "the stream did not start"
@@ -193,7 +193,7 @@ fn reload_adds_removes_and_changes_nodes_while_a_stream_runs() {
     // Numbered datagrams a → b every 2 ms across the reloads: UDP has no retransmission, so
     // every one must arrive.
     let collector = UdpCollector::start(hb.ns.name(), SocketAddr::new(ob, 5555))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("start the UDP collector");
     let ticker = spawn_in_netns(ha.ns.name(), move || {
         let sock = std::net::UdpSocket::bind(SocketAddr::new(oa, 0)).map_err(|e| e.to_string())?;
         for i in 0..DATAGRAMS {
@@ -204,7 +204,7 @@ fn reload_adds_removes_and_changes_nodes_while_a_stream_runs() {
         Ok(())
     });
     std::thread::sleep(Duration::from_millis(100));
-    std::fs::write(&files.config, &files_after.yaml).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&files.config, &files_after.yaml).expect("write the config");
     sighup(&ma);
     for m in [&mb, &mp] {
         let started = std::time::Instant::now();
@@ -255,7 +255,7 @@ fn reload_adds_removes_and_changes_nodes_while_a_stream_runs() {
 
     let report = stream
         .wait(Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("transfer across the reloads");
     assert!(
         report.is_intact(24 << 20),
         "the stream did not survive the reload"

@@ -36,14 +36,13 @@ fn traffic_flows_again_within_a_second_of_either_side_restarting() {
         (1, "b", &b.ns, &a.ns, &b.ns, SocketAddr::new(ob, 7001)),
         (0, "a", &a.ns, &b.ns, &a.ns, SocketAddr::new(oa, 7002)),
     ] {
-        let pulse =
-            Pulse::start(from.name(), to.name(), dst, EVERY).unwrap_or_else(|e| panic!("{e}"));
+        let pulse = Pulse::start(from.name(), to.name(), dst, EVERY).expect("start the pulse");
         let flowing = Instant::now();
         assert!(
             pulse.wait_after(flowing, Duration::from_secs(5)).is_some(),
             "nothing flows to {name} before its restart"
         );
-        let mut old = nodes[i].take().unwrap_or_else(|| unreachable!());
+        let mut old = nodes[i].take().expect("the node is running");
         old.daemon().signal(libc::SIGKILL);
         assert!(old.daemon().wait_exit(Duration::from_secs(10)).is_some());
         drop(old);
@@ -124,7 +123,7 @@ fn a_starting_node_greets_its_keepalive_peers_and_the_others_at_their_first_pack
     let mut ma = Meshd::start(&a.ns, &files, "a");
     std::thread::sleep(Duration::from_millis(500));
     mesh.get_mut("b").keepalive = Some(25);
-    std::fs::write(&files.config, mesh.to_yaml()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&files.config, mesh.to_yaml()).expect("write the config");
     let bin = meshd_e2e::meshd_bin().to_string_lossy().into_owned();
     let out = ma.exec(&[&bin, "reload"]);
     assert!(
@@ -159,14 +158,14 @@ fn a_restarted_node_whose_greeting_was_lost_answers_the_old_session_with_a_hands
     let ob = host_of(&overlay_cidr(2, false));
     a.ns.assert_reaches(ob);
     let pulse = Pulse::start(a.ns.name(), b.ns.name(), SocketAddr::new(ob, 7006), EVERY)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("start the pulse");
     assert!(
         pulse
             .wait_after(Instant::now(), Duration::from_secs(5))
             .is_some(),
         "nothing flows to b before its restart"
     );
-    let mut old = mb.take().unwrap_or_else(|| unreachable!());
+    let mut old = mb.take().expect("b is running");
     old.daemon().signal(libc::SIGKILL);
     assert!(old.daemon().wait_exit(Duration::from_secs(10)).is_some());
     drop(old);
@@ -187,7 +186,7 @@ fn a_restarted_node_whose_greeting_was_lost_answers_the_old_session_with_a_hands
     eprintln!(
         "b restarted, its handshakes lost for {lost_until:.2?}: traffic back after {back:.2?}"
     );
-    let back = back.unwrap_or_else(|| panic!("no traffic to b within 20 s of its restart"));
+    let back = back.expect("no traffic to b within 20 s of its restart");
     assert!(
         back <= Duration::from_millis(2500),
         "traffic to b came back {back:.2?} after its restart, its handshakes lost for \

@@ -43,7 +43,7 @@ fn endpoint_follows_the_peer_mid_transfer() {
     // Paced so that the change surely happens mid-transfer (about 4 s in all).
     o.pace = Some(25 * MB);
     let t = TcpTransfer::start(b.ns.name(), a.ns.name(), SocketAddr::new(ob, 5001), o)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("start the transfer");
     assert!(
         t.wait_received(20 * MB, Duration::from_secs(60)),
         "the transfer did not get going: {} bytes",
@@ -53,7 +53,7 @@ fn endpoint_follows_the_peer_mid_transfer() {
     let at_change = t.received();
     let r = t
         .wait(Duration::from_secs(150))
-        .unwrap_or_else(|e| panic!("transfer across the address change: {e}"));
+        .expect("transfer across the address change");
     assert!(r.is_intact(bytes), "{r:?}");
     assert!(
         at_change < bytes,

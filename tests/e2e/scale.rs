@@ -71,13 +71,13 @@ fn a_node_of_two_thousand_starts_passes_traffic_and_reloads_in_bounded_memory() 
     a.ns.assert_reaches(ip("10.100.0.2"));
 
     let bin = meshd_bin().to_string_lossy().into_owned();
-    let config = std::fs::read_to_string(&files.config).unwrap_or_else(|e| panic!("{e}"));
+    let config = std::fs::read_to_string(&files.config).expect("read the config");
     let mut rss = vec![rss_kib(ma.pid())];
     for port in [8001, 8002, 8003] {
         // One rule's port changed, nothing else.
         let next = config.replace("allow: [tcp/8000]", &format!("allow: [tcp/{port}]"));
         assert_ne!(next, config, "the rule to change is not in the config");
-        std::fs::write(&files.config, next).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&files.config, next).expect("write the config");
         let took = Instant::now();
         let out = ma.exec(&[&bin, "reload"]);
         assert!(
@@ -98,7 +98,7 @@ fn a_node_of_two_thousand_starts_passes_traffic_and_reloads_in_bounded_memory() 
     a.ns.assert_reaches(ip("10.100.0.2"));
 
     // By default a peer has 4 series, whatever the traffic; node-wide families have no peer.
-    let metrics_at: SocketAddr = "127.0.0.1:9586".parse().unwrap_or_else(|e| panic!("{e}"));
+    let metrics_at: SocketAddr = "127.0.0.1:9586".parse().unwrap();
     let peers = NODES - 1;
     let metrics = scrape(a.ns.name(), metrics_at);
     let (total, sent) = series(&metrics, "wireguard_sent_bytes_total");
@@ -107,13 +107,13 @@ fn a_node_of_two_thousand_starts_passes_traffic_and_reloads_in_bounded_memory() 
     assert_eq!(series(&metrics, "meshd_payload_bytes_total").1, 2);
     assert!(!metrics.contains("meshd_payload_bytes_total{direction=\"tx\",peer="));
     // `metrics_detail: peer`, applied by a reload: every peer family per peer.
-    let config = std::fs::read_to_string(&files.config).unwrap_or_else(|e| panic!("{e}"));
+    let config = std::fs::read_to_string(&files.config).expect("read the config");
     let detailed = config.replace(
         "  metrics: \"127.0.0.1:9586\"\n",
         "  metrics: \"127.0.0.1:9586\"\n  metrics_detail: peer\n",
     );
     assert_ne!(detailed, config);
-    std::fs::write(&files.config, detailed).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&files.config, detailed).expect("write the config");
     let out = ma.exec(&[&bin, "reload"]);
     assert!(
         out.status.success(),

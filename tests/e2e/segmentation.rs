@@ -51,7 +51,7 @@ fn policy_decides_who_peers() {
 
     // a tries c every way it can: ping, UDP, TCP. c tries a.
     let col = UdpCollector::start(c.ns.name(), SocketAddr::new(oc, 5555))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("start the UDP collector");
     assert!(!a.ns.ping(oc, 3), "a reached c, which policy does not join");
     for i in 0..3 {
         // The send itself may fail (e.g. EHOSTUNREACH from meshd's ICMP): nothing may arrive.

@@ -46,15 +46,14 @@ fn spoofed_inner_source_is_dropped_and_counted() {
     b.ns.assert_reaches(om);
 
     let dst = SocketAddr::new(om, 5555);
-    let col = UdpCollector::start(a.ns.name(), dst).unwrap_or_else(|e| panic!("{e}"));
+    let col = UdpCollector::start(a.ns.name(), dst).expect("start the UDP collector");
     let (_, tx_before) = wg.transfer(&km.public);
     for i in 0..SPOOFED {
         udp_send(b.ns.name(), spoof, dst, format!("spoof-{i}").as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("send a spoofed datagram");
     }
     for i in 0..3 {
-        udp_send(b.ns.name(), ow, dst, format!("ctl-{i}").as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
+        udp_send(b.ns.name(), ow, dst, format!("ctl-{i}").as_bytes()).expect("send a datagram");
     }
     assert!(
         col.wait_for(b"ctl-0", Duration::from_secs(5)),

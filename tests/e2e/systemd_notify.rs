@@ -24,7 +24,7 @@ fn ready_only_when_firewall_and_device_are_up_then_watchdog_then_stopping() {
     let mesh = two_node_mesh(&a, &b);
     let files = mesh.write();
     let path = files.dir.join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap_or_else(|e| panic!("bind {path:?}: {e}"));
+    let sock = UnixDatagram::bind(&path).expect("bind notify.sock");
 
     let mut opts = MeshdOpts::default();
     opts.env
@@ -71,13 +71,13 @@ fn ready_only_when_firewall_and_device_are_up_then_watchdog_then_stopping() {
 
     // SIGHUP, as `systemctl reload` sends it: once with the same config, once with a broken
     // one. Both times RELOADING=1 (with the monotonic time systemd wants), then READY=1.
-    let original = std::fs::read_to_string(&files.config).unwrap_or_else(|e| panic!("{e}"));
+    let original = std::fs::read_to_string(&files.config).expect("read the config");
     let mut ma = ma;
     for (config, outcome) in [
         (original.clone(), "reloaded "),
         (format!("{original}\nnot: [valid"), "reload refused"),
     ] {
-        std::fs::write(&files.config, &config).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&files.config, &config).expect("write the config");
         let hup = std::process::Command::new("kill")
             .args(["-HUP", &ma.pid().to_string()])
             .status();

@@ -16,8 +16,8 @@ const CAP_NET_ADMIN: u64 = 1 << 12;
 
 /// A `Cap...:` or `Uid:` line of /proc/PID/status.
 fn status_field(pid: u32, field: &str) -> String {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
         .map(|v| v.trim().to_string())
@@ -25,7 +25,7 @@ fn status_field(pid: u32, field: &str) -> String {
 }
 
 fn caps(pid: u32, field: &str) -> u64 {
-    u64::from_str_radix(&status_field(pid, field), 16).unwrap_or_else(|e| panic!("{field}: {e}"))
+    u64::from_str_radix(&status_field(pid, field), 16).expect("a hex capability mask")
 }
 
 #[test]
@@ -39,14 +39,12 @@ fn runs_as_a_dedicated_user_with_only_cap_net_admin() {
     let files = mesh.write();
     // The user must reach its key (as LoadCredential gives it) and the binary.
     let chmod = |p: &std::path::Path, mode| {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-            .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
     };
     chmod(files.dir.path(), 0o755);
-    std::os::unix::fs::chown(files.key_path("a"), Some(UID), Some(UID))
-        .unwrap_or_else(|e| panic!("chown: {e}"));
+    std::os::unix::fs::chown(files.key_path("a"), Some(UID), Some(UID)).expect("chown a's key");
     let bin = files.dir.join("meshd");
-    std::fs::copy(meshd_bin(), &bin).unwrap_or_else(|e| panic!("copy meshd: {e}"));
+    std::fs::copy(meshd_bin(), &bin).expect("copy meshd");
     chmod(&bin, 0o755);
 
     let opts = MeshdOpts {
@@ -93,7 +91,7 @@ fn runs_as_a_dedicated_user_with_only_cap_net_admin() {
     for rule in &mut mesh.rules {
         rule.allow = vec!["tcp/22".to_string(), "icmp".to_string()];
     }
-    std::fs::write(&files.config, mesh.to_yaml()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&files.config, mesh.to_yaml()).expect("write the config");
     let reload = ma.exec(&[&bin, "reload"]);
     let said = String::from_utf8_lossy(&reload.stdout);
     assert!(

@@ -63,7 +63,7 @@ fn untracked_port_and_path_mtu(v6: bool) {
         "a path MTU before any error"
     );
     let (victim, peer) = (SocketAddr::new(a.addr, PORT), SocketAddr::new(b.addr, PORT));
-    send_too_big(b.ns.name(), victim, peer, MTU).unwrap_or_else(|e| panic!("{e}"));
+    send_too_big(b.ns.name(), victim, peer, MTU).expect("send the ICMP error");
     let mut learnt = None;
     wait_until(Duration::from_secs(2), || {
         learnt = learnt_mtu(&a.ns, b.addr);

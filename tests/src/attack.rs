@@ -334,11 +334,11 @@ mod tests {
     #[test]
     fn flood_uses_cookies_from_a_loaded_responder() {
         let (_, public, _) = responder();
-        let server = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+        let server = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
         server
             .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap_or_else(|e| panic!("timeout: {e}"));
-        let target = server.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+            .expect("set a read timeout");
+        let target = server.local_addr().unwrap();
         let stop = AtomicBool::new(false);
         let cfg = FloodConfig {
             target,
@@ -365,13 +365,8 @@ mod tests {
                 }
                 valid
             });
-            let s = run(&cfg, &stop).unwrap_or_else(|e| panic!("flood: {e}"));
-            (
-                s,
-                answer
-                    .join()
-                    .unwrap_or_else(|_| panic!("responder panicked")),
-            )
+            let s = run(&cfg, &stop).expect("flood");
+            (s, answer.join().expect("responder panicked"))
         });
         assert_eq!(summary.cookies_bad, 0, "{summary:?}");
         assert!(summary.cookies_decrypted >= 1, "{summary:?}");

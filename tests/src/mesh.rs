@@ -483,7 +483,7 @@ impl Meshd {
             // Created here to learn its inode; Daemon::spawn truncates the same file.
             use std::os::unix::fs::MetadataExt;
             let meta = std::fs::File::create(&log).and_then(|f| f.metadata());
-            let meta = meta.unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+            let meta = meta.expect("create the node's log file");
             cmd.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
         }
         let daemon = Daemon::spawn(&format!("meshd {node} ({})", ns.name()), cmd, &log);

@@ -146,11 +146,11 @@ mod tests {
     #[test]
     fn checksum_of_a_message_with_its_checksum_is_zero() {
         let m = message(
-            "192.0.2.1:51820".parse().unwrap_or_else(|e| panic!("{e}")),
-            "192.0.2.2:51820".parse().unwrap_or_else(|e| panic!("{e}")),
+            "192.0.2.1:51820".parse().unwrap(),
+            "192.0.2.2:51820".parse().unwrap(),
             1300,
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         assert_eq!(m.len(), 8 + 20 + 8);
         assert_eq!(checksum(&m), 0);
         assert_eq!(checksum(&m[8..28]), 0, "the quoted IPv4 header's checksum");
@@ -159,10 +159,10 @@ mod tests {
 
     #[test]
     fn families_must_match() {
-        let v4: SocketAddr = "192.0.2.1:1".parse().unwrap_or_else(|e| panic!("{e}"));
-        let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap_or_else(|e| panic!("{e}"));
+        let v4: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
         assert!(message(v4, v6, 1300).is_err());
-        let m = message(v6, v6, 1300).unwrap_or_else(|e| panic!("{e}"));
+        let m = message(v6, v6, 1300).unwrap();
         assert_eq!(m.len(), 8 + 40 + 8);
     }
 }

@@ -76,7 +76,7 @@ impl Listener {
 
     /// Like [`Listener::start`], panicking on failure.
     pub fn must(ns: &str, bind: SocketAddr) -> Listener {
-        Self::start(ns, bind).unwrap_or_else(|e| panic!("{e}"))
+        Self::start(ns, bind).expect("start a TCP listener")
     }
 
     pub fn addr(&self) -> SocketAddr {

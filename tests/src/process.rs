@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 /// Resident memory of `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))

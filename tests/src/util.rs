@@ -272,7 +272,7 @@ pub fn hex_of_base64(b64: &str) -> String {
             b64,
         ])
         .output()
-        .unwrap_or_else(|e| panic!("base64: {e}"));
+        .expect("run base64");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -286,15 +286,13 @@ pub fn allowed_in(status: &str) -> Option<String> {
 
 /// The CPUs this test (and so each meshd it starts) may run on, as `Cpus_allowed_list` says.
 pub fn own_cpus() -> String {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_else(|e| panic!("/proc/self/status: {e}"));
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
     allowed_in(&status).unwrap_or_else(|| panic!("no Cpus_allowed_list in\n{status}"))
 }
 
 /// The /proc directory of meshd `pid`'s data-path thread (named `meshd-data`).
 pub fn data_thread(pid: u32) -> PathBuf {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/task: {e}"));
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("list /proc/PID/task");
     for task in tasks.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         if comm.trim() == "meshd-data" {
@@ -306,8 +304,7 @@ pub fn data_thread(pid: u32) -> PathBuf {
 
 /// CPU time (user and system) a thread has used, from its /proc `stat`.
 pub fn thread_cpu(task: &Path) -> Duration {
-    let stat = std::fs::read_to_string(task.join("stat"))
-        .unwrap_or_else(|e| panic!("{}: {e}", task.display()));
+    let stat = std::fs::read_to_string(task.join("stat")).expect("read a thread's /proc stat");
     // Fields after the command name, which is in parentheses and may hold spaces: utime and
     // stime are the 12th and 13th, in clock ticks.
     let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);

@@ -6,6 +6,9 @@
 //!
 //!   cargo bench -p meshd-core --bench datapath
 
+// A bench is test code: a panic is its failure report.
+#![allow(clippy::expect_used)]
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ipnet::IpNet;
 use meshd_core::config;
@@ -20,8 +23,9 @@ use std::time::Instant;
 const MTU: u16 = 1420;
 const PACKETS: usize = 64;
 
+#[track_caller]
 fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    s.parse().expect("a bench address")
 }
 
 /// Two nodes with a completed handshake, n0 -> n1.
@@ -36,10 +40,9 @@ fn pair() -> (Node, Node) {
         keys[0].public_key().to_base64(),
         keys[1].public_key().to_base64()
     );
-    let cfg = config::parse("bench.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = config::parse("bench.yaml", &yaml).expect("the bench mesh parses");
     let node = |i: usize, name: &str| {
-        let plan =
-            NodePlan::new(&cfg, &Identity::Name(name.into())).unwrap_or_else(|e| panic!("{e}"));
+        let plan = NodePlan::new(&cfg, &Identity::Name(name.into())).expect("the node has a plan");
         Node::new(&plan, &keys[i])
     };
     let (n0, n1) = (node(0, "a"), node(1, "b"));
@@ -141,7 +144,7 @@ fn trie(c: &mut Criterion) {
         prefixes.push((IpNet::from(IpAddr::V4(host)), i as usize));
         if i % 10 == 0 {
             let net = Ipv4Addr::from(0xc0a8_0000 + (i << 8));
-            let route = IpNet::new(IpAddr::V4(net), 24).unwrap_or_else(|e| panic!("{e}"));
+            let route = IpNet::new(IpAddr::V4(net), 24).expect("a /24");
             prefixes.push((route, i as usize));
         }
     }

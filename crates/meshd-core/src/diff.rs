@@ -104,8 +104,9 @@ mod tests {
     use crate::key::PrivateKey;
     use crate::plan::{Direction, NodeRule};
 
+    #[track_caller]
     fn net(s: &str) -> IpNet {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+        s.parse().expect("a test network")
     }
 
     fn peer(name: &str, key: &PrivateKey, n: u8, routes: &[&str]) -> PeerPlan {
@@ -114,14 +115,10 @@ mod tests {
         PeerPlan {
             name: name.into(),
             public_key: key.public_key(),
-            address: format!("10.100.0.{n}")
-                .parse()
-                .unwrap_or_else(|_| unreachable!()),
+            address: format!("10.100.0.{n}").parse().unwrap(),
             allowed_ips,
             endpoint: Some(Endpoint::Addr(
-                format!("192.0.2.{n}:51820")
-                    .parse()
-                    .unwrap_or_else(|_| unreachable!()),
+                format!("192.0.2.{n}:51820").parse().unwrap(),
             )),
             keepalive: None,
         }
@@ -172,7 +169,7 @@ mod tests {
                 peer("n", &keys[4], 5, &["192.168.5.0/24"]),
             ],
         );
-        let d = diff(&old, &new).unwrap_or_else(|e| panic!("{e}"));
+        let d = diff(&old, &new).unwrap();
         assert_eq!(d.unchanged, ["b"]);
         assert_eq!(d.changed, ["c"]);
         assert_eq!(d.added, ["n"]);
@@ -193,7 +190,7 @@ mod tests {
         let keys: Vec<PrivateKey> = (0..2).map(|_| PrivateKey::generate()).collect();
         let old = plan(&keys[0], vec![peer("b", &keys[1], 2, &[])]);
         let renamed = plan(&keys[0], vec![peer("bee", &keys[1], 2, &[])]);
-        let d = diff(&old, &renamed).unwrap_or_else(|e| panic!("{e}"));
+        let d = diff(&old, &renamed).unwrap();
         assert_eq!(
             (d.changed.as_slice(), d.added.len()),
             (&["bee".to_string()][..], 0)
@@ -201,7 +198,7 @@ mod tests {
 
         let mut ports = old.clone();
         ports.rules[0].allow = vec![];
-        let d = diff(&old, &ports).unwrap_or_else(|e| panic!("{e}"));
+        let d = diff(&old, &ports).unwrap();
         assert!(!d.touches_peers());
         assert_eq!(d.unchanged, ["b"]);
     }

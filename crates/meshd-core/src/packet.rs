@@ -37,15 +37,9 @@ mod tests {
         v6[0] = 0x60;
         v6[23] = 1;
         v6[39] = 2;
-        let (s, d) = addresses(&v6).unwrap_or_else(|| panic!("v6"));
-        assert_eq!(
-            s,
-            "::1".parse::<IpAddr>().unwrap_or_else(|_| unreachable!())
-        );
-        assert_eq!(
-            d,
-            "::2".parse::<IpAddr>().unwrap_or_else(|_| unreachable!())
-        );
+        let (s, d) = addresses(&v6).expect("v6 addresses");
+        assert_eq!(s, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(d, "::2".parse::<IpAddr>().unwrap());
     }
 
     #[test]

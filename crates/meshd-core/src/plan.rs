@@ -216,9 +216,7 @@ mod tests {
         NodeConfig {
             name: name.into(),
             public_key: PublicKey([n; 32]),
-            address: format!("10.100.0.{n}/24")
-                .parse()
-                .unwrap_or_else(|_| unreachable!()),
+            address: format!("10.100.0.{n}/24").parse().unwrap(),
             endpoint: None,
             routes: routes.iter().filter_map(|r| r.parse().ok()).collect(),
             keepalive: None,
@@ -281,7 +279,7 @@ mod tests {
     fn allowed_ips_are_host_address_plus_routes() {
         let cfg = mesh(vec![(names(&["app1"]), names(&["db1"]))]);
         let plan = NodePlan::new(&cfg, &Identity::Name("app1".into()));
-        let plan = plan.unwrap_or_else(|e| panic!("{e}"));
+        let plan = plan.expect("app1 has a plan");
         let db1 = plan
             .peer("db1")
             .map(|p| p.allowed_ips.clone())
@@ -337,7 +335,7 @@ mod tests {
             names(&["app1"]),
         )]);
         let plan = NodePlan::new(&cfg, &Identity::Name("app1".into()));
-        let plan = plan.unwrap_or_else(|e| panic!("{e}"));
+        let plan = plan.expect("app1 has a plan");
         assert_eq!(plan.rules.len(), 1);
         assert_eq!(plan.rules[0].direction, Direction::Inbound);
         assert_eq!(plan.rules[0].peers, ["db1", "app2", "bastion"]);

@@ -214,11 +214,13 @@ impl<T> PrefixTrie<T> {
 mod tests {
     use super::*;
 
+    #[track_caller]
     fn net(s: &str) -> IpNet {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+        s.parse().expect("a test network")
     }
+    #[track_caller]
     fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+        s.parse().expect("a test address")
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! The mesh is the scale bench's (`benches/scale.sh`): every node may reach every other on
 //! tcp/22, icmp, tcp/443 and one more port, which a reload changes.
 
+// A bench is test code: a panic is its failure report.
+#![allow(clippy::expect_used)]
+
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use meshd_core::config;
 use meshd_core::diff::diff;
@@ -47,8 +50,8 @@ fn mesh(n: usize, port: u16) -> String {
 }
 
 fn plan_of(yaml: &str) -> NodePlan {
-    let cfg = config::parse("mesh.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
-    NodePlan::new(&cfg, &Identity::Name("n000000".into())).unwrap_or_else(|e| panic!("{e}"))
+    let cfg = config::parse("mesh.yaml", yaml).expect("the bench mesh parses");
+    NodePlan::new(&cfg, &Identity::Name("n000000".into())).expect("n000000 has a plan")
 }
 
 fn fleet(c: &mut Criterion) {
@@ -56,7 +59,7 @@ fn fleet(c: &mut Criterion) {
     g.sample_size(10).measurement_time(Duration::from_secs(5));
     for n in SIZES {
         let yaml = mesh(n, 8080);
-        let cfg = config::parse("mesh.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = config::parse("mesh.yaml", &yaml).expect("the bench mesh parses");
         let plan = plan_of(&yaml);
         let next = plan_of(&mesh(n, 8081));
         let rules = ruleset(&plan);

@@ -288,8 +288,8 @@ mod tests {
             .replace("\"handle\": 12", "\"handle\": 3")
             .replace("\"packets\": 5", "\"packets\": 9000")
             .replace("1.0.6", "1.0.9");
-        let a = normalize(LISTING.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-        let b = normalize(moved.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let a = normalize(LISTING.as_bytes()).unwrap();
+        let b = normalize(moved.as_bytes()).unwrap();
         assert_eq!(a, b);
         assert!(!a.contains("handle") && !a.contains("metainfo") && !a.contains("420"));
     }
@@ -301,7 +301,7 @@ mod tests {
             {"rule": {"chain": "input", "expr": [{"counter": {"packets": 5, "bytes": 420}}]}},
             {"rule": {"chain": "input", "expr": [{"match": {}}, {"counter": {"packets": 2, "bytes": 80}}, {"drop": null}]}},
             {"rule": {"chain": "mesh_in", "expr": [{"accept": null}]}}]}"#;
-        let d = dropped_by_chain(listing.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let d = dropped_by_chain(listing.as_bytes()).unwrap();
         let want: BTreeMap<String, u64> = [("forward", 0), ("input", 7), ("mesh_in", 0)]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
@@ -312,8 +312,8 @@ mod tests {
     #[test]
     fn normalize_sees_an_edited_rule() {
         let edited = LISTING.replace("\"chain\": \"input\"", "\"chain\": \"forward\"");
-        let a = normalize(LISTING.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-        let b = normalize(edited.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let a = normalize(LISTING.as_bytes()).unwrap();
+        let b = normalize(edited.as_bytes()).unwrap();
         assert_ne!(a, b);
         assert!(matches!(
             normalize(b"not json"),
@@ -343,7 +343,7 @@ mod tests {
         // not hide the exit status.
         let big = "x".repeat(1 << 20);
         let out = run_program("false", "coreutils", &[], Some(&big), TIMEOUT);
-        let out = out.unwrap_or_else(|e| panic!("{e}"));
+        let out = out.expect("run `false`");
         assert!(!out.status.success());
     }
 

@@ -130,12 +130,13 @@ mod tests {
              policy:\n{policy}",
             KEYS[0], KEYS[1], KEYS[2], KEYS[3]
         );
-        let cfg = config::parse("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
-        NodePlan::new(&cfg, &Identity::Name(node.into())).unwrap_or_else(|e| panic!("{e}"))
+        let cfg = config::parse("t.yaml", &yaml).expect("the test mesh parses");
+        NodePlan::new(&cfg, &Identity::Name(node.into())).expect("the node has a plan")
     }
 
+    #[track_caller]
     fn net(s: &str) -> IpNet {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+        s.parse().expect("a test network")
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! never the host's). `UPDATE_GOLDEN=1 cargo test -p meshd-firewall` rewrites the files after
 //! an intended change; review the diff.
 
+// For the helpers too, which allow-expect-in-tests does not cover (they are no #[test]).
+#![allow(clippy::expect_used)]
+
 use meshd_core::config;
 use meshd_core::plan::{Identity, NodePlan};
 use meshd_firewall::{nft, ruleset, Nftables};
@@ -15,9 +18,9 @@ fn root() -> PathBuf {
 
 fn plan(node: &str) -> NodePlan {
     let path = root().join("../../config/mesh.example.yaml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let cfg = config::parse("mesh.example.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
-    NodePlan::new(&cfg, &Identity::Name(node.into())).unwrap_or_else(|e| panic!("{e}"))
+    let text = std::fs::read_to_string(&path).expect("read config/mesh.example.yaml");
+    let cfg = config::parse("mesh.example.yaml", &text).expect("the example mesh parses");
+    NodePlan::new(&cfg, &Identity::Name(node.into())).expect("the node has a plan")
 }
 
 fn golden(name: &str, actual: &str) {
@@ -92,7 +95,7 @@ fn nft_text_of_db1_matches_golden() {
         eprintln!("skipping: rendering needs root (a private network namespace)");
         return;
     }
-    let text = nft::render(&ruleset(&plan("db1"))).unwrap_or_else(|e| panic!("{e}"));
+    let text = nft::render(&ruleset(&plan("db1"))).expect("nft renders the ruleset");
     golden("db1.nft", &text);
 }
 
@@ -106,8 +109,8 @@ fn an_ipv6_mesh_fills_the_v6_sets_only() {
         "policy:\n",
         "  - {from: app, to: db, allow: [tcp/3306, udp/5000-5010, icmp]}\n",
     );
-    let cfg = config::parse("v6.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
-    let plan = NodePlan::new(&cfg, &Identity::Name("db".into())).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = config::parse("v6.yaml", yaml).expect("v6.yaml parses");
+    let plan = NodePlan::new(&cfg, &Identity::Name("db".into())).expect("db has a plan");
     let json: serde_json::Value =
         serde_json::from_str(&ruleset::to_json(&ruleset(&plan))).unwrap_or_default();
     let elems = |set: &str| -> String {
@@ -148,8 +151,8 @@ fn two_node_plan(extra: &str) -> NodePlan {
          policy:\n\
          - {{from: app, to: db, allow: [tcp/3306]}}\n"
     );
-    let cfg = config::parse("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
-    NodePlan::new(&cfg, &Identity::Name("db".into())).unwrap_or_else(|e| panic!("{e}"))
+    let cfg = config::parse("t.yaml", &yaml).expect("the test mesh parses");
+    NodePlan::new(&cfg, &Identity::Name("db".into())).expect("db has a plan")
 }
 
 #[test]
@@ -159,7 +162,7 @@ fn a_low_icmp_rate_gets_a_burst_of_its_own_size_shared_by_v4_and_v6() {
         return;
     }
     let text = nft::render(&ruleset(&two_node_plan("admin: {icmp_rate: 2/second}\n")))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("nft renders the ruleset");
     // nft's default burst is 5: above a rate of 2/second it would let 5 through at once.
     assert_eq!(
         text.matches("limit rate 2/second burst 2 packets").count(),
@@ -182,7 +185,7 @@ fn a_mesh_source_off_the_tunnel_is_dropped_by_reverse_path_before_conntrack() {
         assert!(std::env::var_os("CI").is_none(), "CI must run this as root");
         return;
     }
-    let text = nft::render(&ruleset(&two_node_plan(""))).unwrap_or_else(|e| panic!("{e}"));
+    let text = nft::render(&ruleset(&two_node_plan(""))).expect("nft renders the ruleset");
     for chain in ["input", "forward"] {
         let body = text
             .split(&format!("chain {chain} {{"))
@@ -213,8 +216,8 @@ fn sources_allowed_the_same_ports_share_aggregated_elements_that_nft_loads() {
     }
     yaml += "policy:\n  - {from: [a, b, c, d], to: db, allow: [tcp/22, tcp/443]}\n";
     yaml += "  - {from: x, to: db, allow: [tcp/22]}\n";
-    let cfg = config::parse("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"));
-    let plan = NodePlan::new(&cfg, &Identity::Name("db".into())).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = config::parse("t.yaml", &yaml).expect("the test mesh parses");
+    let plan = NodePlan::new(&cfg, &Identity::Name("db".into())).expect("db has a plan");
     let rules = ruleset(&plan);
     let json: serde_json::Value =
         serde_json::from_str(&ruleset::to_json(&rules)).unwrap_or_default();
@@ -248,7 +251,7 @@ fn sources_allowed_the_same_ports_share_aggregated_elements_that_nft_loads() {
     got.sort();
     assert_eq!(got, want);
     if can_unshare() {
-        let text = nft::render(&rules).unwrap_or_else(|e| panic!("{e}"));
+        let text = nft::render(&rules).expect("nft renders the ruleset");
         assert!(text.contains("10.100.0.6/31 . tcp . 443"), "{text}");
     }
 }

@@ -188,7 +188,7 @@ mod tests {
         let mut initiator = Tunn::new(i_secret, responder, None, None, 1, None);
         let now = Instant::now();
         let checker = CookieChecker::new(responder.as_bytes(), now);
-        let from: SocketAddr = "192.0.2.1:51820".parse().unwrap_or_else(|e| panic!("{e}"));
+        let from: SocketAddr = "192.0.2.1:51820".parse().unwrap();
         let mut m = initiation(&mut initiator);
         assert_eq!(checker.check(&m, from, now), Macs::Mac1Only);
         m[20] ^= 1;
@@ -203,7 +203,7 @@ mod tests {
         let mut initiator = Tunn::new(i_secret, responder, None, None, 1, None);
         let now = Instant::now();
         let checker = CookieChecker::new(responder.as_bytes(), now);
-        let from: SocketAddr = "192.0.2.1:51820".parse().unwrap_or_else(|e| panic!("{e}"));
+        let from: SocketAddr = "192.0.2.1:51820".parse().unwrap();
         let first = initiation(&mut initiator);
         let mut reply = [0u8; 64];
         assert_eq!(checker.reply(&first, from, now, &mut reply), 64);
@@ -213,7 +213,7 @@ mod tests {
         let second = initiation(&mut initiator);
         assert_eq!(checker.check(&second, from, now), Macs::WithCookie);
         // The cookie is the address's (and port's): another sender's mac2 does not check.
-        let other: SocketAddr = "192.0.2.1:51821".parse().unwrap_or_else(|e| panic!("{e}"));
+        let other: SocketAddr = "192.0.2.1:51821".parse().unwrap();
         assert_eq!(checker.check(&second, other, now), Macs::Mac1Only);
         // It expires with the secret's epoch.
         let later = now + COOKIE_LIFETIME * 2;
@@ -227,7 +227,7 @@ mod tests {
         let mut initiator = Tunn::new(i_secret, responder, None, None, 1, None);
         let now = Instant::now();
         let checker = CookieChecker::new(responder.as_bytes(), now);
-        let from: SocketAddr = "192.0.2.1:51820".parse().unwrap_or_else(|e| panic!("{e}"));
+        let from: SocketAddr = "192.0.2.1:51820".parse().unwrap();
         let first = initiation(&mut initiator);
         let mut reply = [0u8; 64];
         checker.reply(&first, from, now, &mut reply);

@@ -119,8 +119,9 @@ impl SourceLimiter {
 mod tests {
     use super::*;
 
+    #[track_caller]
     fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+        s.parse().expect("a test address")
     }
 
     #[test]

@@ -12,8 +12,9 @@ struct Mesh {
     config: MeshConfig,
 }
 
+#[track_caller]
 fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    s.parse().expect("a test address")
 }
 
 /// Nodes n0, n1, n2 at 10.100.0.{1,2,3}; policy joins n0–n1 and n1–n2 only.
@@ -25,12 +26,10 @@ fn mesh() -> Mesh {
         .map(|(i, k)| NodeConfig {
             name: format!("n{i}"),
             public_key: k.public_key(),
-            address: format!("10.100.0.{}/24", i + 1)
-                .parse()
-                .unwrap_or_else(|_| unreachable!()),
+            address: format!("10.100.0.{}/24", i + 1).parse().unwrap(),
             endpoint: Some(Endpoint::Addr(addr(&format!("192.0.2.{}:51820", i + 1)))),
             routes: if i == 1 {
-                vec!["192.168.50.0/24".parse().unwrap_or_else(|_| unreachable!())]
+                vec!["192.168.50.0/24".parse().unwrap()]
             } else {
                 vec![]
             },
@@ -64,7 +63,7 @@ impl Mesh {
                 name: None,
             },
         )
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the node has a plan")
     }
 
     fn node(&self, i: usize) -> Node {
