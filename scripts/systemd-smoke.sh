@@ -42,6 +42,7 @@ cleanup() {
   rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 log "== debootstrap $SUITE (minbase) into $root"
 debootstrap --variant=minbase \

@@ -2,8 +2,8 @@
 //! the file and line for config errors), never prints the private key, and changes nothing: no
 //! TUN device, no `inet meshd` table in its namespace.
 
+use meshd_e2e::command::output_with_timeout;
 use meshd_e2e::mesh::{line_of, meshd_command, write_file_mode};
-use meshd_e2e::util::output_with_timeout;
 use meshd_e2e::{require_root, Key, MeshFiles, MeshSpec, Netns};
 use std::path::Path;
 use std::time::Duration;

@@ -4,10 +4,11 @@
 //! running meshd answers `meshd peers`, the UAPI socket and a scrape within 1 s while hundreds
 //! of idle or reconnecting clients hold connections to its control socket and metrics port.
 
+use meshd_e2e::command::{output_with_timeout, TimedOutput};
 use meshd_e2e::scrape::{daemon_socket, http_raw, unix_request};
+use meshd_e2e::setup::meshd_bin;
 use meshd_e2e::topo::{endpoint, overlay_cidr, pair, Host};
 use meshd_e2e::transfer::spawn_in_netns;
-use meshd_e2e::util::{meshd_bin, output_with_timeout, TimedOutput};
 use meshd_e2e::{require_root, MeshFiles, MeshSpec, Meshd, TempDir};
 use std::collections::VecDeque;
 use std::io::Write;

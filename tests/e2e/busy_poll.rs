@@ -3,8 +3,8 @@
 //! lasts; if the data threads spun between them, they would use several times the CPU they
 //! use without a busy-poll. Here the longest one allowed (1000 µs) costs about nothing.
 
+use meshd_e2e::cpu::{data_thread, thread_cpu};
 use meshd_e2e::topo::{overlay_cidr, pair, two_node_mesh, Host};
-use meshd_e2e::util::{data_thread, thread_cpu};
 use meshd_e2e::{host_of, require_root, Meshd, TcpTransfer, TransferOpts};
 use std::net::SocketAddr;
 use std::time::Duration;

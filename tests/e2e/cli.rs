@@ -2,8 +2,9 @@
 //! node's peers (and only them), reports every config error as `FILE:LINE:COL: key: message`,
 //! and exits 2 on a usage error.
 
+use meshd_e2e::command::{output, run_ok, run_ok_stdin};
 use meshd_e2e::mesh::line_of;
-use meshd_e2e::util::{meshd_bin, output, run_ok, run_ok_stdin};
+use meshd_e2e::setup::meshd_bin;
 use meshd_e2e::{require_root, MeshSpec};
 use std::process::Command;
 

@@ -13,11 +13,12 @@
 //! listener that accepts anything (so only a firewall can make it time out); where it matters,
 //! the same probe is shown to connect before meshd runs, or counters prove the SYN arrived.
 
+use meshd_e2e::command::output;
 use meshd_e2e::mesh::meshd_command;
 use meshd_e2e::nft::{install_counters, meshd_rule_packets, read_counter, CounterSpec, Dir};
 use meshd_e2e::probe::{ping_replies, tcp_connect, tcp_connect_patiently, Connect, Listener};
+use meshd_e2e::setup::wait_until;
 use meshd_e2e::transfer::udp_send;
-use meshd_e2e::util::{output, wait_until};
 use meshd_e2e::{ip, require_root, MeshFiles, MeshSpec, Meshd, Netns, Switch};
 use std::net::{IpAddr, SocketAddr};
 use std::process::Output;

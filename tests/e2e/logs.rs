@@ -2,9 +2,11 @@
 //! secret; under systemd (`JOURNAL_STREAM` set) no timestamp and a `<N>` syslog priority
 //! prefix on every line, which journald turns into the entry's priority.
 
+use meshd_e2e::cpu::own_cpus;
 use meshd_e2e::mesh::MeshdOpts;
+use meshd_e2e::setup::meshd_bin;
+use meshd_e2e::text::hex_of_base64;
 use meshd_e2e::topo::{overlay_cidr, pair, two_node_mesh};
-use meshd_e2e::util::{hex_of_base64, meshd_bin, own_cpus};
 use meshd_e2e::{host_of, require_root, Meshd};
 use std::time::Duration;
 

@@ -6,9 +6,10 @@
 
 use meshd_e2e::probe::{tcp_connect, Connect};
 use meshd_e2e::scrape::{daemon_socket, http_raw, sample, scrape, unix_request};
+use meshd_e2e::setup::{meshd_bin, wait_until};
+use meshd_e2e::text::hex_of_base64;
 use meshd_e2e::topo::{endpoint, overlay_cidr, pair};
 use meshd_e2e::transfer::udp_send;
-use meshd_e2e::util::{hex_of_base64, meshd_bin, wait_until};
 use meshd_e2e::{assert_tcp_transfer, host_of, require_root, MeshSpec, Meshd, MB};
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -3,9 +3,10 @@
 //! packet wakes it on a vCPU that is awake; a transfer gives it back every CPU; `off` never
 //! pins it; a CPU meshd may not run on is refused with a warning, and the tunnel works.
 
+use meshd_e2e::cpu::{allowed_in, data_thread, own_cpus};
 use meshd_e2e::probe::ping_replies;
+use meshd_e2e::setup::wait_until;
 use meshd_e2e::topo::{overlay_cidr, pair, two_node_mesh};
-use meshd_e2e::util::{allowed_in, data_thread, own_cpus, wait_until};
 use meshd_e2e::{host_of, require_root, Meshd, TcpTransfer, TransferOpts};
 use std::net::SocketAddr;
 use std::time::Duration;

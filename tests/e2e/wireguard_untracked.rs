@@ -9,8 +9,8 @@
 //!   for them lets it in: without it, this part fails.
 
 use meshd_e2e::pmtu::{learnt_mtu, send_too_big};
+use meshd_e2e::setup::wait_until;
 use meshd_e2e::topo::{overlay_cidr, pair, two_node_mesh};
-use meshd_e2e::util::wait_until;
 use meshd_e2e::{host_of, require_root, Meshd};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -12,7 +12,7 @@ pub use flood::{FloodConfig, Kind, Summary};
 use crate::mesh::Key;
 use crate::netns::Netns;
 use crate::process::Daemon;
-use crate::util::TempDir;
+use crate::setup::TempDir;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;

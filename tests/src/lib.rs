@@ -40,6 +40,8 @@
 //!   `attacker_selftest` neither: it proves `meshd-attacker` on wireguard-go.
 
 pub mod attack;
+pub mod command;
+pub mod cpu;
 pub mod mesh;
 pub mod netns;
 pub mod nft;
@@ -48,16 +50,17 @@ pub mod probe;
 pub mod process;
 pub mod pulse;
 pub mod scrape;
+pub mod setup;
 pub mod storm;
+pub mod text;
 pub mod topo;
 pub mod transfer;
-pub mod util;
 pub mod wggo;
 
 pub use mesh::{Key, MeshFiles, MeshSpec, Meshd, MeshdOpts, MeshdStopped};
 pub use netns::{host_of, ip, veth, Netns, Switch};
+pub use setup::{meshd_bin, require_root, TempDir};
 pub use transfer::{assert_tcp_transfer, udp_send, TcpTransfer, TransferOpts, UdpCollector};
-pub use util::{meshd_bin, require_root, TempDir};
 pub use wggo::WgGo;
 
 /// Megabytes, for transfer sizes.

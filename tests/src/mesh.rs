@@ -1,8 +1,10 @@
 //! Mesh configs for tests (keys, `mesh.yaml`) and meshd nodes running in namespaces.
 
+use crate::command::{run_ok, run_ok_stdin};
 use crate::netns::Netns;
 use crate::process::{Daemon, Stopped};
-use crate::util::{meshd_bin, run_ok, run_ok_stdin, tail, unique_id, TempDir};
+use crate::setup::{meshd_bin, unique_id, TempDir};
+use crate::text::tail;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
@@ -435,7 +437,7 @@ pub fn parse_stopped_counters(log: &str) -> BTreeMap<String, u64> {
     let Some(line) = log
         .lines()
         .rev()
-        .find(|l| crate::util::contains_word(l, "stopped"))
+        .find(|l| crate::text::contains_word(l, "stopped"))
     else {
         return out;
     };
@@ -518,7 +520,7 @@ impl Meshd {
     /// `/run`, e.g. `wg show meshd0` or `meshd peers`).
     pub fn exec(&self, args: &[&str]) -> std::process::Output {
         let pid = self.pid().to_string();
-        crate::util::output(
+        crate::command::output(
             Command::new("nsenter")
                 .args(["-t", &pid, "-m", "-n", "--"])
                 .args(args),
@@ -535,10 +537,11 @@ impl Meshd {
         } = self;
         let stopped = daemon.stop(Duration::from_secs(15));
         let counters = parse_stopped_counters(&stopped.log);
-        let device_left =
-            crate::util::output(Command::new("ip").args(["-n", &ns_name, "link", "show", &iface]))
-                .status
-                .success();
+        let device_left = crate::command::output(
+            Command::new("ip").args(["-n", &ns_name, "link", "show", &iface]),
+        )
+        .status
+        .success();
         MeshdStopped {
             node,
             stopped,

@@ -5,8 +5,9 @@
 //! inside the first namespace with the peer end placed straight into the second, so not even a
 //! transient device appears in the host's namespace.
 
+use crate::command::{describe, output, run_ok};
 use crate::process::kill_pid;
-use crate::util::{describe, output, run_ok, unique_id, wait_until};
+use crate::setup::{unique_id, wait_until};
 use std::net::IpAddr;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -4,8 +4,8 @@
 //! chains), so they see every packet that leaves or arrives, including those meshd's firewall
 //! drops afterwards.
 
+use crate::command::run_ok_stdin;
 use crate::netns::Netns;
-use crate::util::run_ok_stdin;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 

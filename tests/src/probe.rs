@@ -90,7 +90,7 @@ impl Listener {
 
     /// Waits until a connection from exactly `client` (address and port) has been accepted.
     pub fn wait_accepted_from(&self, client: SocketAddr, timeout: Duration) -> bool {
-        crate::util::wait_until(timeout, || self.accepted().contains(&client))
+        crate::setup::wait_until(timeout, || self.accepted().contains(&client))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Background processes (meshd, wireguard-go) with their output in a log file, stopped by PID.
 
-use crate::util::{contains_word, describe, tail};
+use crate::command::describe;
+use crate::text::{contains_word, tail};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -211,7 +212,7 @@ impl Drop for Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::util::TempDir;
+    use crate::setup::TempDir;
 
     fn sh(script: &str) -> Command {
         let mut c = Command::new("sh");

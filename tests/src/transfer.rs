@@ -280,7 +280,7 @@ impl TcpTransfer {
 
     /// Waits until the server has received at least `n` bytes. False on timeout.
     pub fn wait_received(&self, n: u64, timeout: Duration) -> bool {
-        crate::util::wait_until(timeout, || self.received() >= n)
+        crate::setup::wait_until(timeout, || self.received() >= n)
     }
 
     /// Waits for both ends to finish (at most `timeout`).
@@ -536,7 +536,7 @@ impl UdpCollector {
 
     /// Waits until a datagram with `payload` arrived. False on timeout.
     pub fn wait_for(&self, payload: &[u8], timeout: Duration) -> bool {
-        crate::util::wait_until(timeout, || self.has(payload))
+        crate::setup::wait_until(timeout, || self.has(payload))
     }
 
     /// Stops recording; returns everything that arrived.

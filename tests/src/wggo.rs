@@ -6,7 +6,7 @@
 use crate::mesh::Key;
 use crate::netns::Netns;
 use crate::process::Daemon;
-use crate::util::{unique_id, wait_until, TempDir};
+use crate::setup::{unique_id, wait_until, TempDir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -92,7 +92,7 @@ impl WgGo {
 
     /// `wg ARGS` inside the namespace; must succeed.
     pub fn wg(&self, args: &[&str]) -> String {
-        crate::util::run_ok(self.netns_cmd("wg").args(args))
+        crate::command::run_ok(self.netns_cmd("wg").args(args))
     }
 
     /// Adds (or updates) a peer.
