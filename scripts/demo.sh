@@ -50,7 +50,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     # The nodes still running, then anything else in our namespaces (iperf3 servers).
-    netns_cleanup "${pid[@]}"
+    netns_cleanup ${pid[@]+"${pid[@]}"}
     rm -rf "$work"
     exit "$rc"
 }

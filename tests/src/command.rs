@@ -101,7 +101,7 @@ pub fn output_with_timeout(cmd: &mut Command, dir: &Path, timeout: Duration) -> 
         match child.try_wait() {
             Ok(Some(st)) => break Some(st),
             Ok(None) if Instant::now() >= deadline => {
-                crate::process::kill_pid(child.id(), libc::SIGKILL);
+                let _ = child.kill(); // SIGKILL
                 let _ = child.wait();
                 break None;
             }

@@ -1,6 +1,6 @@
 //! `mesh.yaml`: parsing with positions, validation, and the typed model.
 //!
-//! A pipeline; each stage imports only the ones before it:
+//! A pipeline, whose modules import one another one way only (no cycle):
 //! - `load`: the text to a YAML tree with positions, within limits;
 //! - `walk` (with `fields`, `yaml` and `values`): the tree to a draft, each field checked alone;
 //! - `validate`: the checks across fields and nodes;

@@ -120,8 +120,8 @@ impl Batch {
     }
 }
 
-/// Packets or datagrams with their addresses, in order: what the node's `handle_*` take, so
-/// that the caller may hand it a [`Batch`] or its own buffers (an offload's segments) alike.
+/// Datagrams with their addresses, in order: what `Node::handle_datagrams` takes, so that the
+/// caller may hand it a [`Batch`] or its own buffers (an offload's segments) alike.
 impl<'a> IntoIterator for &'a Batch {
     type Item = (&'a [u8], SocketAddr);
     type IntoIter = BatchIter<'a>;

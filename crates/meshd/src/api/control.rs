@@ -19,6 +19,11 @@ use std::fmt::{self, Display};
 use std::net::{IpAddr, SocketAddr};
 use std::time::UNIX_EPOCH;
 
+/// Where the control socket of interface `iface` is.
+pub fn socket_path(iface: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/run/meshd/{iface}.sock"))
+}
+
 /// The longest request line accepted, its newline not counted. Requests are tiny; the cap
 /// only bounds what one connection can make the daemon hold.
 pub const MAX_LINE: usize = 4096;
@@ -364,11 +369,11 @@ pub fn peers_reply(s: &Snapshot) -> PeersReply {
     PeersReply {
         interface: s.interface.clone(),
         node: s.node.clone(),
-        peers: s.peers.iter().map(peer_status).collect(),
+        peers: s.peers.iter().map(peer_entry).collect(),
     }
 }
 
-fn peer_status(p: &PeerSnapshot) -> PeerEntry {
+fn peer_entry(p: &PeerSnapshot) -> PeerEntry {
     PeerEntry {
         name: p.name.clone(),
         public_key: PublicKey(p.public_key).to_base64(),

@@ -19,6 +19,11 @@ use super::snapshot::Snapshot;
 use std::fmt::{self, Display, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Where the UAPI socket of interface `iface` is (where `wg` looks for it).
+pub fn socket_path(iface: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/var/run/wireguard/{iface}.sock"))
+}
+
 /// The largest request accepted, its terminating blank line included. `wg set` with every
 /// peer of a large mesh would not fit, but `set` is refused anyway; `get=1\n\n` is 7 bytes.
 pub const MAX_REQUEST: usize = 64 * 1024;

@@ -20,7 +20,7 @@ fn ask(iface: &str, request: Request) -> Result<Vec<u8>> {
 }
 
 fn ask_within(iface: &str, request: Request, timeout: Duration) -> Result<Vec<u8>> {
-    let path = crate::daemon::control_path(iface);
+    let path = control::socket_path(iface);
     let mut stream = UnixStream::connect(&path).with_context(|| {
         format!(
             "cannot reach meshd on {iface} at {}: is `meshd run` running (and are you root)?",

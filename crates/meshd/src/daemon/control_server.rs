@@ -30,14 +30,6 @@ pub(crate) const IDLE: Duration = Duration::from_secs(30);
 /// a client that asks for more is answered up to this and then closed.
 const MAX_PENDING: usize = 1 << 20;
 
-pub(crate) fn control_path(iface: &str) -> PathBuf {
-    PathBuf::from(format!("/run/meshd/{iface}.sock"))
-}
-
-pub(crate) fn uapi_path(iface: &str) -> PathBuf {
-    PathBuf::from(format!("/var/run/wireguard/{iface}.sock"))
-}
-
 /// A bound socket whose file is removed when it is dropped (at shutdown).
 pub(crate) struct Bound {
     listener: UnixListener,
@@ -100,7 +92,7 @@ trait Protocol: Send + 'static {
 
 /// One snapshot for all the requests of one read, taken only if one of them needs it.
 struct Lazy<'a> {
-    daemon: &'a Daemon,
+    daemon: &'a Arc<Daemon>,
     snapshot: Option<Snapshot>,
 }
 
@@ -119,7 +111,7 @@ struct Taken {
     close: bool,
 }
 
-async fn take<P: Protocol>(proto: &mut P, bytes: &[u8], daemon: &Daemon) -> Taken {
+async fn take<P: Protocol>(proto: &mut P, bytes: &[u8], daemon: &Arc<Daemon>) -> Taken {
     let mut reply = Vec::new();
     let mut snap = Lazy {
         daemon,
@@ -202,7 +194,7 @@ impl Protocol for Uapi {
 async fn connection<P: Protocol>(
     mut stream: UnixStream,
     mut proto: P,
-    daemon: &Daemon,
+    daemon: &Arc<Daemon>,
     ticket: Ticket,
 ) {
     let mut buf = vec![0u8; 4096];

@@ -28,11 +28,10 @@ use meshd_core::plan::NodePlan;
 use state::Daemon;
 use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
-
-pub(crate) use control_server::control_path;
 
 pub(crate) fn run(args: &NodeArgs) -> Result<()> {
     one_malloc_arena();
@@ -73,15 +72,15 @@ fn drop_summary(node: &Node) -> String {
     s.trim_end().to_string()
 }
 
-/// Starts one data-path loop on a thread of its own, named `name`. Such a loop only ends on
-/// an error (or a panic, turned into one), which comes back on `ended`.
+/// Starts one data-plane loop on a thread of its own, named `name`. Such a loop only ends on
+/// an error (or a panic, turned into one), which comes back on `fatal`.
 fn spawn_data_plane_thread(
     name: &str,
-    ended: &tokio::sync::mpsc::UnboundedSender<anyhow::Error>,
+    fatal: &tokio::sync::mpsc::UnboundedSender<anyhow::Error>,
     plane: &Arc<DataPlane>,
     body: fn(Arc<DataPlane>) -> Result<Infallible>,
 ) -> Result<()> {
-    let (ended, plane, what) = (ended.clone(), Arc::clone(plane), name.to_string());
+    let (fatal, plane, what) = (fatal.clone(), Arc::clone(plane), name.to_string());
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
@@ -90,7 +89,8 @@ fn spawn_data_plane_thread(
                 Ok(Err(e)) => e,
                 Err(panic) => anyhow::anyhow!("panicked: {}", panic_message(&*panic)),
             };
-            let _ = ended.send(error.context(format!("{what} ended")));
+            let error = error.context(format!("{what} ended"));
+            let _ = fatal.send(error.context("data path failed"));
         })
         .with_context(|| format!("cannot start the {name} thread"))?;
     Ok(())
@@ -119,8 +119,8 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         Metrics::Listen(addr) => Some(metrics_server::bind(addr)?),
         Metrics::Off => None,
     };
-    let control = control_server::bind(&control_server::control_path(&plan.interface.name))?;
-    let uapi = control_server::bind(&control_server::uapi_path(&plan.interface.name))?;
+    let control = control_server::bind(&meshd::api::control::socket_path(&plan.interface.name))?;
+    let uapi = control_server::bind(&meshd::api::uapi::socket_path(&plan.interface.name))?;
     // The firewall first: if nft is missing or refuses the table, no tunnel comes up.
     let guard = firewall_guard::FirewallGuard::install(meshd_firewall::ruleset(&plan)).await?;
     let device = device::create(&plan, switch("MESHD_TUN_OFFLOAD"))?;
@@ -143,10 +143,10 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         quiet_cpu: plan.interface.quiet_cpu,
         handshakes: handshake_queue::HandshakeQueue::default(),
     });
-    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
-    spawn_data_plane_thread("meshd-data", &ended_tx, &plane, data_thread::run)?;
-    spawn_data_plane_thread("meshd-timers", &ended_tx, &plane, timers::run)?;
-    spawn_data_plane_thread("meshd-handshake", &ended_tx, &plane, handshake_worker::run)?;
+    let (fatal_tx, mut fatal) = tokio::sync::mpsc::unbounded_channel();
+    spawn_data_plane_thread("meshd-data", &fatal_tx, &plane, data_thread::run)?;
+    spawn_data_plane_thread("meshd-timers", &fatal_tx, &plane, timers::run)?;
+    spawn_data_plane_thread("meshd-handshake", &fatal_tx, &plane, handshake_worker::run)?;
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Arc::clone(&guard).watch());
     let daemon = Arc::new(Daemon {
@@ -155,6 +155,8 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
         guard,
         reloader: tokio::sync::Mutex::new(reload::Reloader::new(args)),
         reload_counts: reload::ReloadCounts::default(),
+        stopping: AtomicBool::new(false),
+        fatal: fatal_tx,
     });
     daemon.follow_dns().await;
     if let Some(listener) = metrics {
@@ -190,7 +192,7 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
             _ = hup.recv() => {
                 let _ = daemon.reload().await;
             }
-            Some(error) = ended.recv() => break Err(error.context("data path failed")),
+            Some(error) = fatal.recv() => break Err(error),
             Some(ended) = tasks.join_next() => {
                 break match ended {
                     Ok(Ok(())) => continue,
@@ -200,9 +202,11 @@ async fn serve(args: NodeArgs, plan: NodePlan, node: Node) -> Result<String> {
             }
         }
     };
+    // A reload under way ends first, and none starts after.
+    daemon.stopping.store(true, Ordering::Relaxed);
+    let mut reloader = daemon.reloader.lock().await;
+    reloader.stop_following();
     systemd::notify("STOPPING=1");
-    // A reload the control socket started ends before its task is stopped.
-    let reloader = daemon.reloader.lock().await;
     tasks.shutdown().await;
     outcome?;
     drop(reloader);

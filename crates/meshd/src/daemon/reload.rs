@@ -84,6 +84,12 @@ impl Reloader {
         }
     }
 
+    /// Stops following every DNS endpoint (the daemon is stopping).
+    pub(crate) fn stop_following(&mut self) {
+        self.dns_tasks.abort_all();
+        self.dns.clear();
+    }
+
     /// Starts following the DNS endpoints of the running node's peers.
     pub(crate) fn start(&mut self, target: &Target<'_>) {
         let node = target.plane.node.load_full();

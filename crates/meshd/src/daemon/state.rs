@@ -7,9 +7,10 @@ use arc_swap::ArcSwap;
 use meshd::api::metrics::{FirewallStats, ReloadStats};
 use meshd::api::snapshot::Snapshot;
 use meshd_core::plan::NodePlan;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Mutex;
 
 pub(crate) struct Daemon {
@@ -20,6 +21,10 @@ pub(crate) struct Daemon {
     /// Runs reloads (SIGHUP, the control socket's `reload`) one at a time.
     pub(crate) reloader: Mutex<Reloader>,
     pub(crate) reload_counts: ReloadCounts,
+    /// Set once the daemon is stopping: no reload starts after.
+    pub(crate) stopping: AtomicBool,
+    /// Where a failure that must stop the daemon goes (the main loop ends on it).
+    pub(crate) fatal: UnboundedSender<anyhow::Error>,
 }
 
 impl Daemon {
@@ -34,8 +39,24 @@ impl Daemon {
 
     /// Reloads mesh.yaml once any reload under way has ended: what changed, or why the
     /// config was refused (the running one stays).
-    pub(crate) async fn reload(&self) -> anyhow::Result<String> {
-        self.reloader.lock().await.run(&self.reload_target()).await
+    /// - The reload runs in a task of its own: a client that hangs up cannot cut it short.
+    /// - A reload that panicked may have applied part of the new config: the daemon stops.
+    pub(crate) async fn reload(self: &Arc<Self>) -> anyhow::Result<String> {
+        let daemon = Arc::clone(self);
+        let run = tokio::spawn(async move {
+            let mut reloader = daemon.reloader.lock().await;
+            if daemon.stopping.load(Ordering::Relaxed) {
+                anyhow::bail!("meshd is stopping");
+            }
+            reloader.run(&daemon.reload_target()).await
+        });
+        match run.await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let _ = self.fatal.send(anyhow::anyhow!("reload failed: {e}"));
+                anyhow::bail!("meshd is stopping")
+            }
+        }
     }
 
     /// Starts following the DNS endpoints of the running node's peers.

@@ -2,7 +2,7 @@
 //! data thread never does Diffie-Hellman work.
 //!
 //! - The data thread hands over what `Node::handle_datagrams` set aside through a bounded
-//!   queue ([`HandshakeQueue`]); a full queue drops the message and counts
+//!   queue ([`HandshakeQueue`](super::handshake_queue::HandshakeQueue)); a full queue drops the message and counts
 //!   `handshake_queue_full`.
 //! - The node is under load while the queue holds an eighth of its room or more, and for a
 //!   second after: then every sender must show a cookie (`Node::handle_handshake`).

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 /// How often the timers run; boringtun's own timers have one-second granularity.
 const TICK: Duration = Duration::from_millis(100);
 
+/// The timers thread: every [`TICK`], the node's timers, what they send, and its events.
 pub(crate) fn run(plane: Arc<DataPlane>) -> anyhow::Result<Infallible> {
     let mut out = Batch::new(BATCH, plane.stride);
     let mut seen_up: HashSet<usize> = HashSet::new();
