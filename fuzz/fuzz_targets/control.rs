@@ -19,8 +19,7 @@ static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
 fn json_line(line: &[u8], ok: bool) {
     assert_eq!(line.last(), Some(&b'\n'));
     assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
-    let v: serde_json::Value =
-        serde_json::from_slice(line).expect("reply is not JSON");
+    let v: serde_json::Value = serde_json::from_slice(line).expect("reply is not JSON");
     assert_eq!(v["ok"], serde_json::Value::Bool(ok), "{v}");
 }
 
@@ -31,8 +30,8 @@ fn parsed(stream: &[u8], chunk: usize, snapshot: &Snapshot) -> Vec<String> {
             // A whois for an address no node holds is a clean error too.
             Ok(Request::Query(q)) => {
                 let line = answer(*q, snapshot);
-                let v: serde_json::Value = serde_json::from_slice(&line)
-                    .expect("reply is not JSON");
+                let v: serde_json::Value =
+                    serde_json::from_slice(&line).expect("reply is not JSON");
                 json_line(&line, v["ok"] == serde_json::Value::Bool(true));
             }
             Ok(Request::Reload) => {}

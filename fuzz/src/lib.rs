@@ -65,8 +65,7 @@ impl Pair {
     /// Two nodes that have not met.
     pub fn new() -> Pair {
         let (key_a, key_b) = (key(KEY_A), key(KEY_B));
-        let mesh = config::parse("mesh.yaml", &mesh_yaml(&key_a, &key_b))
-            .expect("fixed mesh");
+        let mesh = config::parse("mesh.yaml", &mesh_yaml(&key_a, &key_b)).expect("fixed mesh");
         let plan = |k: &PrivateKey| {
             let who = Identity::Key {
                 public_key: k.public_key(),
