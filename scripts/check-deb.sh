@@ -14,6 +14,7 @@ expected="-rwxr-xr-x ./usr/bin/meshd
 -rw-r--r-- ./usr/lib/sysusers.d/meshd.conf
 -rw-r--r-- ./usr/share/doc/meshd/README.md
 -rw-r--r-- ./usr/share/doc/meshd/copyright
+-rw-r--r-- ./usr/share/meshd/alerts.yml
 -rw-r--r-- ./usr/share/meshd/grafana-dashboard.json
 -rw-r--r-- ./usr/share/meshd/mesh.example.yaml"
 for doc in docs/*.md; do expected+=$'\n'"-rw-r--r-- ./usr/share/doc/meshd/$doc"; done

@@ -7,6 +7,7 @@
 #   /usr/share/meshd/mesh.example.yaml         config/mesh.example.yaml (postinst copies it
 #                                              to /etc/meshd/mesh.yaml if there is none)
 #   /usr/share/meshd/grafana-dashboard.json
+#   /usr/share/meshd/alerts.yml                Prometheus alerting rules (config/alerts.yml)
 #   /usr/share/doc/meshd/                      README.md, copyright, docs/*.md (README's links)
 # and the maintainer scripts in packaging/deb (user, mesh.yaml, key, daemon-reload; nothing
 # started).
@@ -35,6 +36,7 @@ install -m 0644 config/mesh.example.yaml "$stage/usr/share/meshd/mesh.example.ya
 install -m 0644 README.md "$stage/usr/share/doc/meshd/"
 install -m 0644 docs/*.md "$stage/usr/share/doc/meshd/docs/"
 install -m 0644 config/grafana-dashboard.json "$stage/usr/share/meshd/"
+install -m 0644 config/alerts.yml "$stage/usr/share/meshd/"
 cat > "$stage/usr/share/doc/meshd/copyright" <<COPYRIGHT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: meshd

@@ -3,7 +3,7 @@
 # Idempotent and quiet when everything is already there. Installing needs root.
 set -euo pipefail
 
-packages=(iproute2 nftables wireguard-tools wireguard-go iperf3 iputils-ping tcpdump procps util-linux systemd binutils debootstrap systemd-container)
+packages=(iproute2 nftables wireguard-tools wireguard-go iperf3 iputils-ping tcpdump procps util-linux systemd binutils debootstrap systemd-container prometheus)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -55,7 +55,7 @@ if [[ $(stat -c %a /dev/net/tun) != 666 ]]; then
     fi
 fi
 
-for tool in ip nft wg wireguard-go ping unshare nsenter sysctl systemd-analyze; do
+for tool in ip nft wg wireguard-go ping unshare nsenter sysctl systemd-analyze promtool; do
     if ! command -v "$tool" >/dev/null; then
         echo "setup.sh: \`$tool\` not found after installing packages" >&2
         exit 1

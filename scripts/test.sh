@@ -23,6 +23,10 @@ cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target --bins -- -D wa
 step "systemd-analyze security --offline=true systemd/meshd.service (exposure 2.0 or lower)"
 echo "exposure $(bash scripts/exposure.sh systemd/meshd.service)"
 
+step "the alert rules and their unit tests (promtool check rules, promtool test rules)"
+promtool check rules config/alerts.yml
+promtool test rules config/alerts.test.yml
+
 step "cargo build --release -p meshd"
 cargo build --release -p meshd
 
