@@ -4,7 +4,7 @@
 //! data path bumps anyway, and a scrape copies them. The families are prometheus crate
 //! protobuf models, encoded by its `TextEncoder` beside the process collector.
 
-use super::snapshot::{PeerSnapshot, Snapshot};
+use super::snapshot::{Counts, PeerSnapshot, Snapshot};
 use meshd_core::config::MetricsDetail;
 use meshd_core::counters::{HistogramSnapshot, Traffic, HANDSHAKE_BUCKETS};
 use meshd_core::key::PublicKey;
@@ -99,7 +99,7 @@ fn per_peer(
 fn peer_or_node(
     s: &Snapshot,
     labels: &[(&str, &str)],
-    value: impl Fn(&PeerSnapshot) -> u64,
+    value: impl Fn(&Counts) -> u64,
 ) -> Vec<Metric> {
     match s.metrics_detail {
         MetricsDetail::Peer => s
@@ -108,12 +108,12 @@ fn peer_or_node(
             .map(|p| {
                 let mut l = labels.to_vec();
                 l.push(("peer", &p.name));
-                counter(&l, value(p) as f64)
+                counter(&l, value(&p.counts) as f64)
             })
             .collect(),
         MetricsDetail::Node => {
-            let retired = s.retired.as_peer();
-            let sum: u64 = s.peers.iter().chain([&retired]).map(&value).sum();
+            let counts = s.peers.iter().map(|p| &p.counts);
+            let sum: u64 = counts.chain([&s.retired]).map(&value).sum();
             vec![counter(labels, sum as f64)]
         }
     }
@@ -125,7 +125,7 @@ fn counters_by<const N: usize>(
     name: &str,
     help: &str,
     by: [(&str, &str); N],
-    value: impl Fn(&PeerSnapshot, &str) -> u64,
+    value: impl Fn(&Counts, &str) -> u64,
 ) -> MetricFamily {
     let metrics = by
         .iter()
@@ -185,13 +185,13 @@ fn exporter_families(s: &Snapshot) -> Vec<MetricFamily> {
             "wireguard_sent_bytes_total",
             "Bytes sent to the peer (UDP payload, as WireGuard counts)",
             MetricType::COUNTER,
-            make(&|p| p.tx.wire_bytes as f64, false),
+            make(&|p| p.counts.tx.wire_bytes as f64, false),
         ),
         family(
             "wireguard_received_bytes_total",
             "Bytes received from the peer (UDP payload, as WireGuard counts)",
             MetricType::COUNTER,
-            make(&|p| p.rx.wire_bytes as f64, false),
+            make(&|p| p.counts.rx.wire_bytes as f64, false),
         ),
         family(
             "wireguard_latest_handshake_seconds",
@@ -234,7 +234,7 @@ fn handshake_durations(s: &Snapshot) -> MetricFamily {
         MetricsDetail::Peer => s
             .peers
             .iter()
-            .map(|p| histogram(&[("peer", &p.name)], &p.handshake_durations))
+            .map(|p| histogram(&[("peer", &p.name)], &p.counts.handshake_durations))
             .collect(),
         MetricsDetail::Node => {
             let mut all = HistogramSnapshot {
@@ -246,7 +246,7 @@ fn handshake_durations(s: &Snapshot) -> MetricFamily {
             for h in s
                 .peers
                 .iter()
-                .map(|p| &p.handshake_durations)
+                .map(|p| &p.counts.handshake_durations)
                 .chain(retired)
             {
                 for (total, n) in all.cumulative.iter_mut().zip(&h.cumulative) {
@@ -410,20 +410,22 @@ mod tests {
             since_last_handshake: hs.map(Duration::from_secs),
             last_handshake_duration: None,
             keepalive: None,
-            tx: Traffic {
-                payload_bytes: 1000,
-                wire_bytes: 1100,
-                packets: 10,
-            },
-            rx: Traffic::default(),
-            handshake_initiations: 2,
-            handshakes_as_initiator: 1,
-            handshakes_as_responder: 0,
-            endpoint_changes: 1,
-            handshake_durations: HistogramSnapshot {
-                cumulative: vec![1; HANDSHAKE_BUCKETS.len()],
-                count: 1,
-                sum_seconds: 0.0004,
+            counts: Counts {
+                tx: Traffic {
+                    payload_bytes: 1000,
+                    wire_bytes: 1100,
+                    packets: 10,
+                },
+                rx: Traffic::default(),
+                handshake_initiations: 2,
+                handshakes_as_initiator: 1,
+                handshakes_as_responder: 0,
+                endpoint_changes: 1,
+                handshake_durations: HistogramSnapshot {
+                    cumulative: vec![1; HANDSHAKE_BUCKETS.len()],
+                    count: 1,
+                    sum_seconds: 0.0004,
+                },
             },
         };
         Snapshot {

@@ -40,28 +40,6 @@ impl Counts {
             handshake_durations: c.handshake_duration.snapshot(),
         }
     }
-
-    /// The counts as a peer without identity, for sums over the node's peers.
-    pub fn as_peer(&self) -> PeerSnapshot {
-        PeerSnapshot {
-            name: String::new(),
-            public_key: [0; 32],
-            address: IpAddr::from([0, 0, 0, 0]),
-            allowed_ips: Vec::new(),
-            endpoint: None,
-            last_handshake: None,
-            since_last_handshake: None,
-            last_handshake_duration: None,
-            keepalive: None,
-            tx: self.tx,
-            rx: self.rx,
-            handshake_initiations: self.handshake_initiations,
-            handshakes_as_initiator: self.handshakes_as_initiator,
-            handshakes_as_responder: self.handshakes_as_responder,
-            endpoint_changes: self.endpoint_changes,
-            handshake_durations: self.handshake_durations.clone(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,13 +56,7 @@ pub struct PeerSnapshot {
     pub since_last_handshake: Option<Duration>,
     pub last_handshake_duration: Option<Duration>,
     pub keepalive: Option<u16>,
-    pub tx: Traffic,
-    pub rx: Traffic,
-    pub handshake_initiations: u64,
-    pub handshakes_as_initiator: u64,
-    pub handshakes_as_responder: u64,
-    pub endpoint_changes: u64,
-    pub handshake_durations: HistogramSnapshot,
+    pub counts: Counts,
 }
 
 impl PeerSnapshot {
@@ -127,7 +99,6 @@ impl Snapshot {
             .iter()
             .map(|p| {
                 let status = p.status(mono);
-                let c = Counts::of(&p.counters);
                 PeerSnapshot {
                     name: p.plan.name.clone(),
                     public_key: p.plan.public_key.0,
@@ -140,13 +111,7 @@ impl Snapshot {
                     since_last_handshake: status.since_last_handshake,
                     last_handshake_duration: status.last_handshake_duration,
                     keepalive: p.plan.keepalive,
-                    tx: c.tx,
-                    rx: c.rx,
-                    handshake_initiations: c.handshake_initiations,
-                    handshakes_as_initiator: c.handshakes_as_initiator,
-                    handshakes_as_responder: c.handshakes_as_responder,
-                    endpoint_changes: c.endpoint_changes,
-                    handshake_durations: c.handshake_durations,
+                    counts: Counts::of(&p.counters),
                 }
             })
             .collect();

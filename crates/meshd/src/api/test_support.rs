@@ -1,6 +1,6 @@
 //! Fixtures the protocol tests share: a sample snapshot and address helpers.
 
-use super::snapshot::{PeerSnapshot, Snapshot};
+use super::snapshot::{Counts, PeerSnapshot, Snapshot};
 use ipnet::IpNet;
 use meshd_core::counters::{HistogramSnapshot, Traffic};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -43,17 +43,19 @@ pub(crate) fn sample() -> Snapshot {
                 since_last_handshake: None,
                 last_handshake_duration: None,
                 keepalive: None,
-                tx: Traffic {
-                    payload_bytes: 0,
-                    wire_bytes: 0,
-                    packets: 0,
+                counts: Counts {
+                    tx: Traffic {
+                        payload_bytes: 0,
+                        wire_bytes: 0,
+                        packets: 0,
+                    },
+                    rx: Traffic::default(),
+                    handshake_initiations: 0,
+                    handshakes_as_initiator: 0,
+                    handshakes_as_responder: 0,
+                    endpoint_changes: 0,
+                    handshake_durations: HistogramSnapshot::default(),
                 },
-                rx: Traffic::default(),
-                handshake_initiations: 0,
-                handshakes_as_initiator: 0,
-                handshakes_as_responder: 0,
-                endpoint_changes: 0,
-                handshake_durations: HistogramSnapshot::default(),
             },
             PeerSnapshot {
                 name: "edge1".into(),
@@ -68,21 +70,23 @@ pub(crate) fn sample() -> Snapshot {
                 since_last_handshake: Some(since),
                 last_handshake_duration: Some(Duration::from_micros(1_500)),
                 keepalive: Some(25),
-                tx: Traffic {
-                    payload_bytes: 1_200_000,
-                    wire_bytes: 1_268_924,
-                    packets: 1_000,
+                counts: Counts {
+                    tx: Traffic {
+                        payload_bytes: 1_200_000,
+                        wire_bytes: 1_268_924,
+                        packets: 1_000,
+                    },
+                    rx: Traffic {
+                        payload_bytes: 500,
+                        wire_bytes: 532,
+                        packets: 1,
+                    },
+                    handshake_initiations: 2,
+                    handshakes_as_initiator: 1,
+                    handshakes_as_responder: 0,
+                    endpoint_changes: 1,
+                    handshake_durations: HistogramSnapshot::default(),
                 },
-                rx: Traffic {
-                    payload_bytes: 500,
-                    wire_bytes: 532,
-                    packets: 1,
-                },
-                handshake_initiations: 2,
-                handshakes_as_initiator: 1,
-                handshakes_as_responder: 0,
-                endpoint_changes: 1,
-                handshake_durations: HistogramSnapshot::default(),
             },
         ],
         drops: vec![("no_route", 3), ("allowed_ips", 0)],

@@ -185,8 +185,8 @@ pub fn format_get(s: &Snapshot) -> String {
         let (sec, nsec) = unix_time(p.last_handshake);
         line(&mut out, "last_handshake_time_sec", sec);
         line(&mut out, "last_handshake_time_nsec", nsec);
-        line(&mut out, "tx_bytes", p.tx.wire_bytes);
-        line(&mut out, "rx_bytes", p.rx.wire_bytes);
+        line(&mut out, "tx_bytes", p.counts.tx.wire_bytes);
+        line(&mut out, "rx_bytes", p.counts.rx.wire_bytes);
         line(
             &mut out,
             "persistent_keepalive_interval",
